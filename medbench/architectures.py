@@ -1,0 +1,234 @@
+"""Model builders registered by name (timm-style ``@register_architecture``).
+
+Every builder takes ``in_channels``, ``num_classes``, ``mean`` and ``std`` (the normalisation
+constants, one value or one per channel) plus its own keyword arguments, and returns a module that
+takes inputs in [0, 1] and returns logits: normalisation is the model's first layer, so attacks
+and corruptions work in pixel space.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import MedbenchError
+
+Builder = Callable[..., nn.Module]
+_REGISTRY: dict[str, Builder] = {}
+
+
+class UnknownArchitectureError(MedbenchError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def register_architecture(name: str | None = None):
+    """Decorator registering a builder under ``name`` (default: the function's name)."""
+
+    def wrap(fn: Builder) -> Builder:
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"Architecture {key!r} is registered twice.")
+        _REGISTRY[key] = fn
+        return fn
+
+    return wrap
+
+
+def list_architectures() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_architecture(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    mean: float | Sequence[float] = 0.5,
+    std: float | Sequence[float] = 0.5,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered architecture with normalisation inside the model."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownArchitectureError(
+            f"Unknown architecture {name!r}.{hint} Registered: {', '.join(list_architectures())}. "
+            "Register a new one with @medbench.architectures.register_architecture."
+        )
+    return _REGISTRY[name](in_channels=in_channels, num_classes=num_classes, mean=mean, std=std, **kwargs)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, for 2D (N,C,H,W) and 3D (N,C,D,H,W) inputs; constants are buffers."""
+
+    def __init__(self, mean: float | Sequence[float], std: float | Sequence[float], channels: int, dims: int = 2):
+        super().__init__()
+        shape = (1, channels) + (1,) * dims
+        m = torch.as_tensor(mean, dtype=torch.float32).expand(channels).reshape(shape).clone()
+        s = torch.as_tensor(std, dtype=torch.float32).expand(channels).reshape(shape).clone()
+        if torch.any(s <= 0):
+            raise ValueError(f"std must be positive, got {std}")
+        self.register_buffer("mean", m)
+        self.register_buffer("std", s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """``Normalize`` followed by a network: the contract every zoo model satisfies."""
+
+    def __init__(self, normalize: Normalize, net: nn.Module):
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+# ----------------------------------------------------------------------------- ResNets (2D and 3D)
+
+def _conv(dims: int):
+    return nn.Conv3d if dims == 3 else nn.Conv2d
+
+
+def _bn(dims: int):
+    return nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, dims: int):
+        super().__init__()
+        Conv, BN = _conv(dims), _bn(dims)
+        self.conv1 = Conv(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = BN(cout)
+        self.conv2 = Conv(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = BN(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(Conv(cin, cout, 1, stride, bias=False), BN(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (3x3 stem, no max-pool), as in MedMNIST's 28-px baselines; 2D or 3D."""
+
+    def __init__(self, in_channels: int, num_classes: int, blocks: Sequence[int], widths: Sequence[int], dims: int = 2):
+        super().__init__()
+        Conv, BN = _conv(dims), _bn(dims)
+        self.stem = nn.Sequential(Conv(in_channels, widths[0], 3, 1, 1, bias=False), BN(widths[0]), nn.ReLU())
+        layers, cin = [], widths[0]
+        for i, (n, w) in enumerate(zip(blocks, widths)):
+            for j in range(n):
+                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1, dims))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool3d(1) if dims == 3 else nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+@register_architecture("resnet18")
+def resnet18(*, in_channels, num_classes, mean, std) -> nn.Module:
+    """ResNet-18 with a 28-px (CIFAR-style) stem, the MedMNIST v2 baseline (11.2M parameters)."""
+    net = ResNet(in_channels, num_classes, [2, 2, 2, 2], [64, 128, 256, 512])
+    return Classifier(Normalize(mean, std, in_channels), net)
+
+
+@register_architecture("resnet8")
+def resnet8(*, in_channels, num_classes, mean, std, width: int = 16) -> nn.Module:
+    """A small ResNet (3 stages of one block, widths w, 2w, 4w) that trains in seconds per epoch on a CPU."""
+    net = ResNet(in_channels, num_classes, [1, 1, 1], [width, 2 * width, 4 * width])
+    return Classifier(Normalize(mean, std, in_channels), net)
+
+
+@register_architecture("resnet18_3d")
+def resnet18_3d(*, in_channels, num_classes, mean, std, width: int = 64) -> nn.Module:
+    """3D ResNet-18 (3x3x3 convolutions), the MedMNIST v2 3D baseline at ``width=64``."""
+    net = ResNet(in_channels, num_classes, [2, 2, 2, 2], [width, 2 * width, 4 * width, 8 * width], dims=3)
+    return Classifier(Normalize(mean, std, in_channels, dims=3), net)
+
+
+@register_architecture("resnet8_3d")
+def resnet8_3d(*, in_channels, num_classes, mean, std, width: int = 8) -> nn.Module:
+    """A small 3D ResNet (3 stages of one block) for CPU training on 28^3 volumes."""
+    net = ResNet(in_channels, num_classes, [1, 1, 1], [width, 2 * width, 4 * width], dims=3)
+    return Classifier(Normalize(mean, std, in_channels, dims=3), net)
+
+
+# ----------------------------------------------------------------------------- WideResNet
+
+class WideBlock(nn.Module):
+    """Pre-activation wide block (Zagoruyko & Komodakis), as used in robust-training papers."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.shortcut = None if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x):
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(self.dropout(torch.relu(self.bn2(y))))
+        return y + (x if self.shortcut is None else self.shortcut(o))
+
+
+class WideResNet(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, depth: int, widen: int, dropout: float = 0.0):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        blocks, cin = [], widths[0]
+        for stage, w in enumerate(widths[1:]):
+            for j in range(n):
+                blocks.append(WideBlock(cin, w, 2 if (j == 0 and stage > 0) else 1, dropout))
+                cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(cin)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        out = torch.relu(self.bn(self.blocks(self.stem(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+
+
+@register_architecture("wideresnet16")
+def wideresnet16(*, in_channels, num_classes, mean, std, widen: int = 4, dropout: float = 0.0) -> nn.Module:
+    """WideResNet-16-k (k = ``widen``), the family used by TRADES-style robust training."""
+    return Classifier(Normalize(mean, std, in_channels), WideResNet(in_channels, num_classes, 16, widen, dropout))
+
+
+@register_architecture("smallcnn")
+def smallcnn(*, in_channels, num_classes, mean, std, width: int = 16, dims: int = 2) -> nn.Module:
+    """A 3-layer CNN (conv-BN-ReLU x3, global pooling); 2D or 3D (``dims``). For tests and tiny baselines."""
+    Conv, BN = _conv(dims), _bn(dims)
+    pool = nn.AdaptiveAvgPool3d(1) if dims == 3 else nn.AdaptiveAvgPool2d(1)
+    net = nn.Sequential(
+        Conv(in_channels, width, 3, 1, 1, bias=False), BN(width), nn.ReLU(),
+        Conv(width, 2 * width, 3, 2, 1, bias=False), BN(2 * width), nn.ReLU(),
+        Conv(2 * width, 4 * width, 3, 2, 1, bias=False), BN(4 * width), nn.ReLU(),
+        pool, nn.Flatten(), nn.Linear(4 * width, num_classes),
+    )
+    return Classifier(Normalize(mean, std, in_channels, dims=dims), net)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,349 @@
+"""``benchmark()``: run the protocol on one model and return an :class:`EvaluationResult`.
+
+Each threat is a runner ``run(ctx) -> dict`` returning the result fields it fills; runners live in
+the module that owns the threat (see ``THREAT_RUNNERS``). With ``out=...`` the run is resumable:
+each finished threat is stored beside the output, and a re-run with the same path continues.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics as M
+from .data import DatasetSpec, Split, get_spec, load_dataset
+from .errors import InvalidModelError, MedbenchError
+from .inference import TwoLogits, default_batch_size, default_device, predict_logits
+from .paths import data_root as resolve_data_root
+from .protocol import Protocol, load_protocol
+from .schema import CleanMetrics, EvaluationResult, Interval, Provenance
+
+# threat name -> "module:function". A runner takes an EvalContext and returns result fields.
+THREAT_RUNNERS: dict[str, str] = {
+    "clean": "medbench.evaluate:run_clean",
+    "corruptions": "medbench.corruptions.evaluation:run",
+    "Linf": "medbench.attacks.evaluation:run_linf",
+    "L2": "medbench.attacks.evaluation:run_l2",
+    "curves": "medbench.attacks.evaluation:run_curves",
+}
+ALL_THREATS = tuple(THREAT_RUNNERS)
+
+
+@dataclass
+class EvalContext:
+    """What a threat runner needs: the model, the test split and the protocol, already resolved."""
+
+    model: nn.Module
+    spec: DatasetSpec
+    split: Split
+    size: int
+    device: torch.device
+    batch_size: int
+    seed: int
+    protocol: Protocol
+    data_root: Path
+    state_dir: Path | None = None  # where a runner may keep resumable partial work (None: not resumable)
+    progress: bool = True
+    reference: EvaluationResult | None = None  # reference model's result (for BE / rBE)
+    results: dict[str, Any] = field(default_factory=dict)  # fields filled so far (runners may read them)
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.split.images
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.split.labels
+
+
+def _library_versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("numpy", "medmnist", "pyautoattack", "scikit-learn", "pydantic", "safetensors", "huggingface-hub"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def medbench_version() -> str:
+    try:
+        return version("medbench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _resolve_runner(threat: str):
+    if threat not in THREAT_RUNNERS:
+        raise ValueError(f"Unknown threat {threat!r}; choose from {', '.join(ALL_THREATS)}.")
+    module, func = THREAT_RUNNERS[threat].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def prepare_model(model: nn.Module, spec: DatasetSpec, size: int, device: torch.device) -> nn.Module:
+    """Check the input/output contract on one input and wrap single-logit binary models as two logits."""
+    model = model.to(device).eval()
+    probe = torch.full((1, *spec.input_shape(size)), 0.5, device=device)
+    try:
+        with torch.inference_mode():
+            out = model(probe)
+    except Exception as exc:  # the model cannot take the dataset's input shape
+        raise InvalidModelError(
+            f"The model failed on an input of shape {tuple(probe.shape)} ({spec.name} at size {size}: "
+            f"{spec.n_channels} channel(s), float in [0, 1]): {type(exc).__name__}: {exc}. "
+            "Fix: build the model for this dataset's channels and size."
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InvalidModelError(f"The model must return logits of shape N x K; it returned {shape}.")
+    k = out.shape[1]
+    if k == 1 and spec.task == "binary-class":
+        return TwoLogits(model).eval()
+    if k != spec.num_classes:
+        raise InvalidModelError(
+            f"The model returns {k} logits but {spec.name} has {spec.num_classes} "
+            f"{'labels' if spec.is_multilabel else 'classes'} ({', '.join(spec.class_names)}). "
+            "Fix: set num_classes to match the dataset."
+        )
+    return model
+
+
+def run_clean(ctx: EvalContext) -> dict[str, Any]:
+    """Clean metrics on the full test split, with percentile bootstrap CIs."""
+    clean = ctx.protocol["clean"]
+    logits = predict_logits(ctx.model, ctx.images, batch_size=ctx.batch_size, device=ctx.device,
+                            progress=ctx.progress, desc=f"clean {ctx.spec.name}")
+    probs = M.probabilities(logits, ctx.spec.task)
+    m = M.compute_metrics(ctx.labels, probs, ctx.spec.task)
+    cis = M.bootstrap_ci(ctx.labels, probs, ctx.spec.task, n_resamples=clean["bootstrap_resamples"],
+                         seed=clean["bootstrap_seed"], level=clean["ci_level"])
+    return {"clean": CleanMetrics(
+        n=m.n,
+        accuracy=m.accuracy,
+        balanced_accuracy=m.balanced_accuracy,
+        auc=None if np.isnan(m.auc) else m.auc,
+        per_class_recall={name: (None if np.isnan(r) else r)
+                          for name, r in zip(ctx.spec.class_names, m.per_class_recall)},
+        ci={k: Interval(low=_finite(v.low), high=_finite(v.high)) for k, v in cis.items()},
+        ci_level=clean["ci_level"],
+        bootstrap_resamples=clean["bootstrap_resamples"],
+        bootstrap_seed=clean["bootstrap_seed"],
+        predictions=M.predictions(probs, ctx.spec.task).tolist(),
+    )}
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or np.isnan(x) else float(x)
+
+
+def _merge(fields: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if key == "adversarial":
+            fields.setdefault("adversarial", {}).update(value)
+        elif key == "checks":
+            fields.setdefault("checks", []).extend(value)
+        else:
+            fields[key] = value
+
+
+def _normalise_threats(threats: str | Iterable[str]) -> list[str]:
+    items = [threats] if isinstance(threats, str) else list(threats)
+    out: list[str] = []
+    for item in items:
+        for t in str(item).split(","):
+            t = t.strip()
+            if t == "all":
+                out.extend(ALL_THREATS)
+            elif t:
+                match = {k.lower(): k for k in THREAT_RUNNERS}.get(t.lower())
+                if match is None:
+                    raise ValueError(f"Unknown threat {t!r}; choose from {', '.join(ALL_THREATS)} or 'all'.")
+                out.append(match)
+    seen = list(dict.fromkeys(out))
+    if "clean" not in seen:  # relative robustness and sanity checks need the clean numbers
+        seen.insert(0, "clean")
+    return seen
+
+
+def benchmark(
+    model: nn.Module | str,
+    dataset: str,
+    *,
+    threats: str | Iterable[str] = ("clean",),
+    size: int = 28,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    seed: int = 0,
+    protocol: Protocol | str | None = None,
+    model_id: str | None = None,
+    weights_sha256: str | None = None,
+    out: str | os.PathLike | None = None,
+    reference: EvaluationResult | str | os.PathLike | None = None,
+    checks: bool = True,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate ``model`` on the test split of ``dataset`` under the benchmark protocol.
+
+    ``model`` is an ``nn.Module`` taking [0, 1] inputs and returning logits, or a zoo model id.
+    ``threats``: any of ``clean``, ``corruptions``, ``Linf``, ``L2``, ``curves`` (or ``all``);
+    clean is always included. With ``out``, the result JSON is written there and the run is
+    resumable: finished threats are kept in ``<out>.partial/`` until the run completes.
+    """
+    spec = get_spec(dataset)
+    spec.check_size(size)
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol or "1")
+    threat_list = _normalise_threats(threats)
+    dev = torch.device(device) if device is not None else default_device()
+
+    if isinstance(model, str):
+        from .zoo import get_entry, load_model
+
+        entry = get_entry(model, spec.name)
+        model_id = model_id or entry.id
+        weights_sha256 = weights_sha256 or entry.weights.sha256
+        model = load_model(entry.id, spec.name, device=str(dev))
+    if isinstance(reference, (str, os.PathLike)):
+        reference = EvaluationResult.from_json(reference)
+
+    split = load_dataset(spec.name, "test", size, data_root)
+    net = prepare_model(model, spec, size, dev)
+    ctx = EvalContext(
+        model=net, spec=spec, split=split, size=size, device=dev,
+        batch_size=batch_size or default_batch_size(spec.input_shape(size), dev),
+        seed=seed, protocol=proto, data_root=resolve_data_root(data_root), progress=progress,
+        reference=reference,
+    )
+
+    state_dir = Path(str(out) + ".partial") if out is not None else None
+    identity = {"model_id": model_id, "weights_sha256": weights_sha256, "dataset": spec.name, "size": size,
+                "seed": seed, "protocol_sha256": proto.sha256(), "data_md5": split.md5}
+    done: dict[str, Any] = _load_state(state_dir, identity)
+    ctx.state_dir = state_dir
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    fields: dict[str, Any] = {}
+    times: dict[str, float] = {}
+    for name, payload in done.get("threats", {}).items():
+        _merge(fields, _decode(payload["fields"]))
+        times[name] = payload["wall_time_s"]
+    ctx.results = fields
+
+    if checks and "admission" not in done.get("threats", {}):
+        t0 = time.perf_counter()
+        from .checks import admission_checks
+
+        verdicts = admission_checks(ctx)
+        _merge(fields, {"checks": verdicts})
+        times["admission"] = time.perf_counter() - t0
+        failed = [v for v in verdicts if not v.passed]
+        if failed:
+            lines = "\n".join(f"  - {v.name}: {v.message}" for v in failed)
+            raise InvalidModelError(f"The model fails {len(failed)} admission check(s) and cannot be ranked:\n{lines}")
+        _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"])
+
+    for threat in threat_list:
+        if threat in done.get("threats", {}):
+            continue
+        t0 = time.perf_counter()
+        update = _resolve_runner(threat)(ctx)
+        times[threat] = time.perf_counter() - t0
+        _merge(fields, update)
+        _save_state(state_dir, identity, done, threat, update, times[threat])
+
+    if checks:
+        from .checks import sanity_checks
+
+        _merge(fields, {"checks": sanity_checks(ctx, fields)})
+
+    result = EvaluationResult(
+        model_id=model_id, dataset=spec.name, size=size, task=spec.task, num_classes=spec.num_classes,
+        class_names=list(spec.class_names), threats=threat_list,
+        provenance=Provenance(
+            medbench_version=medbench_version(), protocol_version=proto.version, protocol_sha256=proto.sha256(),
+            dataset=spec.name, size=size, split="test", data_file=split.path.name, data_md5=split.md5,
+            weights_sha256=weights_sha256, seed=seed, device=_device_name(dev), torch_version=torch.__version__,
+            library_versions=_library_versions(), python_version=platform.python_version(),
+            platform=platform.platform(), started_at=done.get("started_at", started),
+            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
+        ),
+        **fields,
+    )
+    if out is not None:
+        result.to_json(out)
+        if state_dir is not None and state_dir.exists():
+            shutil.rmtree(state_dir)
+    return result
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# ----------------------------------------------------------------------------- resumable state
+
+def _encode(update: dict[str, Any]) -> Any:
+    def enc(v):
+        if hasattr(v, "model_dump"):
+            return {"__model__": type(v).__name__, "data": v.model_dump(mode="json")}
+        if isinstance(v, dict):
+            return {k: enc(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [enc(x) for x in v]
+        return v
+
+    return enc(update)
+
+
+def _decode(payload: Any) -> Any:
+    from . import schema
+
+    if isinstance(payload, dict) and "__model__" in payload:
+        return getattr(schema, payload["__model__"]).model_validate(payload["data"])
+    if isinstance(payload, dict):
+        return {k: _decode(v) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [_decode(v) for v in payload]
+    return payload
+
+
+def _load_state(state_dir: Path | None, identity: dict) -> dict[str, Any]:
+    if state_dir is None:
+        return {}
+    path = state_dir / "state.json"
+    if not path.is_file():
+        return {}
+    state = json.loads(path.read_text())
+    if state.get("identity") != identity:
+        raise MedbenchError(
+            f"{state_dir} holds a partial run of a different model, dataset, protocol or seed "
+            f"({state.get('identity')}). Fix: choose another --out path, or delete {state_dir} to start over."
+        )
+    return state
+
+
+def _save_state(state_dir: Path | None, identity: dict, state: dict, threat: str, update: dict, wall: float) -> None:
+    if state_dir is None:
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state.setdefault("identity", identity)
+    state.setdefault("started_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    state.setdefault("threats", {})[threat] = {"fields": _encode(update), "wall_time_s": wall}
+    tmp = state_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    tmp.replace(state_dir / "state.json")

@@ -1,0 +1,286 @@
+"""Classification metrics with MedMNIST's per-task semantics, bootstrap CIs and stratified subsets.
+
+Semantics (PROTOCOL.md section 2), all computed from probabilities (softmax, or sigmoid for the
+multi-label task):
+
+- binary: predictions = last column > 0.5; AUC of the last column.
+- multi-class / ordinal: predictions = argmax; AUC = unweighted mean of one-vs-rest AUCs.
+- multi-label: per label at 0.5; accuracy, AUC and balanced accuracy averaged over labels.
+
+Accuracy and AUC equal ``medmnist.evaluator.getACC`` / ``getAUC`` on the same probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+MULTILABEL = "multi-label, binary-class"
+BINARY = "binary-class"
+N_BOOTSTRAP = 1000
+CI_LEVEL = 0.95
+
+
+def probabilities(logits: np.ndarray | torch.Tensor, task: str) -> np.ndarray:
+    """Logits to probabilities: sigmoid for the multi-label task, softmax otherwise."""
+    t = torch.as_tensor(logits, dtype=torch.float64)
+    p = torch.sigmoid(t) if task == MULTILABEL else torch.softmax(t, dim=1)
+    return p.numpy()
+
+
+def predictions(probs: np.ndarray, task: str) -> np.ndarray:
+    """Hard predictions from probabilities: (N,) class ids, or (N, L) 0/1 for multi-label."""
+    probs = np.asarray(probs)
+    if task == MULTILABEL:
+        return (probs > 0.5).astype(np.int64)
+    if task == BINARY:
+        return (probs[:, -1] > 0.5).astype(np.int64)
+    return probs.argmax(axis=1).astype(np.int64)
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction correct; for multi-label the mean over labels of per-label accuracy."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of every class (NaN for a class absent from ``y_true``); for multi-label, per-label sensitivity."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim == 2:  # multi-label: recall of the positive class of each label
+        pos = y_true.sum(axis=0)
+        hit = ((y_true == 1) & (y_pred == 1)).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(pos > 0, hit / np.maximum(pos, 1), np.nan)
+    support = np.bincount(y_true, minlength=num_classes)[:num_classes]
+    hit = np.bincount(y_true[y_true == y_pred], minlength=num_classes)[:num_classes]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, hit / np.maximum(support, 1), np.nan)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int | None = None) -> float:
+    """Mean recall over the classes present; for multi-label the mean over labels of per-label balanced accuracy."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim == 2:
+        pos = y_true == 1
+        tpr = (pos & (y_pred == 1)).sum(0) / np.maximum(pos.sum(0), 1)
+        tnr = (~pos & (y_pred == 0)).sum(0) / np.maximum((~pos).sum(0), 1)
+        # A label with a single class present contributes the recall of that class only.
+        both = (pos.sum(0) > 0) & ((~pos).sum(0) > 0)
+        per_label = np.where(both, (tpr + tnr) / 2, np.where(pos.sum(0) > 0, tpr, tnr))
+        return float(per_label.mean())
+    k = num_classes if num_classes is not None else int(max(y_true.max(), y_pred.max())) + 1
+    return float(np.nanmean(per_class_recall(y_true, y_pred, k)))
+
+
+def _binary_auc_weighted(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC (ties count one half) for each row of ``weights`` (B x N example counts).
+
+    With all weights 1 this equals ``sklearn.metrics.roc_auc_score``; with bootstrap counts it is the
+    AUC of the resample, computed without materialising it. NaN where a resample lacks a class.
+    """
+    order = np.argsort(score, kind="mergesort")
+    s_sorted = score[order]
+    y_sorted = y[order].astype(bool)
+    w = weights[:, order]
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])  # tie groups
+    pos_g = np.add.reduceat(np.where(y_sorted, w, 0.0), starts, axis=1)
+    neg_g = np.add.reduceat(np.where(y_sorted, 0.0, w), starts, axis=1)
+    neg_before = np.cumsum(neg_g, axis=1) - neg_g
+    num = (pos_g * (neg_before + 0.5 * neg_g)).sum(axis=1)
+    p, n = pos_g.sum(axis=1), neg_g.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((p > 0) & (n > 0), num / (p * n), np.nan)
+
+
+def _auc_weighted(y_true: np.ndarray, probs: np.ndarray, task: str, weights: np.ndarray) -> np.ndarray:
+    if task == MULTILABEL:
+        cols = [_binary_auc_weighted(y_true[:, j], probs[:, j], weights) for j in range(probs.shape[1])]
+        return np.mean(cols, axis=0)
+    if task == BINARY:
+        return _binary_auc_weighted(y_true, probs[:, -1], weights)
+    cols = [_binary_auc_weighted(y_true == k, probs[:, k], weights) for k in range(probs.shape[1])]
+    return np.mean(cols, axis=0)
+
+
+def auc(y_true: np.ndarray, probs: np.ndarray, task: str) -> float:
+    """AUC with medmnist's semantics; NaN when a class (or a label's positive/negative) is missing."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    return float(_auc_weighted(y_true, probs, task, np.ones((1, len(y_true))))[0])
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+
+def _bootstrap_counts(n: int, n_resamples: int, seed: int, chunk: int = 100):
+    """Yield (B x n) resample count matrices, B <= chunk, from one seeded stream."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_resamples:
+        b = min(chunk, n_resamples - done)
+        idx = rng.integers(0, n, size=(b, n))
+        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
+        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+        done += b
+
+
+def _weighted_accuracy(correct: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ correct) / w.sum(axis=1)
+
+
+def _weighted_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+    if y_true.ndim == 2:
+        pos = (y_true == 1).astype(float)
+        tp = w @ (pos * (y_pred == 1))
+        tn = w @ ((1 - pos) * (y_pred == 0))
+        p, n = w @ pos, w @ (1 - pos)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpr, tnr = tp / p, tn / n
+        per_label = np.where((p > 0) & (n > 0), (tpr + tnr) / 2, np.where(p > 0, tpr, tnr))
+        return per_label.mean(axis=1)
+    onehot = np.eye(k)[y_true]  # N x k
+    support = w @ onehot
+    hits = w @ (onehot * (y_true == y_pred)[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support, np.nan)
+    return np.nanmean(recall, axis=1)
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    *,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+) -> dict[str, Interval]:
+    """Percentile bootstrap CIs over test examples for accuracy, balanced accuracy and AUC.
+
+    All three metrics use the same resamples. Resamples where AUC is undefined (a class missing)
+    are dropped for AUC only.
+    """
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    y_pred = predictions(probs, task)
+    k = probs.shape[1]
+    correct = (y_true == y_pred).astype(float)
+    if correct.ndim == 2:
+        correct = correct.mean(axis=1)
+    acc, bacc, aucs = [], [], []
+    for w in _bootstrap_counts(len(y_true), n_resamples, seed):
+        acc.append(_weighted_accuracy(correct, w))
+        bacc.append(_weighted_balanced_accuracy(y_true, y_pred, w, k))
+        aucs.append(_auc_weighted(y_true, probs, task, w))
+    return {
+        "accuracy": _percentile(np.concatenate(acc), level),
+        "balanced_accuracy": _percentile(np.concatenate(bacc), level),
+        "auc": _percentile(np.concatenate(aucs), level),
+    }
+
+
+def bootstrap_metric_ci(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    num_classes: int,
+    *,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+) -> Interval:
+    """Percentile bootstrap CI of balanced accuracy from hard predictions (e.g. predictions under attack)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    vals = [_weighted_balanced_accuracy(y_true, y_pred, w, num_classes)
+            for w in _bootstrap_counts(len(y_true), n_resamples, seed)]
+    return _percentile(np.concatenate(vals), level)
+
+
+def paired_bootstrap_diff(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    num_classes: int,
+    *,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+) -> Interval:
+    """Paired percentile bootstrap CI of balanced accuracy(a) - balanced accuracy(b) on the same examples.
+
+    Used for tie groups: two entries whose interval contains 0 are not distinguishable.
+    """
+    y_true = np.asarray(y_true)
+    diffs = []
+    for w in _bootstrap_counts(len(y_true), n_resamples, seed):
+        diffs.append(_weighted_balanced_accuracy(y_true, np.asarray(pred_a), w, num_classes)
+                     - _weighted_balanced_accuracy(y_true, np.asarray(pred_b), w, num_classes))
+    return _percentile(np.concatenate(diffs), level)
+
+
+def _percentile(values: np.ndarray, level: float) -> Interval:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return Interval(float("nan"), float("nan"))
+    alpha = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [alpha, 100 - alpha])
+    return Interval(float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Point estimates for one set of predictions."""
+
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    auc: float
+    per_class_recall: list[float]
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, task: str) -> Metrics:
+    """Accuracy, balanced accuracy, AUC and per-class recall from probabilities."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    y_pred = predictions(probs, task)
+    k = probs.shape[1]
+    return Metrics(
+        n=len(y_true),
+        accuracy=accuracy(y_true, y_pred),
+        balanced_accuracy=balanced_accuracy(y_true, y_pred, k),
+        auc=auc(y_true, probs, task),
+        per_class_recall=[float(v) for v in per_class_recall(y_true, y_pred, k)],
+    )
+
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """A sorted, seeded stratified random subset of ``n`` indices that keeps every class.
+
+    Each class gets a share proportional to its frequency (largest remainder), and at least one
+    example. Multi-label labels are stratified on their label combination. If ``n`` covers the
+    whole set, every index is returned.
+    """
+    labels = np.asarray(labels)
+    total = labels.shape[0]
+    if n >= total:
+        return np.arange(total)
+    keys = labels if labels.ndim == 1 else np.unique(labels, axis=0, return_inverse=True)[1].reshape(-1)
+    classes, counts = np.unique(keys, return_counts=True)
+    if n < len(classes):
+        raise ValueError(f"A stratified subset of {n} cannot keep all {len(classes)} classes; ask for at least {len(classes)}.")
+    quota = counts * n / total
+    take = np.maximum(np.floor(quota).astype(int), 1)
+    while take.sum() > n:  # the minimum of one per class can overshoot
+        i = int(np.argmax(np.where(take > 1, take - quota, -np.inf)))
+        take[i] -= 1
+    remainder = quota - take
+    for i in np.argsort(-remainder, kind="stable")[: n - take.sum()]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(keys == c), size=t, replace=False) for c, t in zip(classes, take)]
+    return np.sort(np.concatenate(chosen))
+
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]

@@ -1,0 +1,81 @@
+"""The versioned benchmark protocol, as data (``medbench/protocols/v<version>.yaml``).
+
+A :class:`Protocol` is immutable. :meth:`Protocol.derive` makes a reduced or modified copy (for
+CI or quick looks) whose version is marked ``"<version>+custom"``, so such results are never
+mixed with the standard ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+CURRENT_VERSION = "1"
+
+
+class Protocol:
+    """Read-only view of a protocol document; values are reached by attribute or by ``get('a.b')``."""
+
+    def __init__(self, data: dict[str, Any], *, custom: bool = False):
+        self._data = data
+        self.custom = custom
+
+    @property
+    def version(self) -> str:
+        return self._data["version"] + ("+custom" if self.custom else "")
+
+    @property
+    def is_standard(self) -> bool:
+        return not self.custom
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self._data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return copy.deepcopy(node)
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self._data[key])
+
+    def derive(self, **changes: Any) -> "Protocol":
+        """A modified copy; keys are dotted paths, e.g. ``derive(**{"adversarial.n_iter": 10})``."""
+        data = copy.deepcopy(self._data)
+        for dotted, value in changes.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return Protocol(data, custom=True)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self._data, sort_keys=True).encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"Protocol(version={self.version!r})"
+
+
+@lru_cache(maxsize=8)
+def _load(version: str) -> dict[str, Any]:
+    try:
+        text = resources.files("medbench.protocols").joinpath(f"v{version}.yaml").read_text()
+    except FileNotFoundError:
+        raise ValueError(f"Unknown protocol version {version!r}; this medbench knows version {CURRENT_VERSION}.") from None
+    return yaml.safe_load(text)
+
+
+def load_protocol(version: str = CURRENT_VERSION) -> Protocol:
+    """The protocol of ``version`` (default: the current one)."""
+    return Protocol(copy.deepcopy(_load(str(version))))

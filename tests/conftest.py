@@ -1,0 +1,115 @@
+"""Shared fixtures: the real data folder, synthetic MedMNIST files, and small trained models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "medmnist"
+
+
+def real_data_root() -> Path | None:
+    """The folder with the real MedMNIST files: $MEDBENCH_DATA if it has them, else ../shared/data/medmnist."""
+    env = os.environ.get("MEDBENCH_DATA")
+    for cand in ([Path(env)] if env else []) + [SHARED_DATA]:
+        if cand.is_dir() and any(cand.glob("*.npz")):
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    root = real_data_root()
+    if root is None:
+        pytest.skip("real MedMNIST files are absent (../shared/data/medmnist)")
+    return root
+
+
+def need_real(root: Path, *names: str) -> None:
+    for name in names:
+        if not (root / name).is_file():
+            pytest.skip(f"{name} is absent from {root}")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_caches(tmp_path_factory, monkeypatch):
+    """Never write into the user's home: caches go to a per-session temporary folder."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("MEDBENCH_CACHE", str(base / "medbench-cache"))
+    monkeypatch.setenv("HF_HOME", str(base / "hf-home"))
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def train_small_model(root: Path, dataset: str, *, epochs: int = 8, arch: str = "smallcnn", seed: int = 0,
+                      adversarial_eps: float = 0.0, **arch_kwargs) -> torch.nn.Module:
+    """Train a small model on the real train split (plain or FGSM-style adversarial), for tests."""
+    import medbench
+    from medbench.architectures import build_architecture
+
+    torch.manual_seed(seed)
+    spec = medbench.get_spec(dataset)
+    images, labels = medbench.load_dataset(dataset, "train", root=root)
+    x = images.float() / 255
+    y = torch.as_tensor(labels)
+    model = build_architecture(arch, in_channels=spec.n_channels, num_classes=spec.num_classes, **arch_kwargs)
+    weight = torch.as_tensor(len(y) / (spec.num_classes * np.bincount(y.numpy(), minlength=spec.num_classes)),
+                             dtype=torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(y), generator=g).split(64):
+            xb, yb = x[idx], y[idx]
+            if adversarial_eps > 0:  # 2-step PGD adversarial training
+                delta = torch.zeros_like(xb, requires_grad=True)
+                for _ in range(2):
+                    loss = torch.nn.functional.cross_entropy(model(xb + delta), yb)
+                    (grad,) = torch.autograd.grad(loss, delta)
+                    delta = (delta + adversarial_eps * 0.75 * grad.sign()).clamp(-adversarial_eps, adversarial_eps)
+                    delta = ((xb + delta).clamp(0, 1) - xb).detach().requires_grad_(True)
+                xb = (xb + delta).detach()
+            loss = torch.nn.functional.cross_entropy(model(xb), yb, weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def breast_model(real_root):
+    """A small CNN trained for a few epochs on real BreastMNIST (seconds on a CPU)."""
+    need_real(real_root, "breastmnist.npz")
+    return train_small_model(real_root, "breastmnist", epochs=10)
+
+
+def write_fake_medmnist(folder: Path, name: str, size: int = 28, n: tuple[int, int, int] | None = None,
+                        seed: int = 0) -> Path:
+    """Write a synthetic .npz with the real keys, dtypes and shapes of ``name`` (sizes from medmnist.INFO
+    unless ``n`` is given). Returns its path. Its MD5 will not match medmnist's: load it with verify=False."""
+    import medbench
+
+    spec = medbench.get_spec(name)
+    rng = np.random.default_rng(seed)
+    counts = n or (spec.n_samples["train"], spec.n_samples["val"], spec.n_samples["test"])
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), counts):
+        if spec.is_3d:
+            shape = (count, size, size, size)
+        elif spec.n_channels == 3:
+            shape = (count, size, size, 3)
+        else:
+            shape = (count, size, size)
+        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        if spec.is_multilabel:
+            arrays[f"{split}_labels"] = rng.integers(0, 2, (count, spec.num_classes)).astype(np.uint8)
+        else:
+            arrays[f"{split}_labels"] = (np.arange(count) % spec.num_classes).reshape(-1, 1).astype(np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / spec.filename(size)
+    np.savez_compressed(path, **arrays)
+    return path

@@ -4,6 +4,7 @@ from .adversarial import AdversarialResult, AttackConfig, CurvePoint, Curves, Su
 from .base import Interval, Strict
 from .checks import CheckVerdict
 from .corruption import CorruptionCell, CorruptionResults
+from .entry import BundledSource, EntryError, HubSource, MirrorSource, ModelEntry, Paper, Preprocessing, Recipe, Reported, Weights, parse_entry, read_entry  # noqa: E501
 from .result import CleanMetrics, EvaluationResult, Provenance
 
 __all__ = [
@@ -11,3 +12,5 @@ __all__ = [
     "CorruptionResults", "CurvePoint", "Curves", "EvaluationResult", "Interval", "Provenance",
     "Strict", "SubsetInfo",
 ]
+__all__ += ["BundledSource", "EntryError", "HubSource", "MirrorSource", "ModelEntry", "Paper", "Preprocessing",
+            "Recipe", "Reported", "Weights", "parse_entry", "read_entry"]

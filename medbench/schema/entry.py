@@ -1,0 +1,341 @@
+"""``ModelEntry``: the typed description of one zoo model (``model_zoo/<dataset>/<ModelId>.yaml``).
+
+One YAML file per model is the only source of truth; this schema validates it and is exported to
+``schemas/model_entry.schema.json`` (regenerate with ``python -m medbench.schema.export``).
+
+Example entry (``model_zoo/breastmnist/Baseline_SmallCNN_ERM.yaml``)::
+
+    id: Baseline_SmallCNN_ERM
+    dataset: breastmnist
+    size: 28
+    task: binary-class
+    architecture: smallcnn
+    architecture_kwargs: {width: 16}
+    preprocessing: {mean: [0.5], std: [0.25]}        # applied inside the model; inputs are in [0, 1]
+    recipe:
+      method: erm                                    # erm | pgd-at | trades | sam | auc-m
+      epochs: 30
+      optimizer: adam
+      lr: 0.003
+      batch_size: 64
+      seed: 0
+      extra_data: false
+      # adversarial methods (pgd-at, trades) also need: eps: 0.0078431, steps: 4, norm: Linf
+    paper: null                                      # required unless the id starts with Baseline_
+    license: Apache-2.0
+    date_added: 2026-11-22
+    description: Small CNN trained with plain ERM on BreastMNIST (reference baseline).
+    weights:
+      format: safetensors
+      sha256: <64 hex digits>
+      size_bytes: 123456
+      num_parameters: 23858
+      sources:                                       # tried in order
+        - {kind: hub, repo_id: medbench/zoo, filename: breastmnist/Baseline_SmallCNN_ERM.safetensors,
+           revision: <40-hex commit>}
+        - {kind: mirror, url: "https://example.org/Baseline_SmallCNN_ERM.safetensors"}
+        - {kind: bundled, filename: Baseline_SmallCNN_ERM.safetensors}   # next to the YAML file
+    reported: null                                   # numbers the authors claim (never "verified")
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ..errors import MedbenchError
+from .base import Strict
+
+ENTRY_SCHEMA_VERSION = 1
+
+# Author2026Keyword (RobustBench style) or Baseline_<Arch>_<Recipe>.
+PAPER_ID_RE = r"^[A-Z][A-Za-z]*(19|20)[0-9]{2}[A-Z][A-Za-z0-9]*$"
+BASELINE_ID_RE = r"^Baseline_[A-Z][A-Za-z0-9]*_[A-Z][A-Za-z0-9]*$"
+ID_PATTERN = f"({PAPER_ID_RE})|({BASELINE_ID_RE})"
+SHA256_RE = r"^[0-9a-f]{64}$"
+REVISION_RE = r"^[0-9a-f]{40}$"
+REPO_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+LOOPBACK_HOSTS = ("localhost",)
+
+Method = Literal["erm", "pgd-at", "trades", "sam", "auc-m"]
+ADVERSARIAL_METHODS = ("pgd-at", "trades")
+Scalar = Union[bool, int, float, str]
+
+
+class EntryError(MedbenchError, ValueError):
+    """A model entry (YAML file or dict) that does not satisfy the schema."""
+
+
+# ----------------------------------------------------------------------------- weights sources
+
+class HubSource(Strict):
+    """A file in a Hugging Face Hub repository, pinned to a full commit hash."""
+
+    kind: Literal["hub"] = "hub"
+    repo_id: str = Field(pattern=REPO_ID_RE, description="owner/name of the Hub model repository")
+    filename: str = Field(min_length=1, description="path of the file inside the repository")
+    revision: str = Field(description="full 40-hex commit hash (branches and tags move; commits do not)",
+                          json_schema_extra={"pattern": REVISION_RE})
+
+    @field_validator("revision")
+    @classmethod
+    def _full_commit(cls, v: str) -> str:
+        if not re.fullmatch(REVISION_RE, v):
+            raise ValueError(f"revision must be a full 40-character lowercase hex commit hash, got {v!r} "
+                             "(branch names, tags and short hashes are not pinned); copy it from the Hub's commit page")
+        return v
+
+    @field_validator("filename")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return _relative_path(v)
+
+    def describe(self) -> str:
+        return f"hub {self.repo_id}/{self.filename}@{self.revision[:12]}"
+
+
+class MirrorSource(Strict):
+    """A plain HTTPS URL (plain http is accepted only for loopback hosts, i.e. local tests)."""
+
+    kind: Literal["mirror"] = "mirror"
+    url: str = Field(description="https:// URL of the safetensors file")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if not parts.hostname:
+            raise ValueError(f"url must be an absolute https:// URL with a host, got {v!r}")
+        if parts.scheme == "https":
+            return v
+        if parts.scheme == "http" and _is_loopback(parts.hostname):
+            return v
+        raise ValueError(f"url must use https:// (http is accepted only for loopback hosts), got {v!r}")
+
+    def describe(self) -> str:
+        return f"mirror {self.url}"
+
+
+class BundledSource(Strict):
+    """A file shipped inside the package, next to the entry's YAML file."""
+
+    kind: Literal["bundled"] = "bundled"
+    filename: str = Field(description="file name relative to the entry's folder (model_zoo/<dataset>/)")
+
+    @field_validator("filename")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return _relative_path(v)
+
+    def describe(self) -> str:
+        return f"bundled {self.filename}"
+
+
+Source = Annotated[Union[HubSource, MirrorSource, BundledSource], Field(discriminator="kind")]
+
+
+class Weights(Strict):
+    """The weights file: safetensors, pinned by sha256 and size, with sources tried in order."""
+
+    format: Literal["safetensors"] = "safetensors"
+    sha256: str = Field(pattern=SHA256_RE, description="sha256 of the file, 64 lowercase hex digits")
+    size_bytes: int = Field(gt=0, description="size of the file in bytes")
+    num_parameters: int = Field(gt=0, description="number of parameters of the built model (checked on load)")
+    sources: list[Source] = Field(min_length=1, description="where to get the file, tried in order")
+
+
+# ----------------------------------------------------------------------------- metadata
+
+class Preprocessing(Strict):
+    """Normalisation constants, applied inside the model (its first layer); inputs stay in [0, 1]."""
+
+    mean: list[float] = Field(min_length=1, description="one value, or one per channel")
+    std: list[float] = Field(min_length=1, description="one positive value, or one per channel")
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(s <= 0 for s in v):
+            raise ValueError(f"every std must be positive, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "Preprocessing":
+        if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
+            raise ValueError(f"mean ({len(self.mean)} values) and std ({len(self.std)} values) must have the same length")
+        return self
+
+
+class Recipe(Strict):
+    """How the weights were trained (enough to reproduce the run)."""
+
+    method: Method
+    epochs: int = Field(ge=1)
+    optimizer: str = Field(min_length=1, description="e.g. adam, sgd")
+    lr: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    seed: int | None = None
+    extra_data: bool = Field(False, description="trained on data beyond the dataset's own train split")
+    weight_decay: float | None = Field(None, ge=0)
+    schedule: str | None = Field(None, description="learning-rate schedule, e.g. 'x0.1 at 50% and 75%'")
+    eps: float | None = Field(None, gt=0, le=1, description="adversarial-training radius, in [0, 1] pixel units")
+    norm: Literal["Linf", "L2"] | None = None
+    steps: int | None = Field(None, ge=1, description="attack steps per training example")
+    hyperparameters: dict[str, Scalar] = Field(default_factory=dict,
+                                               description="method-specific settings, e.g. {beta: 6.0} for TRADES")
+    selection: str | None = Field(None, description="how the checkpoint was chosen, e.g. 'best val AUC'")
+
+    @model_validator(mode="after")
+    def _adversarial_fields(self) -> "Recipe":
+        if self.method in ADVERSARIAL_METHODS:
+            missing = [f for f in ("eps", "steps", "norm") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"method {self.method!r} is adversarial training: recipe.{', recipe.'.join(missing)} "
+                                 "must be given")
+        return self
+
+
+class Paper(Strict):
+    title: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://", description="link to the paper (https)")
+    authors: list[str] = Field(min_length=1)
+    venue: str = Field(min_length=1)
+    year: int = Field(ge=1990, le=2100)
+
+
+class Reported(Strict):
+    """Numbers the authors claim. Shown as 'reported', never in a verified column."""
+
+    source: str = Field(min_length=1, description="where the claim comes from (paper table, README)")
+    clean_accuracy: float | None = Field(None, ge=0, le=1)
+    clean_balanced_accuracy: float | None = Field(None, ge=0, le=1)
+    clean_auc: float | None = Field(None, ge=0, le=1)
+    robust_accuracy: float | None = Field(None, ge=0, le=1)
+    robust_balanced_accuracy: float | None = Field(None, ge=0, le=1)
+    eps: float | None = Field(None, ge=0, le=1)
+    norm: Literal["Linf", "L2"] | None = None
+
+
+class ModelEntry(Strict):
+    """One zoo model: identity, dataset, architecture, preprocessing, recipe, provenance and weights."""
+
+    schema_version: Literal[1] = ENTRY_SCHEMA_VERSION
+    id: str = Field(description="Author2026Keyword (papers) or Baseline_<Arch>_<Recipe> (reference baselines)",
+                    json_schema_extra={"pattern": ID_PATTERN})
+    dataset: str = Field(description="MedMNIST flag, e.g. breastmnist")
+    size: int = Field(28, description="image size the model takes (28, 64, 128, 224)")
+    task: str = Field(description="medmnist task of the dataset, e.g. binary-class")
+    architecture: str = Field(min_length=1, description="name registered with medbench.architectures")
+    architecture_kwargs: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    preprocessing: Preprocessing
+    recipe: Recipe
+    paper: Paper | None = None
+    license: str = Field(min_length=1, description="licence of the weights, e.g. Apache-2.0, CC-BY-4.0")
+    date_added: _dt.date
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    weights: Weights
+    reported: Reported | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_format(cls, v: str) -> str:
+        if not (re.fullmatch(PAPER_ID_RE, v) or re.fullmatch(BASELINE_ID_RE, v)):
+            raise ValueError(f"id must look like Author2026Keyword (e.g. Smith2025Trades) or "
+                             f"Baseline_<Arch>_<Recipe> (e.g. Baseline_ResNet18_ERM), got {v!r}")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from ..data import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; use one of {', '.join(DATASETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelEntry":
+        from ..data import DATASETS
+
+        spec = DATASETS[self.dataset]
+        if self.size not in spec.sizes:
+            raise ValueError(f"size {self.size} is not available for {self.dataset} (sizes: {list(spec.sizes)})")
+        if self.task != spec.task:
+            raise ValueError(f"task {self.task!r} does not match {self.dataset}'s task {spec.task!r}")
+        for name in ("mean", "std"):
+            n = len(getattr(self.preprocessing, name))
+            if n not in (1, spec.n_channels):
+                raise ValueError(f"preprocessing.{name} has {n} values; {self.dataset} has {spec.n_channels} "
+                                 "channel(s): give one value or one per channel")
+        if self.paper is None and not self.is_baseline:
+            raise ValueError(f"paper is required for non-baseline entries ({self.id!r}); "
+                             "only Baseline_<Arch>_<Recipe> ids may omit it")
+        return self
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.id.startswith("Baseline_")
+
+
+# ----------------------------------------------------------------------------- reading
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    """One line per problem, each naming the field (dotted path) and how to fix it."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        field = loc or "(entry)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (not part of the schema; check the spelling, see schemas/model_entry.schema.json)"
+        lines.append(f"  field '{field}': {msg}")
+    return f"{where} is not a valid model entry:\n" + "\n".join(lines)
+
+
+def parse_entry(data: Any, where: str = "model entry") -> ModelEntry:
+    """Validate a mapping as a :class:`ModelEntry`; raise :class:`EntryError` naming each bad field."""
+    if not isinstance(data, dict):
+        raise EntryError(f"{where} must be a YAML mapping of fields, got {type(data).__name__}")
+    try:
+        return ModelEntry.model_validate(data)
+    except ValidationError as exc:
+        raise EntryError(format_validation_error(exc, where)) from None
+
+
+def read_entry(path: str | Path) -> ModelEntry:
+    """Read and validate one ``<ModelId>.yaml`` file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise EntryError(f"{path} is not valid YAML: {exc}") from None
+    return parse_entry(data, str(path))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _relative_path(v: str) -> str:
+    p = PurePosixPath(v)
+    if not v or "\\" in v or p.is_absolute() or ".." in p.parts or v.startswith("~"):
+        raise ValueError(f"must be a relative path inside the folder without '..', '\\' or a leading '/', got {v!r}")
+    return v
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

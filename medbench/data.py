@@ -243,7 +243,7 @@ def load_dataset(
     if images.dtype != np.uint8:
         raise ChecksumMismatchError(f"{path}: images are {images.dtype}, expected uint8; not a MedMNIST file.")
     expected_n = spec.n_samples[split]
-    if verify and images.shape[0] != expected_n or labels.shape[0] != expected_n:
+    if verify and (images.shape[0] != expected_n or labels.shape[0] != expected_n):
         raise ChecksumMismatchError(
             f"{path}: {split} split has {images.shape[0]} images and {labels.shape[0]} labels, "
             f"medmnist lists {expected_n}. Fix: delete the file and download it again."

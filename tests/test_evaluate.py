@@ -1,0 +1,128 @@
+"""Clean evaluation: benchmark() on trained and synthetic models, the CLI, contract errors, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from medmnist.evaluator import getACC, getAUC
+
+import medbench
+from medbench.architectures import build_architecture
+from medbench.cli import main
+from medbench.errors import InvalidModelError
+from medbench.evaluate import benchmark
+from medbench.schema import EvaluationResult
+from medbench.weights import save_weights
+
+from conftest import need_real, write_fake_medmnist
+
+
+@pytest.mark.realdata
+def test_trained_model_clearly_above_chance_and_matches_medmnist_evaluator(real_root, breast_model):
+    result = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False)
+    c = result.clean
+    assert c.n == 156 and c.balanced_accuracy > 0.65  # chance is 0.5
+    assert c.ci["balanced_accuracy"].low < c.balanced_accuracy < c.ci["balanced_accuracy"].high
+    # the same probabilities through medmnist's own evaluator
+    images, labels = medbench.load_dataset("breastmnist", root=real_root)
+    with torch.no_grad():
+        probs = torch.softmax(breast_model(images.float() / 255), 1).numpy()
+    assert c.accuracy == pytest.approx(getACC(labels.reshape(-1, 1), probs, "binary-class"))
+    assert c.auc == pytest.approx(getAUC(labels.reshape(-1, 1), probs, "binary-class"))
+    p = result.provenance
+    assert p.data_md5 == "750601b1f35ba3300ea97c75c52ff8f6" and p.protocol_version == "1"
+    assert p.torch_version == torch.__version__ and p.wall_time_s > 0
+    again = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False)
+    assert again.clean == result.clean  # deterministic
+
+
+@pytest.mark.realdata
+def test_cli_evaluate_checkpoint(real_root, breast_model, tmp_path, capsys):
+    weights = tmp_path / "model.safetensors"
+    save_weights(breast_model, weights)
+    out = tmp_path / "result.json"
+    code = main(["evaluate", "--weights", str(weights), "--arch", "smallcnn", "--dataset", "breastmnist",
+                 "--data-root", str(real_root), "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = EvaluationResult.from_json(out)
+    assert f"{result.clean.balanced_accuracy:.3f} [" in printed and "per-class recall" in printed
+    assert result.provenance.weights_sha256 and len(result.provenance.weights_sha256) == 64
+    direct = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False)
+    assert result.clean.balanced_accuracy == pytest.approx(direct.clean.balanced_accuracy)
+
+
+def test_synthetic_all_task_types(tmp_path, monkeypatch):
+    """Every task type and layout runs end to end on synthetic files (checksums are not official)."""
+    monkeypatch.setattr("medbench.evaluate.load_dataset",
+                        lambda name, split, size, root: medbench.load_dataset(name, split, size, root, verify=False))
+    for name in ("chestmnist", "retinamnist", "nodulemnist3d", "organamnist"):
+        write_fake_medmnist(tmp_path, name, n=(4, 4, 40))
+        spec = medbench.get_spec(name)
+        model = build_architecture("smallcnn", in_channels=spec.n_channels, num_classes=spec.num_classes,
+                                   width=4, dims=spec.dims)
+        r = benchmark(model, name, data_root=tmp_path, progress=False, checks=False)
+        assert r.clean.n == 40 and 0 <= r.clean.balanced_accuracy <= 1
+        assert len(r.clean.per_class_recall) == spec.num_classes
+        assert json.loads(r.to_json())["task"] == spec.task
+
+
+def test_single_logit_binary_model_is_wrapped(tmp_path, monkeypatch):
+    monkeypatch.setattr("medbench.evaluate.load_dataset",
+                        lambda name, split, size, root: medbench.load_dataset(name, split, size, root, verify=False))
+    write_fake_medmnist(tmp_path, "breastmnist", n=(4, 4, 30))
+    one = build_architecture("smallcnn", in_channels=1, num_classes=1, width=4)
+    r = benchmark(one, "breastmnist", data_root=tmp_path, progress=False, checks=False)
+    images, labels = medbench.load_dataset("breastmnist", root=tmp_path, verify=False)
+    with torch.no_grad():
+        p1 = torch.sigmoid(one(images.float() / 255)).numpy()[:, 0]
+    assert r.clean.accuracy == pytest.approx(np.mean((p1 > 0.5) == labels))
+
+
+@pytest.mark.realdata
+def test_contract_errors_are_clear(real_root):
+    need_real(real_root, "retinamnist.npz")
+    wrong_k = build_architecture("smallcnn", in_channels=3, num_classes=4, width=4)
+    with pytest.raises(InvalidModelError, match="returns 4 logits but retinamnist has 5 classes"):
+        benchmark(wrong_k, "retinamnist", data_root=real_root, progress=False)
+    wrong_c = build_architecture("smallcnn", in_channels=1, num_classes=5, width=4)
+    with pytest.raises(InvalidModelError, match=r"3 channel\(s\)"):
+        benchmark(wrong_c, "retinamnist", data_root=real_root, progress=False)
+
+
+@pytest.mark.realdata
+def test_resume_keeps_finished_threats(real_root, breast_model, tmp_path):
+    out = tmp_path / "r.json"
+    partial = tmp_path / "r.json.partial"
+    first = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False, out=out)
+    assert out.is_file() and not partial.exists()
+    # a partial state left by an interrupted run is picked up, not recomputed
+    partial.mkdir()
+    from medbench.evaluate import _encode
+
+    fake_clean = first.clean.model_copy(update={"balanced_accuracy": 0.123})
+    state = {"identity": {"model_id": None, "weights_sha256": None, "dataset": "breastmnist", "size": 28,
+                          "seed": 0, "protocol_sha256": medbench.load_protocol().sha256(),
+                          "data_md5": first.provenance.data_md5},
+             "threats": {"clean": {"fields": _encode({"clean": fake_clean}), "wall_time_s": 1.0}}}
+    (partial / "state.json").write_text(json.dumps(state))
+    resumed = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False, out=out)
+    assert resumed.clean.balanced_accuracy == 0.123
+    # a state from another run is refused, not silently mixed
+    partial.mkdir()
+    state["identity"]["seed"] = 5
+    (partial / "state.json").write_text(json.dumps(state))
+    with pytest.raises(medbench.errors.MedbenchError, match="different model"):
+        benchmark(breast_model, "breastmnist", data_root=real_root, progress=False, out=out)
+
+
+def test_cli_help_and_unknown_dataset(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--help"])
+    assert exc.value.code == 0
+    assert "--weights" in capsys.readouterr().out
+    assert main(["data", "info", "nosuchmnist"]) == 1
+    assert "Valid names" in capsys.readouterr().err

@@ -8,6 +8,7 @@ each finished threat is stored beside the output, and a re-run with the same pat
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib
 import json
 import os
@@ -70,6 +71,7 @@ class EvalContext:
         return self.split.labels
 
 
+@functools.lru_cache(maxsize=1)
 def _library_versions() -> dict[str, str]:
     out = {}
     for pkg in ("numpy", "medmnist", "pyautoattack", "scikit-learn", "pydantic", "safetensors", "huggingface-hub"):
@@ -276,7 +278,7 @@ def benchmark(
             medbench_version=medbench_version(), protocol_version=proto.version, protocol_sha256=proto.sha256(),
             dataset=spec.name, size=size, split="test", data_file=split.path.name, data_md5=split.md5,
             weights_sha256=weights_sha256, seed=seed, device=_device_name(dev), torch_version=torch.__version__,
-            library_versions=_library_versions(), python_version=platform.python_version(),
+            library_versions=dict(_library_versions()), python_version=platform.python_version(),
             platform=platform.platform(), started_at=done.get("started_at", started),
             wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
         ),

@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Train, register and evaluate the medbench reference zoo (issue 6).
+
+    python scripts/build_reference_zoo.py train [--dataset D ...] [--only ID ...] [--force]
+    python scripts/build_reference_zoo.py evaluate [--dataset D ...] [--only ID ...] [--threats all]
+    python scripts/build_reference_zoo.py plan
+
+``train`` writes ``model_zoo/<dataset>/<ModelId>.{yaml,safetensors}`` and the training log
+``leaderboard/results/<dataset>/<ModelId>.train.jsonl``; ``evaluate`` writes the full-protocol
+``leaderboard/results/<dataset>/<ModelId>.json`` with ``medbench.benchmark`` (resumable), the
+dataset's ERM baseline first because it is the corruption reference (BE / rBE) of the others.
+Each process uses one thread (``--threads``) so two can share a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ZOO = REPO / "model_zoo"
+RESULTS = REPO / "leaderboard" / "results"
+
+from medbench.architectures import count_parameters  # noqa: E402
+from medbench.data import get_spec  # noqa: E402
+from medbench.train import TrainConfig, train  # noqa: E402
+from medbench.train.entry import recipe_block  # noqa: E402
+
+RECIPE_NAMES = {"erm": "ERM", "pgd-at": "PGDAT", "trades": "TRADES", "sam": "SAM", "auc-m": "AUCM"}
+
+# MedMNIST v2 (Yang et al., Sci. Data 2023), ResNet-18 (28), test ACC / AUC (REFERENCE.md).
+MEDMNIST_V2_RESNET18_28 = {"breastmnist": (0.863, 0.901), "pneumoniamnist": (0.854, 0.944),
+                           "retinamnist": (0.524, 0.717)}
+
+# Architectures per kind of data: small enough for 2 shared CPU cores.
+ARCH_2D = ("ResNet8", "resnet8", {"width": 16})
+ARCH_3D = ("SmallCNN3D", "smallcnn", {"width": 8, "dims": 3})
+
+# Epochs (and attack steps) per dataset, sized for a CPU budget of about 20 minutes per dataset.
+PLAN: dict[str, dict[str, dict]] = {
+    "breastmnist": {"erm": {"epochs": 60}, "pgd-at": {"epochs": 40, "steps": 5}, "trades": {"epochs": 40, "steps": 5},
+                    "sam": {"epochs": 60}, "auc-m": {"epochs": 60}},
+    "pneumoniamnist": {"erm": {"epochs": 20}, "pgd-at": {"epochs": 10, "steps": 3}, "sam": {"epochs": 15},
+                       "auc-m": {"epochs": 20}},
+    "retinamnist": {"erm": {"epochs": 40}, "pgd-at": {"epochs": 25, "steps": 3}, "sam": {"epochs": 40},
+                    "auc-m": {"epochs": 40}},
+    "adrenalmnist3d": {"erm": {"epochs": 20}, "pgd-at": {"epochs": 10, "steps": 2}, "sam": {"epochs": 15},
+                       "auc-m": {"epochs": 20}},
+    "vesselmnist3d": {"erm": {"epochs": 20}, "pgd-at": {"epochs": 10, "steps": 2}, "sam": {"epochs": 15},
+                      "auc-m": {"epochs": 20}},
+}
+
+PAPER_ARCH = {"2d": "the MedMNIST v2 baseline is ResNet-18 (11.2M parameters)",
+              "3d": "the MedMNIST v2 3D baseline is a 3D ResNet-18 (33M parameters)"}
+
+METHOD_TEXT = {
+    "erm": "cross-entropy with inverse-frequency class weights, Adam, step decay (the MedMNIST v2 recipe; "
+           "MedMNIST v2 uses unweighted CE), best epoch by validation AUC",
+    "pgd-at": "PGD adversarial training (Madry et al.), Linf, trained at eps {eps} (protocol headline 2/255; "
+              "a slightly larger training radius), {steps}-step PGD with random start, class-weighted CE, "
+              "best epoch by the mean of clean and PGD-10 (2/255) validation balanced accuracy",
+    "trades": "TRADES (Zhang et al.), beta {beta}, Linf eps {eps}, {steps}-step PGD on the KL term, class-weighted CE, "
+              "best epoch by the mean of clean and PGD-10 (2/255) validation balanced accuracy",
+    "sam": "Sharpness-Aware Minimization (Foret et al.), rho {rho}, around Adam, class-weighted CE, "
+           "best epoch by validation balanced accuracy",
+    "auc-m": "AUC-margin loss (Yuan et al., LibAUC), margin {margin}, one-vs-rest for multi-class, PESG optimizer "
+             "(lr {lr}, epoch decay {epoch_decay}), class imbalance through the class priors, best epoch by validation AUC",
+}
+
+
+def model_id(dataset: str, method: str) -> str:
+    arch = ARCH_3D if get_spec(dataset).is_3d else ARCH_2D
+    return f"Baseline_{arch[0]}_{RECIPE_NAMES[method]}"
+
+
+def config_for(dataset: str, method: str) -> TrainConfig:
+    _, arch, kwargs = ARCH_3D if get_spec(dataset).is_3d else ARCH_2D
+    return TrainConfig(method=method, architecture=arch, architecture_kwargs=dict(kwargs), **PLAN[dataset][method])
+
+
+def _eps_text(eps: float) -> str:
+    return f"{eps * 255:g}/255"
+
+
+def build_entry(dataset: str, method: str, cfg: TrainConfig, result) -> dict:
+    spec = get_spec(dataset)
+    mid = model_id(dataset, method)
+    arch_label = (ARCH_3D if spec.is_3d else ARCH_2D)[0]
+    text = METHOD_TEXT[method].format(eps=_eps_text(cfg.eps or 0), steps=cfg.steps, beta=cfg.beta, rho=cfg.rho,
+                                      margin=cfg.margin, lr=cfg.lr, epoch_decay=cfg.epoch_decay)
+    n_params = count_parameters(result.model)
+    description = (f"Reference baseline: {arch_label} ({n_params:,} parameters; smaller than the paper's: "
+                   f"{PAPER_ARCH['3d' if spec.is_3d else '2d']}) trained from scratch on {dataset} (28 px) "
+                   f"on CPU with {text}. {cfg.epochs} epochs, best epoch {result.best_epoch}; training took "
+                   f"{result.wall_time_s / 60:.1f} min on 1 CPU thread. Retrain: "
+                   f"`medbench train {mid} --dataset {dataset}`. Training log: "
+                   f"leaderboard/results/{dataset}/{mid}.train.jsonl.")
+    entry = {
+        "id": mid, "dataset": dataset, "size": 28, "task": spec.task,
+        "architecture": cfg.architecture, "architecture_kwargs": cfg.architecture_kwargs,
+        "preprocessing": {"mean": [cfg.mean], "std": [cfg.std]},
+        "recipe": recipe_block(cfg), "paper": None, "license": "Apache-2.0",
+        "date_added": _dt.date.today().isoformat(), "description": description,
+        "tags": ["reference", method, "adversarial" if method in ("pgd-at", "trades") else "standard",
+                 "3d" if spec.is_3d else "2d"],
+        "weights": {"format": "safetensors", "sha256": result.weights_sha256,
+                    "size_bytes": result.weights_path.stat().st_size, "num_parameters": n_params,
+                    "sources": [{"kind": "bundled", "filename": f"{mid}.safetensors"}]},
+        "reported": None,
+    }
+    if method == "erm" and dataset in MEDMNIST_V2_RESNET18_28:
+        acc, auc = MEDMNIST_V2_RESNET18_28[dataset]
+        entry["reported"] = {
+            "source": "MedMNIST v2 paper (Yang et al., Sci. Data 2023), ResNet-18 (28), mean of 3 runs: numbers of a "
+                      "different, larger model (ResNet-18), NOT of this entry; shown for comparison only",
+            "clean_accuracy": acc, "clean_auc": auc}
+    from medbench.schema.entry import parse_entry
+
+    parse_entry(entry, f"{mid} ({dataset})")  # validate before writing
+    return entry
+
+
+def do_train(datasets, only, force: bool) -> None:
+    for dataset in datasets:
+        for method in PLAN[dataset]:
+            mid = model_id(dataset, method)
+            if only and mid not in only:
+                continue
+            yaml_path = ZOO / dataset / f"{mid}.yaml"
+            if yaml_path.exists() and not force:
+                print(f"skip {dataset}/{mid}: {yaml_path.relative_to(REPO)} exists (--force retrains)", flush=True)
+                continue
+            cfg = config_for(dataset, method)
+            result = train(cfg, dataset, ZOO / dataset, name=mid, progress=True)
+            log_dest = RESULTS / dataset / f"{mid}.train.jsonl"
+            log_dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(result.log_path), log_dest)
+            entry = build_entry(dataset, method, cfg, result)
+            yaml_path.write_text(yaml.safe_dump(entry, sort_keys=False, width=120))
+            print(f"done {dataset}/{mid}: best epoch {result.best_epoch}, {result.best_val}, "
+                  f"{result.wall_time_s:.0f}s, sha256 {result.weights_sha256[:12]}", flush=True)
+
+
+def do_evaluate(datasets, only, threats: str) -> None:
+    import medbench
+    from medbench.schema.entry import read_entry
+
+    for dataset in datasets:
+        ids = [model_id(dataset, m) for m in PLAN[dataset]]  # ERM first: the corruption reference
+        reference = RESULTS / dataset / f"{model_id(dataset, 'erm')}.json"
+        for mid in ids:
+            if only and mid not in only:
+                continue
+            yaml_path = ZOO / dataset / f"{mid}.yaml"
+            out = RESULTS / dataset / f"{mid}.json"
+            if not yaml_path.exists():
+                print(f"skip {dataset}/{mid}: not trained yet", flush=True)
+                continue
+            if out.exists():
+                print(f"skip {dataset}/{mid}: {out.relative_to(REPO)} exists", flush=True)
+                continue
+            entry = read_entry(yaml_path)
+            ref = reference if (reference.exists() and mid != model_id(dataset, "erm")) else None
+            result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
+                                        weights_sha256=entry.weights.sha256, progress=True)
+            print(f"evaluated {dataset}/{mid}: wall {result.provenance.wall_time_s:.0f}s -> {out.relative_to(REPO)}",
+                  flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("train", "evaluate", "plan"))
+    p.add_argument("--dataset", nargs="+", default=list(PLAN), choices=list(PLAN))
+    p.add_argument("--only", nargs="+", default=None, help="model ids to include")
+    p.add_argument("--force", action="store_true", help="retrain entries that already exist")
+    p.add_argument("--threats", default="all")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("MEDBENCH_DATA", str(REPO.parent / "shared" / "data" / "medmnist"))
+    if args.command == "plan":
+        for d in args.dataset:
+            for m in PLAN[d]:
+                print(d, model_id(d, m), config_for(d, m).to_dict())
+    elif args.command == "train":
+        do_train(args.dataset, args.only, args.force)
+    else:
+        do_evaluate(args.dataset, args.only, args.threats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

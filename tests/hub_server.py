@@ -20,6 +20,7 @@ or the ``hub_server`` fixture (``from hub_server import hub_server`` in a test m
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,7 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
         self.port: int | None = None
 
     # ------------------------------------------------------------------ content
@@ -112,6 +114,13 @@ class HubServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        for conn in list(self._connections):  # kept-alive client connections must die too
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self._connections.clear()
 
     def __enter__(self) -> "HubServer":
         return self.start()
@@ -157,6 +166,14 @@ def _make_handler(server: HubServer):
 
         def log_message(self, *args) -> None:  # keep test output quiet
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            server._connections.add(self.connection)
+
+        def finish(self) -> None:
+            server._connections.discard(self.connection)
+            super().finish()
 
         def do_HEAD(self) -> None:
             self._handle(send_body=False)

@@ -1,0 +1,34 @@
+"""``medbench leaderboard build``: render the static leaderboard site from the registry and results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("leaderboard", help="build the static leaderboard site",
+                       description="Build the static leaderboard site (HTML, CSV, JSON) from the model registry "
+                                   "and the harness's result records.")
+    lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION", required=True)
+    b = lsub.add_parser("build", help="render model_zoo/ + leaderboard/results/ into a static site",
+                        description="Render the registry and results into a static site that works from any static "
+                                    "host or from disk. Deterministic: the same inputs give byte-identical files.")
+    b.add_argument("--out", default="site", metavar="DIR",
+                   help="output folder (default: ./site); must be empty, new, or a previous build")
+    b.add_argument("--registry", default=None, metavar="DIR",
+                   help="model registry folder (default: model_zoo/ of this checkout)")
+    b.add_argument("--results", default=None, metavar="DIR",
+                   help="results folder (default: leaderboard/results/ of this checkout)")
+    b.add_argument("--strict", action="store_true", help="exit with status 1 if any input file was skipped")
+    b.set_defaults(func=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ..site import build_site
+
+    report = build_site(args.out, args.registry, args.results)
+    for line in report.problems:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"built {report.pages} pages ({report.files} files) into {report.out}")
+    return 1 if args.strict and report.problems else 0

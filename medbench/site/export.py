@@ -1,0 +1,115 @@
+"""Downloads: ``results.json`` (a versioned, stable machine-readable API) and CSV, overall and per dataset.
+
+API version 1 (``api_version``): ``datasets.<name>.tracks[]`` holds one ranked table per (size,
+protocol) with ``entries[]`` best first; numbers are fractions in [0, 1] exactly as the harness
+wrote them, ``null`` when not measured. Numbers the authors report are only under
+``reported_by_authors``. Fields are only ever added within a version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from ..data import DATASETS
+from .table import DatasetBoard, Row, Track
+
+API_VERSION = 1
+
+
+def row_record(row: Row, track: Track | None) -> dict:
+    """The API record of one row (registry labels + the result's numbers + provenance)."""
+    e, res, lr = row.entry, row.result, row.loaded
+    rec: dict = {"model_id": row.model_id, "model_page": f"{row.dataset}/{row.slug}.html"}
+    if track is not None:
+        rec.update(rank=row.rank, tie_group=row.group, ranked=row.ranked,
+                   flags=[{"code": f.code, "detail": f.detail} for f in row.flags])
+    rec["architecture"] = e.architecture if e else None
+    rec["recipe"] = ({"method": e.recipe.method, "epochs": e.recipe.epochs, "eps": e.recipe.eps,
+                      "norm": e.recipe.norm, "steps": e.recipe.steps, "extra_data": e.recipe.extra_data}
+                     if e else None)
+    rec["paper"] = e.paper.model_dump(mode="json") if e and e.paper else None
+    rec["license"] = e.license if e else None
+    rec["weights_sha256"] = e.weights.sha256 if e else None
+    rec["reported_by_authors"] = e.reported.model_dump(mode="json") if e and e.reported else None
+    if res is None:
+        return rec
+    clean = res.clean
+    rec["clean"] = None if clean is None else {
+        "n": clean.n, "balanced_accuracy": clean.balanced_accuracy, "accuracy": clean.accuracy, "auc": clean.auc,
+        "ci": {k: [v.low, v.high] for k, v in sorted(clean.ci.items())}}
+    cor = res.corruptions
+    rec["corruptions"] = None if cor is None else {
+        "suite": cor.suite, "balanced_accuracy": cor.balanced_accuracy, "auc": cor.auc,
+        "relative_robustness": cor.relative_robustness, "be": cor.be, "rbe": cor.rbe}
+    rec["adversarial"] = {
+        t: {"robust_balanced_accuracy": a.robust_balanced_accuracy,
+            "ci": [a.robust_balanced_accuracy_ci.low, a.robust_balanced_accuracy_ci.high]
+            if a.robust_balanced_accuracy_ci else None,
+            "robust_accuracy": a.robust_accuracy, "auc_under_attack": a.auc_under_attack,
+            "clean_balanced_accuracy_on_subset": a.clean_balanced_accuracy,
+            "subset_n": a.subset.n, "subset_sha256": a.subset.indices_sha256,
+            "attacks": a.config.attacks, "norm": a.config.norm, "eps": a.config.eps}
+        for t, a in sorted(res.adversarial.items())}
+    p = res.provenance
+    rec["provenance"] = {
+        "result_file": f"results/{row.dataset}/{lr.path.name}", "result_sha256": lr.sha256,
+        "medbench_version": p.medbench_version, "protocol_version": p.protocol_version,
+        "protocol_sha256": p.protocol_sha256, "data_file": p.data_file, "data_md5": p.data_md5,
+        "weights_sha256": p.weights_sha256, "seed": p.seed, "device": p.device, "torch_version": p.torch_version,
+        "started_at": p.started_at, "wall_time_s": p.wall_time_s}
+    return rec
+
+
+def board_record(board: DatasetBoard) -> dict:
+    spec = DATASETS[board.dataset]
+    return {
+        "name": board.dataset, "task": spec.task, "num_classes": spec.num_classes, "is_3d": spec.is_3d,
+        "license": spec.license, "page": f"{board.dataset}/index.html",
+        "tracks": [{"size": t.size, "protocol_version": t.protocol, "standard_protocol": t.standard,
+                    "rank_by": t.rank_by, "tie_method": t.tie_method, "tie_note": t.tie_note,
+                    "threats": t.threats, "entries": [row_record(r, t) for r in t.rows]} for t in board.tracks],
+        "unevaluated": [row_record(r, None) for r in board.unevaluated],
+    }
+
+
+def results_json(boards: dict[str, DatasetBoard], medbench_version: str, only: str | None = None) -> str:
+    doc = {"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
+           "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api",
+           "datasets": {n: board_record(b) for n, b in boards.items() if only is None or n == only}}
+    return json.dumps(doc, indent=1, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+CSV_COLUMNS = ["dataset", "size", "protocol_version", "rank", "tie_group", "model_id", "flags",
+               "clean_balanced_accuracy", "clean_ba_ci_low", "clean_ba_ci_high", "clean_accuracy", "clean_auc",
+               "corruption_balanced_accuracy", "relative_robustness"]
+
+
+def results_csv(boards: dict[str, DatasetBoard], only: str | None = None) -> str:
+    threats = sorted({t for b in boards.values() for tr in b.tracks for t in tr.threats
+                      if only is None or b.dataset == only})
+    cols = CSV_COLUMNS + [f"robust_ba_{t}" for t in threats] + [f"robust_ba_ci_{t}" for t in threats] + [
+        "architecture", "method", "extra_data", "venue", "reported_clean_auc", "reported_clean_accuracy",
+        "reported_robust_accuracy", "result_sha256"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for b in boards.values():
+        if only is not None and b.dataset != only:
+            continue
+        for t in b.tracks:
+            for r in t.rows:
+                res, rep = r.result, (r.entry.reported if r.entry else None)
+                lo, hi = r.clean_ci
+                vals = [r.dataset, t.size, t.protocol, r.rank, r.group, r.model_id,
+                        ";".join(f.code for f in r.flags), r.clean_ba, lo, hi,
+                        res.clean.accuracy if res.clean else None, r.clean_auc, r.corruption_ba,
+                        res.corruptions.relative_robustness if res.corruptions else None]
+                rob = [r.robust(th) for th in threats]
+                vals += [x[0] for x in rob] + [f"{x[1]};{x[2]}" if x[1] is not None else None for x in rob]
+                vals += [r.architecture, r.method, r.extra_data, r.venue,
+                         rep.clean_auc if rep else None, rep.clean_accuracy if rep else None,
+                         rep.robust_accuracy if rep else None, r.loaded.sha256]
+                w.writerow(["" if v is None else v for v in vals])
+    return buf.getvalue()

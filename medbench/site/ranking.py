@@ -1,0 +1,109 @@
+"""Ranks and tie groups (PROTOCOL.md section 6).
+
+Entries are sorted by a headline metric (descending). A tie group starts at its best entry (the
+group's leader); each following entry joins the group while the 95% interval of the difference
+between the leader and it contains 0, otherwise it starts the next group. Groups are therefore
+runs of consecutive entries, and every member of a group shares the leader's rank.
+
+The difference is a paired percentile bootstrap over the examples both entries were evaluated on
+(the resamples of :func:`medbench.metrics.paired_bootstrap_diff`), computed for all entries at once.
+When the per-example labels are not known, the fallback is interval overlap: the entry joins the
+group while its 95% interval overlaps the leader's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import CI_LEVEL, N_BOOTSTRAP, _bootstrap_counts
+
+PAIRED = "paired"
+OVERLAP = "overlap"
+
+
+@dataclass
+class RankItem:
+    """One entry to rank: its headline value, its interval, and (optionally) per-example predictions."""
+
+    key: str
+    value: float
+    low: float | None = None
+    high: float | None = None
+    predictions: np.ndarray | None = None  # per example of the shared subset
+
+
+@dataclass(frozen=True)
+class Ranked:
+    key: str
+    rank: int  # competition rank of the tie group (1 + number of entries in better groups)
+    group: int  # 0, 1, 2, ... in order
+
+
+def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes: int, *,
+                                n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """Balanced accuracy of every column of ``predictions`` (n x M) on every bootstrap resample (B x M).
+
+    Uses the same resamples as ``medbench.metrics.paired_bootstrap_diff``, so differences of two
+    columns reproduce its paired distribution exactly.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    n, m = predictions.shape
+    onehot = np.eye(num_classes)[labels]  # n x k
+    hit = (predictions == labels[:, None]).astype(np.float64)  # n x M
+    per_class = (hit[:, :, None] * onehot[:, None, :]).reshape(n, m * num_classes)  # n x (M k)
+    out = []
+    for w in _bootstrap_counts(n, n_resamples, seed):
+        support = w @ onehot  # B x k
+        hits = (w @ per_class).reshape(len(w), m, num_classes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(support[:, None, :] > 0, hits / support[:, None, :], np.nan)
+        present = (support > 0).sum(axis=1)[:, None]  # classes present in each resample
+        out.append(np.where(present > 0, np.nansum(recall, axis=2) / np.maximum(present, 1), np.nan))
+    return np.concatenate(out)
+
+
+def _interval(diff: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    diff = diff[~np.isnan(diff)]
+    if diff.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2 * 100
+    lo, hi = np.percentile(diff, [alpha, 100 - alpha])
+    return float(lo), float(hi)
+
+
+def tie_groups(items: list[RankItem], *, labels: np.ndarray | None = None, num_classes: int | None = None,
+               n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> tuple[list[Ranked], str]:
+    """Rank ``items`` (best first) into tie groups; returns the ranking and the method used.
+
+    With ``labels`` and every item's ``predictions`` the paired bootstrap decides ("paired");
+    otherwise intervals must not overlap to separate two entries ("overlap").
+    """
+    order = sorted(items, key=lambda it: (-it.value, it.key))
+    if not order:
+        return [], PAIRED if labels is not None else OVERLAP
+    paired = (labels is not None and num_classes is not None
+              and all(it.predictions is not None and len(it.predictions) == len(labels) for it in order))
+    boot = None
+    if paired:
+        boot = bootstrap_balanced_accuracy(labels, np.stack([it.predictions for it in order], axis=1),
+                                           num_classes, n_resamples=n_resamples, seed=seed)
+    out: list[Ranked] = []
+    leader, group, rank = 0, 0, 1
+    for i, it in enumerate(order):
+        if i > leader and not _tied(order, boot, leader, i):
+            leader, group, rank = i, group + 1, i + 1
+        out.append(Ranked(it.key, rank, group))
+    return out, PAIRED if paired else OVERLAP
+
+
+def _tied(order: list[RankItem], boot: np.ndarray | None, a: int, b: int) -> bool:
+    if boot is not None:
+        lo, hi = _interval(boot[:, a] - boot[:, b])
+        return bool(np.isnan(lo) or lo <= 0 <= hi)
+    x, y = order[a], order[b]
+    if None in (x.low, y.low, x.high, y.high):
+        return x.value == y.value
+    return y.high >= x.low  # intervals overlap (b is not better than a by construction)

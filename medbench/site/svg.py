@@ -1,0 +1,210 @@
+"""Inline SVG plots, made at build time: no JavaScript, no images, no external requests.
+
+Colours of lines and points come from CSS classes (so the light and dark schemes both work);
+heatmap cells carry their own fill, with a text colour chosen for contrast. Every string that
+reaches the SVG is escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+# viridis, 9 stops: perceptually uniform and readable for colour-blind readers
+_VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"]
+
+
+def _f(x: float) -> str:
+    """Compact, deterministic coordinate text."""
+    s = f"{x:.1f}"
+    return s[:-2] if s.endswith(".0") else s
+
+
+def colour(value: float | None, lo: float = 0.0, hi: float = 1.0) -> str:
+    if value is None:
+        return "#888888"
+    t = min(1.0, max(0.0, (value - lo) / (hi - lo) if hi > lo else 0.5)) * (len(_VIRIDIS) - 1)
+    i = min(int(t), len(_VIRIDIS) - 2)
+    a, b, u = _VIRIDIS[i], _VIRIDIS[i + 1], t - i
+    rgb = [round(int(a[k:k + 2], 16) * (1 - u) + int(b[k:k + 2], 16) * u) for k in (1, 3, 5)]
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def _text_on(fill: str) -> str:
+    r, g, b = (int(fill[k:k + 2], 16) for k in (1, 3, 5))
+    return "#000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else "#fff"
+
+
+def _svg(width: int, height: int, title: str, body: list[str], cls: str = "plot") -> Markup:
+    head = (f'<svg class="{cls}" viewBox="0 0 {width} {height}" role="img" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>')
+    return Markup(head + "".join(body) + "</svg>")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A plot area with linear axes."""
+
+    width: int = 360
+    height: int = 260
+    left: int = 46
+    right: int = 12
+    top: int = 12
+    bottom: int = 40
+    x0: float = 0.0
+    x1: float = 1.0
+    y0: float = 0.0
+    y1: float = 1.0
+
+    def x(self, v: float) -> float:
+        return self.left + (v - self.x0) / (self.x1 - self.x0) * (self.width - self.left - self.right)
+
+    def y(self, v: float) -> float:
+        return self.height - self.bottom - (v - self.y0) / (self.y1 - self.y0) * (self.height - self.top - self.bottom)
+
+    def axes(self, xticks: list[tuple[float, str]], yticks: list[tuple[float, str]], xlabel: str, ylabel: str) -> list[str]:
+        out = []
+        bx, by = self.height - self.bottom, self.left
+        for v, lab in yticks:
+            y = _f(self.y(v))
+            out.append(f'<line class="grid" x1="{by}" x2="{self.width - self.right}" y1="{y}" y2="{y}"/>'
+                       f'<text class="tick" x="{by - 4}" y="{y}" text-anchor="end" dy="0.32em">{escape(lab)}</text>')
+        for v, lab in xticks:
+            x = _f(self.x(v))
+            out.append(f'<line class="grid" x1="{x}" x2="{x}" y1="{self.top}" y2="{bx}"/>'
+                       f'<text class="tick" x="{x}" y="{bx + 14}" text-anchor="middle">{escape(lab)}</text>')
+        out.append(f'<line class="axis" x1="{by}" x2="{self.width - self.right}" y1="{bx}" y2="{bx}"/>'
+                   f'<line class="axis" x1="{by}" x2="{by}" y1="{self.top}" y2="{bx}"/>')
+        mid_x = _f((self.left + self.width - self.right) / 2)
+        mid_y = _f((self.top + bx) / 2)
+        out.append(f'<text class="label" x="{mid_x}" y="{self.height - 6}" text-anchor="middle">{escape(xlabel)}</text>'
+                   f'<text class="label" transform="translate(12 {mid_y}) rotate(-90)" text-anchor="middle">'
+                   f'{escape(ylabel)}</text>')
+        return out
+
+
+def _ticks(lo: float, hi: float, step: float, pct: bool = True) -> list[tuple[float, str]]:
+    out, k = [], round(lo / step)
+    while k * step <= hi + 1e-9:
+        v = k * step
+        out.append((v, f"{v * 100:.0f}" if pct else f"{v:g}"))
+        k += 1
+    return out
+
+
+def _range(values: list[float]) -> float:
+    """Lower axis bound: the multiple of 0.1 below the data (and below 0.5), at least 0."""
+    m = min([0.5] + [v for v in values if v is not None])
+    return max(0.0, math.floor(m * 10 - 1e-9) / 10)
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    label: str
+    href: str
+    cls: str = "pt"  # CSS class (e.g. erm / adversarial)
+
+
+def scatter(points: list[Point], *, xlabel: str, ylabel: str, title: str, chance: float | None) -> Markup:
+    """Balanced accuracy vs balanced accuracy (percent axes), with y = x and chance lines; points link."""
+    vals = [p.x for p in points] + [p.y for p in points] + ([chance] if chance is not None else [])
+    lo = _range(vals)
+    fr = Frame(x0=lo, y0=lo)
+    body = fr.axes(_ticks(lo, 1, 0.1), _ticks(lo, 1, 0.1), xlabel, ylabel)
+    body.append(f'<line class="ref" x1="{_f(fr.x(lo))}" y1="{_f(fr.y(lo))}" x2="{_f(fr.x(1))}" y2="{_f(fr.y(1))}"/>')
+    if chance is not None and chance >= lo:
+        body.append(f'<line class="chance" x1="{_f(fr.x(lo))}" x2="{_f(fr.x(1))}" y1="{_f(fr.y(chance))}" '
+                    f'y2="{_f(fr.y(chance))}"/>')
+    for p in points:
+        body.append(f'<a href="{escape(p.href)}"><circle class="{escape(p.cls)}" cx="{_f(fr.x(p.x))}" '
+                    f'cy="{_f(fr.y(p.y))}" r="4"><title>{escape(p.label)}: {p.x * 100:.1f} / {p.y * 100:.1f}'
+                    f'</title></circle></a>')
+    return _svg(fr.width, fr.height, title, body)
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    cls: str
+    points: list[tuple[int, float]]  # (category index, value)
+
+
+def line_chart(categories: list[str], series: list[Series], *, xlabel: str, ylabel: str, title: str,
+               chance: float | None) -> Markup:
+    """Balanced accuracy (percent) over categorical x values (eps or sigma), with a legend."""
+    vals = [v for s in series for _, v in s.points] + ([chance] if chance is not None else [])
+    lo = _range(vals)
+    n = max(1, len(categories) - 1)
+    fr = Frame(x0=0, x1=n, y0=lo, top=12 + 16 * len(series))
+    body = fr.axes([(i, c) for i, c in enumerate(categories)], _ticks(lo, 1, 0.1), xlabel, ylabel)
+    if chance is not None and chance >= lo:
+        body.append(f'<line class="chance" x1="{fr.left}" x2="{_f(fr.x(n))}" y1="{_f(fr.y(chance))}" '
+                    f'y2="{_f(fr.y(chance))}"/>')
+    for k, s in enumerate(series):
+        pts = " ".join(f"{_f(fr.x(i))},{_f(fr.y(v))}" for i, v in s.points)
+        body.append(f'<polyline class="line {s.cls}" points="{pts}"/>')
+        for i, v in s.points:
+            body.append(f'<circle class="dot {s.cls}" cx="{_f(fr.x(i))}" cy="{_f(fr.y(v))}" r="3">'
+                        f'<title>{escape(s.name)} at {escape(categories[i])}: {v * 100:.1f}</title></circle>')
+        ly = 10 + 16 * k
+        body.append(f'<line class="line {s.cls}" x1="{fr.left + 8}" x2="{fr.left + 28}" y1="{ly}" y2="{ly}"/>'
+                    f'<text class="legend" x="{fr.left + 34}" y="{ly}" dy="0.32em">{escape(s.name)}</text>')
+    return _svg(fr.width, fr.height, title, body)
+
+
+def heatmap(rows: list[str], cols: list[str], values: dict[tuple[str, str], float | None], *, title: str,
+            lo: float = 0.0, hi: float = 1.0) -> Markup:
+    """A corruption x severity grid of balanced accuracies (percent in each cell)."""
+    label_w, cell_w, cell_h, top = 130, 46, 22, 22
+    width, height = label_w + cell_w * len(cols) + 4, top + cell_h * len(rows) + 4
+    body = []
+    for j, c in enumerate(cols):
+        body.append(f'<text class="tick" x="{label_w + cell_w * j + cell_w / 2:g}" y="14" '
+                    f'text-anchor="middle">{escape(c)}</text>')
+    for i, r in enumerate(rows):
+        y = top + cell_h * i
+        short = r if len(r) <= 20 else r[:19] + "…"
+        body.append(f'<text class="tick" x="{label_w - 6}" y="{y + cell_h / 2:g}" text-anchor="end" '
+                    f'dy="0.32em"><title>{escape(r)}</title>{escape(short)}</text>')
+        for j, c in enumerate(cols):
+            v = values.get((r, c))
+            fill = colour(v, lo, hi)
+            x = label_w + cell_w * j
+            text = "–" if v is None else f"{v * 100:.1f}"
+            body.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}">'
+                        f'<title>{escape(r)}, {escape(c)}: {text}</title></rect>'
+                        f'<text x="{x + (cell_w - 2) / 2:g}" y="{y + (cell_h - 2) / 2:g}" dy="0.32em" '
+                        f'text-anchor="middle" class="cell" fill="{_text_on(fill)}">{text}</text>')
+    return _svg(width, height, title, body, cls="plot heatmap")
+
+
+def bars(labels: list[str], values: list[float | None], *, title: str, chance: float | None = None) -> Markup:
+    """Horizontal bars in percent (per-class recall); missing values are marked, not drawn as 0."""
+    label_w, bar_w, h, top = 170, 200, 18, 4
+    width, height = label_w + bar_w + 56, top + h * len(labels) + 18
+    body = []
+    for i, (lab, v) in enumerate(zip(labels, values)):
+        y = top + h * i
+        short = lab if len(lab) <= 26 else lab[:25] + "…"
+        body.append(f'<text class="tick" x="{label_w - 6}" y="{y + h / 2:g}" dy="0.32em" text-anchor="end">'
+                    f'<title>{escape(lab)}</title>{escape(short)}</text>')
+        if v is None:
+            body.append(f'<text class="tick" x="{label_w + 4}" y="{y + h / 2:g}" dy="0.32em">absent from the test split</text>')
+            continue
+        body.append(f'<rect class="bar" x="{label_w}" y="{y + 2}" width="{_f(bar_w * v)}" height="{h - 4}">'
+                    f'<title>{escape(lab)}: {v * 100:.1f}</title></rect>'
+                    f'<text class="tick" x="{_f(label_w + bar_w * v + 4)}" y="{y + h / 2:g}" dy="0.32em">'
+                    f'{v * 100:.1f}</text>')
+    axis_y = top + h * len(labels)
+    body.append(f'<line class="axis" x1="{label_w}" x2="{label_w + bar_w}" y1="{axis_y}" y2="{axis_y}"/>')
+    for v in (0, 0.5, 1):
+        body.append(f'<text class="tick" x="{_f(label_w + bar_w * v)}" y="{axis_y + 13}" '
+                    f'text-anchor="middle">{v * 100:.0f}</text>')
+    if chance is not None:
+        x = _f(label_w + bar_w * chance)
+        body.append(f'<line class="chance" x1="{x}" x2="{x}" y1="{top}" y2="{axis_y}"/>')
+    return _svg(width, height, title, body, cls="plot bars")

@@ -42,7 +42,7 @@ def _eps_label(x: float) -> str:
 
 def model_figures(res: EvaluationResult) -> dict[str, Markup]:
     """Heatmap, eps curves (APGD-CE, FGSM), noise curve and per-class recall bars, where measured."""
-    figs: dict[str, Markup] = {}
+    figs: dict[str, Markup | None] = dict.fromkeys(("heatmap", "eps", "noise", "recall"))
     ch = chance(res.dataset)
     if res.corruptions and res.corruptions.cells:
         rows = list(dict.fromkeys(c.corruption for c in res.corruptions.cells))

@@ -1,0 +1,121 @@
+"""Weights and model checks: reachable, sha256 and size, safetensors, architecture builds, strict load."""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from ..architectures import UnknownArchitectureError, count_parameters
+from ..data import get_spec
+from ..schema.entry import EntryError, ModelEntry
+from ..weights import WeightsError, load_state_strict, read_safetensors
+from ..zoo import WeightsUnavailableError, build_model, fetch_weights
+from .report import Report
+
+
+def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
+    """Fetch, verify and load the entry's weights, recording each step; the model (eval mode) or None."""
+    label = f"{entry.id} ({entry.dataset})"
+    try:
+        path = fetch_weights(entry.weights, label=label)
+    except WeightsUnavailableError as exc:
+        _report_fetch_failure(report, entry, exc)
+        return None
+    report.add("weights", "reachable", True, f"downloaded from {entry.weights.sources[0].describe()}")
+    report.add("weights", "sha256 and size", True,
+               f"sha256 {entry.weights.sha256[:16]}... and {entry.weights.size_bytes} bytes match")
+    try:
+        state = read_safetensors(path)
+    except WeightsError as exc:
+        report.add("weights", "safetensors format", False, str(exc).replace(str(path), "the weights file"),
+                   fix="Save the weights with safetensors.torch.save_file(model.state_dict(), 'model.safetensors'); "
+                       "medbench never unpickles files.")
+        return None
+    report.add("weights", "safetensors format", True, f"{len(state)} tensors")
+    try:
+        model = build_model(entry)
+    except (UnknownArchitectureError, EntryError, ValueError) as exc:
+        report.add("model", "architecture builds", False, str(exc),
+                   fix="Use an architecture registered in medbench.architectures with its keyword arguments; "
+                       "a new architecture is added by a separate pull request first.")
+        return None
+    report.add("model", "architecture builds", True, f"{entry.architecture} {entry.architecture_kwargs or ''}".strip())
+    n = count_parameters(model)
+    report.add("model", "parameter count", n == entry.weights.num_parameters,
+               f"built model has {n} parameters; the entry says {entry.weights.num_parameters}",
+               fix="Set weights.num_parameters to the built model's count (sum of p.numel()), "
+                   "or fix architecture_kwargs.")
+    try:
+        load_state_strict(model, state, source="the weights")
+    except WeightsError as exc:
+        report.add("model", "strict load", False, str(exc) + _channel_hint(model, state, entry),
+                   fix="Build the model for the dataset's channels and classes with the entry's architecture and "
+                       "architecture_kwargs, and save its complete state dict (strict loading, no missing keys).")
+        return None
+    report.add("model", "strict load", True, "every tensor matches the architecture (strict=True)")
+    if n != entry.weights.num_parameters:
+        return None
+    return model.eval()
+
+
+def _report_fetch_failure(report: Report, entry: ModelEntry, exc: WeightsUnavailableError) -> None:
+    sources = {s.describe(): s for s in entry.weights.sources}
+    reasons = "; ".join(f"{a.source}: {a.reason}{_sniff(sources.get(a.source), a.reason)}" for a in exc.attempts)
+    # huggingface_hub itself refuses a file whose size differs from the Hub's metadata ("consistency check")
+    served = [a for a in exc.attempts if a.mismatch or "Consistency check failed" in a.reason]
+    if not served:
+        report.add("weights", "reachable", False, f"no source could be downloaded: {reasons}",
+                   fix="Make the Hub repository public, check repo_id, filename and the full 40-hex commit revision "
+                       "(copy it from the file's history on the Hub).")
+        return
+    report.add("weights", "reachable", True, f"{len(served)} source(s) served a file")
+    text = reasons
+    fix = ("Compute the pins from the file you uploaded: `sha256sum model.safetensors` and "
+           "`stat -c %s model.safetensors`, and make sure the revision is the commit holding that file.")
+    if "HTML" in text:
+        fix = "The source serves an HTML page instead of the weights: give a direct download link of the file. " + fix
+    elif size := re.search(r"got (\d+) bytes, expected (\d+)|should be of size (\d+) but has size (\d+)", text):
+        got, want = (int(size[1]), int(size[2])) if size[1] else (int(size[4]), int(size[3]))
+        if got < want:
+            fix = f"The served file is shorter than declared ({got} < {want} bytes; truncated upload?): " \
+                  "re-upload the complete file. " + fix
+    report.add("weights", "sha256 and size", False, f"the served file is not the one pinned by the entry: {reasons}",
+               fix=fix)
+
+
+def _sniff(source, reason: str) -> str:
+    """For a Hub file that huggingface_hub refused, say what the first bytes served are (HTML, pickle)."""
+    if source is None or source.kind != "hub" or "Consistency check failed" not in reason:
+        return ""
+    import urllib.request
+
+    from huggingface_hub import hf_hub_url
+
+    from ..weights import _PICKLE_MAGIC
+    from ..zoo.sources import hub_endpoint
+
+    url = hf_hub_url(source.repo_id, source.filename, revision=source.revision, endpoint=hub_endpoint())
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=0-63"}), timeout=30) as r:
+            head = r.read(64)
+    except OSError:
+        return ""
+    if head.lstrip()[:1] == b"<":
+        return " (the Hub serves an HTML page, not weights)"
+    if head.startswith(_PICKLE_MAGIC):
+        return " (the Hub serves a pickle / torch.save file)"
+    return ""
+
+
+def _channel_hint(model: nn.Module, state: dict, entry: ModelEntry) -> str:
+    """Name a first-layer input-channel mismatch explicitly (the most common cause of a failed load)."""
+    n_channels = get_spec(entry.dataset).n_channels
+    own = model.state_dict()
+    for key, t in own.items():
+        if t.ndim in (4, 5) and key in state and state[key].ndim == t.ndim:
+            if t.shape[1] == n_channels and state[key].shape[1] != n_channels:
+                return (f". Wrong input channels: the weights' input layer ({key}) expects "
+                        f"{state[key].shape[1]} channel(s) but {entry.dataset} images have {n_channels}")
+            break
+    return ""

@@ -1,0 +1,93 @@
+"""A submission file: a zoo :class:`ModelEntry` plus the numbers its authors claim (``claimed``).
+
+``submissions/<ModelId>.yaml`` holds every field of a ``model_zoo`` entry and one more block::
+
+    claimed:
+      clean_balanced_accuracy: 0.812   # full test split, fractions in [0, 1]
+      clean_accuracy: 0.853
+      clean_auc: 0.884                 # optional
+      robust_balanced_accuracy: 0.611  # optional; needs `threat`
+      threat: Linf-2/255               # a threat label of the protocol (Linf-2/255, Linf-4/255, L2-0.25)
+
+Unknown fields are rejected everywhere. On acceptance the ``claimed`` block is dropped: the entry
+joins the zoo and the harness measures the numbers itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+
+from ..errors import MedbenchError
+from ..schema.base import Strict
+from ..schema.entry import ModelEntry, format_validation_error
+
+MAX_FILE_BYTES = 64 * 1024  # a submission YAML larger than this is not a metadata file
+
+
+class SubmissionError(MedbenchError, ValueError):
+    """A submission file that cannot be read or does not satisfy the schema."""
+
+
+class Claimed(Strict):
+    """Numbers the authors claim; ``medbench submission validate --reproduce`` re-measures them."""
+
+    clean_balanced_accuracy: float = Field(ge=0, le=1, description="balanced accuracy on the full test split")
+    clean_accuracy: float = Field(ge=0, le=1, description="accuracy on the full test split")
+    clean_auc: float | None = Field(None, ge=0, le=1, description="AUC on the full test split")
+    robust_balanced_accuracy: float | None = Field(None, ge=0, le=1,
+                                                   description="robust balanced accuracy under `threat` (AutoAttack)")
+    threat: str | None = Field(None, description="protocol threat label of the robust claim, e.g. Linf-2/255")
+
+    @model_validator(mode="after")
+    def _threat_with_robust(self) -> "Claimed":
+        if (self.robust_balanced_accuracy is None) != (self.threat is None):
+            raise ValueError("claimed.robust_balanced_accuracy and claimed.threat go together: give both "
+                             "(e.g. threat: Linf-2/255) or neither")
+        return self
+
+
+class Submission(ModelEntry):
+    """A :class:`ModelEntry` plus the authors' ``claimed`` numbers."""
+
+    claimed: Claimed
+
+    def to_entry(self) -> ModelEntry:
+        """The zoo entry (everything but ``claimed``)."""
+        return ModelEntry.model_validate(self.model_dump(exclude={"claimed"}))
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a submission file as plain data (safe YAML, size-limited); raise :class:`SubmissionError`."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: no such file. Fix: give the path of a submissions/<ModelId>.yaml file.")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SubmissionError(f"{path} is {size} bytes; a submission file may have at most {MAX_FILE_BYTES} bytes. "
+                              "Fix: shorten the description; weights go on the Hugging Face Hub, not in the file.")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SubmissionError(f"{path} is not valid UTF-8 YAML: {exc}") from None
+
+
+def parse_submission(data: Any, where: str = "submission") -> Submission:
+    """Validate plain data as a :class:`Submission`; the error names every bad field."""
+    if not isinstance(data, dict):
+        raise SubmissionError(f"{where} must be a YAML mapping of fields, got {type(data).__name__}. "
+                              "Fix: start from submissions/TEMPLATE.yaml.")
+    try:
+        return Submission.model_validate(data)
+    except ValidationError as exc:
+        text = format_validation_error(exc, where).replace("is not a valid model entry", "is not a valid submission")
+        raise SubmissionError(text + "\n  (see submissions/TEMPLATE.yaml for every field)") from None
+
+
+def read_submission(path: str | Path) -> Submission:
+    """Read and validate one submission file."""
+    return parse_submission(load_yaml(path), str(path))

@@ -1,0 +1,72 @@
+"""``validate_submission``: every check on one submission file, collected into a :class:`Report`.
+
+Stages run in order; a stage that cannot run because an earlier one failed is marked skipped, so
+the report lists every problem that can be found at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import MedbenchError
+from ..protocol import Protocol, load_protocol
+from .evaluation import ReproduceSettings, check_admission, check_reproduce, reproduce_protocol, threat_labels
+from .model import load_checked_model
+from .report import Report
+from .schema import Submission, SubmissionError, load_yaml
+from .static import check_static
+
+
+def validate_submission(path: str | Path, *, registry: str | Path | None = None, reproduce: bool = False,
+                        protocol: Protocol | None = None, settings: ReproduceSettings = ReproduceSettings(),
+                        data_root: str | Path | None = None, device: str | None = None) -> Report:
+    """Check one submission file; ``reproduce`` also re-measures the claimed numbers."""
+    report, _ = _validate(Path(path), registry=registry, reproduce=reproduce, protocol=protocol, settings=settings,
+                          data_root=data_root, device=device)
+    return report
+
+
+def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root, device
+              ) -> tuple[Report, tuple[Submission, nn.Module] | None]:
+    from ..zoo import zoo_root
+
+    report = Report(path=str(path))
+    proto = protocol or load_protocol()
+    try:
+        data = load_yaml(path)
+    except SubmissionError as exc:
+        report.add("schema", "file", False, str(exc), fix="Give a UTF-8 YAML file in submissions/.")
+        return report, None
+    sub = check_static(report, data, path, Path(registry) if registry else zoo_root(), threat_labels(proto))
+    if sub is None:
+        for stage in ("weights", "model", "admission", "reproduce"):
+            report.skip(stage, stage, "skipped: the file does not satisfy the schema")
+        return report, None
+    model = load_checked_model(report, sub.to_entry())
+    if model is None:
+        report.skip("admission", "admission checks", "skipped: no model could be loaded")
+        report.skip("reproduce", "claimed numbers", "skipped: no model could be loaded")
+        return report, None
+    small = reproduce_protocol(proto, sub, settings)
+    try:
+        net = check_admission(report, model, sub, small, data_root=data_root, device=device)
+    except MedbenchError as exc:
+        report.add("admission", "admission checks", False, f"could not run: {exc}",
+                   fix="Make the MedMNIST test split available (MEDBENCH_DATA or --data-root).")
+        net = None
+    if net is None:
+        report.skip("reproduce", "claimed numbers", "skipped: the model is not admitted")
+        return report, None
+    if not reproduce:
+        report.skip("reproduce", "claimed numbers", "not run (use --reproduce)")
+    elif report.stage_failed("metadata"):
+        report.skip("reproduce", "claimed numbers", "skipped: fix the metadata problems first")
+    else:
+        try:
+            check_reproduce(report, model, sub, proto, settings, data_root=data_root, device=device)
+        except MedbenchError as exc:
+            report.add("reproduce", "claimed numbers", False, f"could not run: {exc}",
+                       fix="See the error; if it names the model, fix the model, else ask a maintainer.")
+    return report, (sub, model)

@@ -149,14 +149,60 @@ def do_train(datasets, only, force: bool) -> None:
                   f"{result.wall_time_s:.0f}s, sha256 {result.weights_sha256[:12]}", flush=True)
 
 
+def _committed(path: str) -> bool:
+    """Whether ``path`` is tracked by git (threat code still being written is never used for results)."""
+    import subprocess
+
+    return subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=REPO, capture_output=True).returncode == 0
+
+
+class ThreatNotLanded(RuntimeError):
+    pass
+
+
+def _guard_uncommitted_threats() -> None:
+    """Runs of a threat whose runner module is not committed stop there; the partial run resumes later."""
+    import importlib
+
+    from medbench import evaluate
+
+    for threat, target in list(evaluate.THREAT_RUNNERS.items()):
+        module = target.split(":")[0]
+        if not _committed(module.replace(".", "/") + ".py"):
+            def refuse(ctx, _t=threat):
+                raise ThreatNotLanded(f"threat {_t!r} is not committed yet; the run is kept and resumes later")
+            mod_name = f"_medbench_guard_{threat}"
+            guard = type(sys)(mod_name)
+            guard.run = refuse
+            sys.modules[mod_name] = guard
+            evaluate.THREAT_RUNNERS[threat] = f"{mod_name}:run"
+    importlib.invalidate_caches()
+
+
+def reference_result(dataset: str) -> Path:
+    """The corruption reference (the dataset's ERM baseline): its full result, else a clean + corruptions
+    run of the same model under the same protocol (identical numbers, kept in the medbench cache)."""
+    import medbench
+    from medbench.paths import cache_root
+
+    erm = model_id(dataset, "erm")
+    final = RESULTS / dataset / f"{erm}.json"
+    if final.exists():
+        return final
+    path = cache_root() / "reference_zoo" / dataset / f"{erm}.clean_corruptions.json"
+    if not path.exists():
+        medbench.benchmark(erm, dataset, threats="clean,corruptions", out=path, model_id=erm, progress=True)
+    return path
+
+
 def do_evaluate(datasets, only, threats: str) -> None:
     import medbench
     from medbench.schema.entry import read_entry
 
+    _guard_uncommitted_threats()
     for dataset in datasets:
-        ids = [model_id(dataset, m) for m in PLAN[dataset]]  # ERM first: the corruption reference
-        reference = RESULTS / dataset / f"{model_id(dataset, 'erm')}.json"
-        for mid in ids:
+        for method in PLAN[dataset]:  # ERM first: the corruption reference of the others
+            mid = model_id(dataset, method)
             if only and mid not in only:
                 continue
             yaml_path = ZOO / dataset / f"{mid}.yaml"
@@ -168,9 +214,16 @@ def do_evaluate(datasets, only, threats: str) -> None:
                 print(f"skip {dataset}/{mid}: {out.relative_to(REPO)} exists", flush=True)
                 continue
             entry = read_entry(yaml_path)
-            ref = reference if (reference.exists() and mid != model_id(dataset, "erm")) else None
-            result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
-                                        weights_sha256=entry.weights.sha256, progress=True)
+            try:
+                ref = reference_result(dataset)
+            except ThreatNotLanded:
+                ref = None  # corruptions pause the run below; a resumed run gets the reference
+            try:
+                result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
+                                            weights_sha256=entry.weights.sha256, progress=True)
+            except ThreatNotLanded as exc:
+                print(f"paused {dataset}/{mid}: {exc}", flush=True)
+                continue
             print(f"evaluated {dataset}/{mid}: wall {result.provenance.wall_time_s:.0f}s -> {out.relative_to(REPO)}",
                   flush=True)
 
@@ -181,7 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", nargs="+", default=list(PLAN), choices=list(PLAN))
     p.add_argument("--only", nargs="+", default=None, help="model ids to include")
     p.add_argument("--force", action="store_true", help="retrain entries that already exist")
-    p.add_argument("--threats", default="all")
+    p.add_argument("--threats", default="clean,Linf,L2,curves,corruptions",
+                   help="threat order (default: all, attacks before corruptions)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

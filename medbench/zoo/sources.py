@@ -100,7 +100,7 @@ def _looks_like(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- sources
 
-def _fetch_bundled(src: BundledSource, weights: Weights, folder: Path | None) -> Path:
+def _fetch_bundled(src: BundledSource, weights: Weights, folder: Path | None, local_only: bool) -> Path:
     if folder is None:
         raise _Failed("no registry folder given for a bundled file")
     path = (folder / src.filename).resolve()
@@ -114,10 +114,12 @@ def _fetch_bundled(src: BundledSource, weights: Weights, folder: Path | None) ->
     return path
 
 
-def _fetch_mirror(src: MirrorSource, weights: Weights, folder: Path | None) -> Path:
+def _fetch_mirror(src: MirrorSource, weights: Weights, folder: Path | None, local_only: bool) -> Path:
     target = weights_cache_dir() / f"{weights.sha256}.safetensors"
     if target.is_file() and check_file(target, weights) is None:
         return target
+    if local_only:
+        raise _Failed("not in medbench's weights cache")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
@@ -146,6 +148,9 @@ def _download(url: str, out, expected_size: int) -> None:
                     raise _Failed(f"server sent more than the expected {expected_size} bytes; download stopped",
                                   mismatch=True)
                 out.write(block)
+            missing = getattr(response, "length", None)  # bytes promised by Content-Length but never sent
+            if missing:
+                raise _Failed(f"download failed: connection closed after {received} of {received + missing} bytes")
     except urllib.error.HTTPError as exc:
         raise _Failed(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
@@ -154,7 +159,7 @@ def _download(url: str, out, expected_size: int) -> None:
         raise _Failed(f"download failed: {type(exc).__name__}: {exc}") from None
 
 
-def _fetch_hub(src: HubSource, weights: Weights, folder: Path | None) -> Path:
+def _fetch_hub(src: HubSource, weights: Weights, folder: Path | None, local_only: bool) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
@@ -165,8 +170,10 @@ def _fetch_hub(src: HubSource, weights: Weights, folder: Path | None) -> Path:
     where = endpoint or "https://huggingface.co"
     try:
         path = Path(hf_hub_download(src.repo_id, src.filename, revision=src.revision, cache_dir=cache,
-                                    endpoint=endpoint, local_files_only=offline))
+                                    endpoint=endpoint, local_files_only=offline or local_only))
     except LocalEntryNotFoundError as exc:
+        if local_only:
+            raise _Failed("not in the Hugging Face cache") from None
         if offline:
             raise _Failed(f"HF_HUB_OFFLINE is set and the file is not in the Hugging Face cache {cache}") from None
         raise _Failed(f"cannot reach the Hub at {where} and the file is not cached ({_cause(exc)})") from None
@@ -182,6 +189,8 @@ def _fetch_hub(src: HubSource, weights: Weights, folder: Path | None) -> Path:
     except (OSError, ValueError) as exc:  # consistency checks (truncated download), connection errors
         raise _Failed(f"download failed: {type(exc).__name__}: {_first_line(exc)}") from None
     reason = check_file(path, weights)
+    if reason and local_only:
+        raise _Failed(reason)  # reported by the network pass
     if reason:
         removed = _remove_new(storage, before, path)
         note = ("removed from the Hugging Face cache" if removed else
@@ -219,16 +228,22 @@ _FETCHERS = {"hub": _fetch_hub, "mirror": _fetch_mirror, "bundled": _fetch_bundl
 
 
 def fetch_weights(weights: Weights, *, folder: str | os.PathLike | None = None, label: str = "weights") -> Path:
-    """The local path of a verified copy of ``weights``, trying each source in order.
+    """The local path of a verified copy of ``weights``: a verified local copy (Hub cache, mirror cache,
+    bundled file) if there is one, else each source in order over the network.
 
     ``folder`` is where bundled files live (the entry's registry folder). Raises
     :class:`WeightsUnavailableError` (or :class:`WeightsHashMismatchError`) listing every attempt.
     """
     base = Path(folder) if folder is not None else None
+    for src in weights.sources:  # first a verified local copy from any source: no network when the cache is warm
+        try:
+            return _FETCHERS[src.kind](src, weights, base, True)
+        except _Failed:
+            pass
     attempts: list[Attempt] = []
     for src in weights.sources:
         try:
-            return _FETCHERS[src.kind](src, weights, base)
+            return _FETCHERS[src.kind](src, weights, base, False)
         except _Failed as exc:
             attempts.append(Attempt(src.describe(), str(exc), exc.mismatch))
     lines = "\n".join(f"  {i}. {a.source}: {a.reason}" for i, a in enumerate(attempts, 1))

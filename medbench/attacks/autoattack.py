@@ -136,6 +136,7 @@ class ChunkOutcome:
     adv_logits: np.ndarray
     max_perturbation: float  # largest norm of x_adv - x in the chunk (config.norm)
     out_of_range: float  # largest violation of [0, 1] by x_adv
+    x_adv: torch.Tensor  # final inputs (the adversarial example where an attack succeeded, else the clean input)
 
 
 def broken_by_names(config: AttackConfig, codes: np.ndarray) -> list[str | None]:
@@ -174,5 +175,5 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
     return ChunkOutcome(
         clean_pred=clean_pred.cpu().numpy(), adv_pred=adv_pred.cpu().numpy(), robust=robust.cpu().numpy(),
         broken_by=codes.cpu().numpy(), adv_logits=adv_logits,
-        max_perturbation=float(norm.max()) if len(norm) else 0.0, out_of_range=out_of_range,
+        max_perturbation=float(norm.max()) if len(norm) else 0.0, out_of_range=out_of_range, x_adv=x_adv,
     )

@@ -374,3 +374,10 @@ def test_hostile_title_is_accepted_and_escaped_in_the_report(hub, tmp_path, regi
     assert report.passed, report.to_text()
     assert read_submission(path).paper.title == title
     assert "<script>" not in report.to_markdown()
+
+
+def test_template_is_a_valid_submission():
+    """submissions/TEMPLATE.yaml stays schema-valid (only its placeholder hashes are fake)."""
+    sub = read_submission(REPO / "submissions" / "TEMPLATE.yaml")
+    assert sub.claimed.threat == "Linf-2/255" and sub.weights.sources[0].kind == "hub"
+    assert "claimed" not in sub.to_entry().model_dump()

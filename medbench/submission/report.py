@@ -57,12 +57,16 @@ class Report:
     def stage_failed(self, *stages: str) -> bool:
         return any(c.failed for c in self.checks if c.stage in stages)
 
+    def ordered(self) -> list[Check]:
+        """Checks grouped by stage, in pipeline order (stable within a stage)."""
+        return sorted(self.checks, key=lambda c: STAGES.index(c.stage) if c.stage in STAGES else len(STAGES))
+
     def to_markdown(self) -> str:
         title = f"`{_code(self.model_id)}` ({_code(self.dataset or '?')})" if self.model_id else f"`{_code(self.path)}`"
         verdict = "✅ **passes**" if self.passed else f"❌ **fails** ({len(self.failures)} problem(s))"
         lines = [f"### medbench submission check: {title}", "", f"`{_code(self.path)}` {verdict}", ""]
         lines += ["| stage | check | result | details |", "|---|---|---|---|"]
-        for c in self.checks:
+        for c in self.ordered():
             lines.append(f"| {c.stage} | {_cell(c.name)} | {_ICON[c.status]} | {_cell(c.message)} |")
         numbers = [c for c in self.checks if c.measured is not None or c.claimed is not None]
         if numbers:
@@ -78,7 +82,7 @@ class Report:
 
     def to_text(self) -> str:
         out = [f"{self.path}: {'PASS' if self.passed else 'FAIL'}"]
-        for c in self.checks:
+        for c in self.ordered():
             out.append(f"  [{c.status.upper():4}] {c.stage}/{c.name}: {c.message}")
             if c.failed and c.fix:
                 out.append(f"         fix: {c.fix}")

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
     ap.add_argument("--check", action="store_true", help="exit 1 if the file differs from the schema")
     args = ap.parse_args(argv)
+    if args.out == DEFAULT_PATH and not (DEFAULT_PATH.parents[1] / "pyproject.toml").is_file():
+        ap.error("not running from a source checkout: pass --out FILE")
     text = render()
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""

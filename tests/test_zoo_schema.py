@@ -181,3 +181,14 @@ def test_json_schema_check_command(tmp_path):
     assert schema["additionalProperties"] is False
     assert {"id", "dataset", "weights", "recipe"} <= set(schema["required"])
     assert ModelEntry.model_json_schema()["properties"]["id"]["pattern"]
+
+
+def test_documented_example_entry_is_valid():
+    import textwrap
+
+    import medbench.schema.entry as module
+
+    block = module.__doc__.split("::\n", 1)[1]
+    example = textwrap.dedent(block).replace("<64 hex digits>", SHA).replace("<40-hex commit>", REV)
+    entry = parse_entry(yaml.safe_load(example), "docstring example")
+    assert [s.kind for s in entry.weights.sources] == ["hub", "mirror", "bundled"]

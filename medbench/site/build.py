@@ -6,6 +6,7 @@ write are removed from it. A non-empty folder without the marker is never touche
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class BuildReport:
     pages: int = 0
     files: int = 0
     problems: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -90,8 +92,11 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
         raise MedbenchError(f"templates not found in {lb / 'templates'}: run the build from a medbench source checkout")
     out = Path(out)
     _prepare_out(out)
+    clock = time.perf_counter()
     inputs = load_inputs(registry, results)
+    t_load = time.perf_counter()
     boards = build_boards(inputs)
+    t_rank = time.perf_counter()
     env = environment(lb / "templates")
     w = _Writer(out)
     report = BuildReport(out, problems=list(inputs.problems))
@@ -107,6 +112,7 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     w.text("index.html", env.get_template("home.html").render(root="", boards=boards, example=example, **common))
     report.pages += 1
     dataset_tpl, model_tpl = env.get_template("dataset.html"), env.get_template("model.html")
+    records: dict[str, dict] = {}
     for name, board in boards.items():
         scatters = {t.key: plots.track_scatters(t) for t in board.tracks}
         w.text(f"{name}/index.html", dataset_tpl.render(root="../", board=board, spec=DATASETS[name],
@@ -120,12 +126,14 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
         for row in board.unevaluated:
             _model_page(w, model_tpl, board, row, None, common)
             report.pages += 1
-        w.text(f"data/{name}.json", export.results_json(boards, __version__, only=name))
+        records[name] = export.board_record(board)
+        w.text(f"data/{name}.json", export.results_json({name: records[name]}, __version__))
         w.text(f"data/{name}.csv", export.results_csv(boards, only=name))
-    w.text("data/results.json", export.results_json(boards, __version__))
+    w.text("data/results.json", export.results_json(records, __version__))
     w.text("data/results.csv", export.results_csv(boards))
     w.prune()
     report.files = len(w.written)
+    report.timings = {"load": t_load - clock, "rank": t_rank - t_load, "render": time.perf_counter() - t_rank}
     return report
 
 

@@ -74,11 +74,14 @@ def board_record(board: DatasetBoard) -> dict:
     }
 
 
-def results_json(boards: dict[str, DatasetBoard], medbench_version: str, only: str | None = None) -> str:
-    doc = {"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
-           "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api",
-           "datasets": {n: board_record(b) for n, b in boards.items() if only is None or n == only}}
-    return json.dumps(doc, indent=1, sort_keys=False, ensure_ascii=False) + "\n"
+def results_json(records: dict[str, dict], medbench_version: str) -> str:
+    """The API document for the boards' records (``board_record``), compact JSON, one dataset per line."""
+    head = json.dumps({"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
+                       "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api"},
+                      ensure_ascii=False)
+    body = ",\n".join(f"{json.dumps(n)}: {json.dumps(r, ensure_ascii=False, separators=(',', ':'))}"
+                      for n, r in records.items())
+    return head[:-1] + ', "datasets": {\n' + body + "\n}}\n"
 
 
 CSV_COLUMNS = ["dataset", "size", "protocol_version", "rank", "tie_group", "model_id", "flags",

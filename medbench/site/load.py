@@ -10,10 +10,13 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from pydantic import ValidationError
 
 from ..data import DATASETS
-from ..schema.entry import EntryError, ModelEntry, read_entry
+from ..schema.entry import EntryError, ModelEntry, parse_entry
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster, same result
 from ..schema.result import EvaluationResult
 
 
@@ -36,8 +39,8 @@ def load_registry(root: Path, inputs: Inputs) -> None:
     for path in sorted(Path(root).glob("*/*.yaml")):
         where = f"{path.parent.name}/{path.name}"
         try:
-            entry = read_entry(path)
-        except (EntryError, OSError, UnicodeDecodeError) as exc:
+            entry = parse_entry(yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader), str(path))
+        except (EntryError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
             inputs.problems.append(f"registry {where}: skipped: {str(exc).splitlines()[0]}")
             continue
         if entry.dataset != path.parent.name or entry.id != path.stem:

@@ -51,17 +51,22 @@ def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
     n, m = predictions.shape
-    onehot = np.eye(num_classes)[labels]  # n x k
-    hit = (predictions == labels[:, None]).astype(np.float64)  # n x M
-    per_class = (hit[:, :, None] * onehot[:, None, :]).reshape(n, m * num_classes)  # n x (M k)
+    hit = (predictions == labels[:, None]).astype(np.float32)  # n x M
+    members = [np.flatnonzero(labels == c) for c in range(num_classes)]
     out = []
     for w in _bootstrap_counts(n, n_resamples, seed):
-        support = w @ onehot  # B x k
-        hits = (w @ per_class).reshape(len(w), m, num_classes)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(support[:, None, :] > 0, hits / support[:, None, :], np.nan)
-        present = (support > 0).sum(axis=1)[:, None]  # classes present in each resample
-        out.append(np.where(present > 0, np.nansum(recall, axis=2) / np.maximum(present, 1), np.nan))
+        w = w.astype(np.float32)  # counts and sums stay exact integers (< 2**24)
+        total = np.zeros((len(w), m))
+        present = np.zeros((len(w), 1))
+        for idx in members:  # classes partition the examples: one (B x n_c) @ (n_c x M) product each
+            if idx.size == 0:
+                continue
+            support = w[:, idx].sum(axis=1, keepdims=True)
+            hits = w[:, idx] @ hit[idx]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total += np.where(support > 0, hits / np.maximum(support, 1), 0.0)
+            present += support > 0
+        out.append(np.where(present > 0, total / np.maximum(present, 1), np.nan))
     return np.concatenate(out)
 
 

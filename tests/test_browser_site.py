@@ -1,0 +1,218 @@
+"""The leaderboard site in headless Chromium (Debian's ``chromium`` + ``chromedriver``, via selenium).
+
+Serves a synthetic site from 127.0.0.1, then: sorts by clicking a header, filters by typing and by
+a select, follows links home -> dataset -> model, checks that every request stayed on localhost
+and that the console is clean, checks the page without JavaScript, and saves screenshots at
+desktop and phone width (light and dark) to ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from medbench.site import build_site
+from medbench.site.synthetic import write_synthetic
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+webdriver = pytest.importorskip("selenium.webdriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("Debian's chromium and chromium-driver are not installed", allow_module_level=True)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("browser")
+    write_synthetic(base / "reg", base / "res", ["dermamnist"], 14, with_results=0.85)  # clean text, screenshots
+    write_synthetic(base / "reg", base / "res", ["breastmnist"], 6, hostile=True)  # markup in every text field
+    build_site(base / "site", base / "reg", base / "res")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(base / "site")))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}", base / "site"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _driver(tmp_path: Path, *, javascript: bool = True):
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1366,900", f"--user-data-dir={tmp_path / 'profile'}",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        opts.add_argument(arg)
+    if not javascript:
+        opts.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    d = _driver(tmp_path)
+    d.set_page_load_timeout(30)
+    yield d
+    d.quit()
+
+
+def _screenshot(d, name: str, width: int, dark: bool = False) -> None:
+    """Full-page PNG at ``width`` CSS pixels (phone widths are emulated as a mobile device)."""
+    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                      {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600})
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                      {"features": [{"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
+    height = min(6000, d.execute_script("return document.documentElement.scrollHeight"))
+    shot = d.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": {
+        "x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+    d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def _requests(d) -> list[tuple[str, str]]:
+    """(document URL, requested URL) of every request the browser logged since the last call."""
+    import json
+
+    out = []
+    for entry in d.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            out.append((msg["params"].get("documentURL", ""), msg["params"]["request"]["url"]))
+    return out
+
+
+def _visible_ids(d) -> list[str]:
+    return d.execute_script(
+        "return Array.from(document.querySelectorAll('table.board tbody tr'))"
+        ".filter(r => !r.hidden).map(r => r.querySelector('th a').textContent)")
+
+
+def test_sort_filter_navigate_offline(server, browser):
+    base, _ = server
+    d = browser
+    d.get(f"{base}/index.html")
+    assert "medbench" in d.title
+    _screenshot(d, "home-desktop", 1366)
+    _screenshot(d, "home-phone", 390)
+    d.find_element(By.LINK_TEXT, "DermaMNIST").click()  # follow a link from the home page
+    assert d.current_url.endswith("/dermamnist/index.html")
+    assert d.find_element(By.CSS_SELECTOR, "h1").text.startswith("DermaMNIST")
+    _screenshot(d, "dataset-desktop", 1366)
+    _screenshot(d, "dataset-phone", 390)
+    _screenshot(d, "dataset-desktop-dark", 1366, dark=True)
+
+    ranked = _visible_ids(d)
+    ranks = d.execute_script("return Array.from(document.querySelectorAll('table.board tbody tr td:first-child'))"
+                             ".map(td => td.textContent)")
+    numeric = [int(r) for r in ranks if r.isdigit()]
+    assert numeric == sorted(numeric) and numeric[0] == 1  # server-side order: by rank
+
+    header = d.find_element(By.XPATH, "//table[contains(@class,'board')]//th[contains(., 'Clean BA')]")
+    header.find_element(By.TAG_NAME, "button").click()
+    by_clean = _visible_ids(d)
+    assert by_clean != ranked and sorted(by_clean) == sorted(ranked)
+    assert header.get_attribute("aria-sort") == "descending"
+    values = d.execute_script(
+        "const i = Array.from(document.querySelectorAll('table.board thead th')).findIndex(h => h.textContent.includes('Clean BA'));"
+        "return Array.from(document.querySelectorAll('table.board tbody tr')).map(r => parseFloat(r.cells[i].textContent));")
+    assert values == sorted(values, reverse=True)
+    header.find_element(By.TAG_NAME, "button").click()
+    assert _visible_ids(d) == list(reversed(by_clean)) or header.get_attribute("aria-sort") == "ascending"
+
+    form = d.find_element(By.CSS_SELECTOR, "form.filters")
+    assert form.is_displayed()
+    box = form.find_element(By.NAME, "q")
+    target = ranked[2]
+    box.send_keys(target)
+    assert _visible_ids(d) == [target]
+    assert "1 of" in form.find_element(By.NAME, "count").text
+    box.clear()
+    box.send_keys("no-such-model-xyz")
+    assert _visible_ids(d) == []
+    box.clear()
+    box.send_keys(" ")  # whitespace only: everything visible again
+    assert len(_visible_ids(d)) == len(ranked)
+    method = Select(form.find_element(By.NAME, "m"))
+    chosen = method.options[1].text
+    method.select_by_visible_text(chosen)
+    shown = d.execute_script("return Array.from(document.querySelectorAll('table.board tbody tr'))"
+                             ".filter(r => !r.hidden).map(r => r.dataset.m)")
+    assert shown and set(shown) == {chosen} and len(shown) < len(ranked)
+    method.select_by_index(0)
+
+    d.find_element(By.LINK_TEXT, target).click()
+    assert d.current_url.endswith(f"/dermamnist/{target}.html")
+    assert d.find_element(By.CSS_SELECTOR, "h1").text == target
+    assert d.find_elements(By.CSS_SELECTOR, "svg.heatmap") and d.find_elements(By.CSS_SELECTOR, "svg.bars")
+    _screenshot(d, "model-desktop", 1366)
+    _screenshot(d, "model-phone", 390)
+    _screenshot(d, "model-phone-dark", 390, dark=True)
+
+    reqs = _requests(d)
+    ours = [u for doc, u in reqs if doc.startswith(base + "/")]
+    assert len(ours) >= 6, "the performance log recorded too few of the site's requests"
+    leaving = [u for u in ours if not (u.startswith(base + "/") or u.startswith("data:"))]
+    # the browser's own start page loads chrome:// resources; nothing may use the network elsewhere
+    leaving += [u for _, u in reqs if u.split(":", 1)[0] in ("http", "https", "ws", "wss", "ftp")
+                and not u.startswith(base + "/")]
+    assert leaving == [], f"requests left localhost: {leaving}"
+    errors = [e for e in d.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert errors == [], errors
+
+
+def test_hostile_text_stays_text(server, browser):
+    base, _ = server
+    from selenium.common.exceptions import NoAlertPresentException
+
+    for page in ("breastmnist/index.html", "breastmnist/Synth2000Model0000.html"):
+        browser.get(f"{base}/{page}")
+        with pytest.raises(NoAlertPresentException):
+            browser.switch_to.alert.text  # the titles' <script>alert(...)</script> must not run
+        assert browser.execute_script("return document.querySelectorAll('main script, main img').length") == 0
+        assert '<script>alert("x")</script>' in browser.find_element(By.TAG_NAME, "main").text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_without_javascript_rows_stay_ranked(server, tmp_path):
+    base, _ = server
+    d = _driver(tmp_path, javascript=False)
+    try:
+        d.get(f"{base}/dermamnist/index.html")
+        assert not d.find_element(By.CSS_SELECTOR, "form.filters").is_displayed()
+        ranks = [td.text for td in d.find_elements(By.CSS_SELECTOR, "table.board tbody tr td:first-child")]
+        numeric = [int(r) for r in ranks if r.isdigit()]
+        assert numeric and numeric == sorted(numeric)
+        assert d.find_elements(By.CSS_SELECTOR, "svg.plot circle")  # plots need no script
+    finally:
+        d.quit()
+
+
+def test_works_from_disk(server, browser):
+    _, root = server
+    browser.get((root / "dermamnist" / "index.html").as_uri())
+    assert browser.find_element(By.CSS_SELECTOR, "form.filters").is_displayed()  # script ran under file://
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table.board thead th button")) > 5
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -71,7 +71,7 @@ METHOD_TEXT = {
               "best epoch by the mean of clean and PGD-10 (2/255) validation balanced accuracy",
     "sam": "Sharpness-Aware Minimization (Foret et al.), rho {rho}, around Adam, class-weighted CE, "
            "best epoch by validation balanced accuracy",
-    "auc-m": "AUC-margin loss (Yuan et al., LibAUC), margin {margin}, one-vs-rest for multi-class, PESG optimizer "
+    "auc-m": "cross-entropy pre-training for {pretrain} epochs (Adam 1e-3), then the AUC-margin loss (Yuan et al., LibAUC), margin {margin}, one-vs-rest for multi-class, PESG optimizer "
              "(lr {lr}, epoch decay {epoch_decay}), class imbalance through the class priors, best epoch by validation AUC",
 }
 
@@ -95,7 +95,8 @@ def build_entry(dataset: str, method: str, cfg: TrainConfig, result) -> dict:
     mid = model_id(dataset, method)
     arch_label = (ARCH_3D if spec.is_3d else ARCH_2D)[0]
     text = METHOD_TEXT[method].format(eps=_eps_text(cfg.eps or 0), steps=cfg.steps, beta=cfg.beta, rho=cfg.rho,
-                                      margin=cfg.margin, lr=cfg.lr, epoch_decay=cfg.epoch_decay)
+                                      margin=cfg.margin, lr=cfg.lr, epoch_decay=cfg.epoch_decay,
+                                      pretrain=cfg.pretrain_epochs)
     n_params = count_parameters(result.model)
     description = (f"Reference baseline: {arch_label} ({n_params:,} parameters; smaller than the paper's: "
                    f"{PAPER_ARCH['3d' if spec.is_3d else '2d']}) trained from scratch on {dataset} (28 px) "

@@ -20,9 +20,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                "eps": 3 / 255, "steps": 5, "beta": 6.0},
     # Foret et al.: rho = 0.05 around the base optimizer.
     "sam": {"optimizer": "adam", "lr": 1e-3, "selection": "balanced_accuracy", "rho": 0.05},
-    # Yuan et al. (LibAUC): AUC-margin loss, margin 1, PESG lr 0.1, epoch decay 2e-3; selected on val AUC.
+    # Yuan et al. (LibAUC): CE pre-training (Adam 1e-3, half the epochs), then the AUC-margin loss,
+    # margin 1, PESG lr 0.1, epoch decay 2e-3; selected on val AUC.
     "auc-m": {"optimizer": "pesg", "lr": 0.1, "selection": "auc", "margin": 1.0, "epoch_decay": 2e-3,
-              "class_weights": "none", "weight_decay": 1e-4},
+              "class_weights": "none", "weight_decay": 1e-4, "momentum": 0.0},
 }
 
 
@@ -39,7 +40,7 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str | None = None  # adam | sgd | pesg
     lr: float | None = None
-    momentum: float = 0.9  # sgd and pesg
+    momentum: float | None = None  # sgd and pesg (default 0.9; 0 for auc-m)
     weight_decay: float | None = None
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of the epochs
     lr_gamma: float = 0.1
@@ -56,6 +57,7 @@ class TrainConfig:
     rho: float | None = None  # sam
     margin: float | None = None  # auc-m
     epoch_decay: float | None = None  # auc-m (PESG's proximal term)
+    pretrain_epochs: int | None = None  # auc-m: first epochs with CE (Adam 1e-3); default half the epochs
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -63,6 +65,12 @@ class TrainConfig:
         for key, value in METHOD_DEFAULTS[self.method].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.momentum is None:
+            self.momentum = 0.9
+        if self.pretrain_epochs is None:
+            self.pretrain_epochs = self.epochs // 2 if self.method == "auc-m" else 0
+        if not 0 <= self.pretrain_epochs < self.epochs:
+            raise ValueError(f"pretrain_epochs must be in [0, epochs), got {self.pretrain_epochs}.")
         if self.weight_decay is None:
             self.weight_decay = 0.0
         if self.class_weights is None:

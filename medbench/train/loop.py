@@ -142,7 +142,8 @@ def train(
         data_gen = torch.Generator().manual_seed(cfg.seed)
         attack_gen = torch.Generator().manual_seed(cfg.seed + 2)
         recipe = build_recipe(model, cfg, weight, counts / counts.sum(), attack_gen)
-        milestones = sorted({max(1, int(round(f * cfg.epochs))) for f in cfg.lr_milestones})
+        first, span = cfg.pretrain_epochs, cfg.epochs - cfg.pretrain_epochs  # schedule of the main stage
+        milestones = sorted({first + max(1, int(round(f * span))) for f in cfg.lr_milestones})
         write({"event": "start", "model": name, "dataset": spec.name, "size": size, "config": cfg.to_dict(),
                "train_n": len(train_split), "val_n": len(val_split), "train_class_counts": counts.tolist(),
                "class_weights": [round(float(w), 6) for w in weight], "lr_milestone_epochs": milestones,
@@ -154,6 +155,7 @@ def train(
                    disable=not progress)
         for epoch in bar:
             t0 = time.perf_counter()
+            recipe.start_epoch(epoch)
             model.train()
             losses = []
             for idx in _batches(len(labels), cfg.batch_size, data_gen):

@@ -28,8 +28,9 @@ class Recipe:
     """A recipe's step function and the optimizers whose learning rate the schedule decays."""
 
     step: Step
-    optimizers: list[torch.optim.Optimizer]
+    optimizers: list[torch.optim.Optimizer]  # whose learning rate the step schedule decays
     on_lr_decay: Callable[[], None] = lambda: None
+    start_epoch: Callable[[int], None] = lambda epoch: None
 
 
 def _base_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -105,18 +106,28 @@ def build_recipe(model: nn.Module, cfg: TrainConfig, weight: torch.Tensor, prior
 
 
 def _aucm(model: nn.Module, cfg: TrainConfig, priors: np.ndarray) -> Recipe:
+    """CE pre-training for ``pretrain_epochs`` (Adam 1e-3), then AUC-M with PESG (Yuan et al.'s two stages)."""
     if cfg.optimizer != "pesg":
         raise ValueError("auc-m trains with optimizer 'pesg' (descent on the network and a, b; ascent on alpha).")
     loss_fn = AUCMLoss(torch.as_tensor(priors), margin=cfg.margin)
     # the loss's a, b, alpha live outside the model: they are not part of the saved weights
     opt = PESG(list(model.parameters()) + loss_fn.primal_parameters(), loss_fn.dual_parameters(), lr=cfg.lr,
                momentum=cfg.momentum, epoch_decay=cfg.epoch_decay, weight_decay=cfg.weight_decay)
+    pre = torch.optim.Adam(model.parameters(), lr=1e-3)
+    stage = {"aucm": cfg.pretrain_epochs == 0}
+
+    def start_epoch(epoch: int) -> None:
+        if not stage["aucm"] and epoch > cfg.pretrain_epochs:
+            stage["aucm"] = True
+            opt.update_reference()  # the proximal term starts from the pre-trained weights
 
     def step(x, y):
-        loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = loss_fn(logits, y) if stage["aucm"] else F.cross_entropy(logits, y)
+        optimizer = opt if stage["aucm"] else pre
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
         return float(loss.detach())
 
-    return Recipe(step, [opt], on_lr_decay=opt.update_reference)
+    return Recipe(step, [opt], on_lr_decay=opt.update_reference, start_epoch=start_epoch)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -155,7 +156,7 @@ def _download(url: str, out, expected_size: int) -> None:
         raise _Failed(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise _Failed(f"cannot connect: {exc.reason}") from None
-    except (OSError, ValueError) as exc:  # IncompleteRead, reset connection, timeouts
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # IncompleteRead, resets, timeouts
         raise _Failed(f"download failed: {type(exc).__name__}: {exc}") from None
 
 
@@ -186,7 +187,7 @@ def _fetch_hub(src: HubSource, weights: Weights, folder: Path | None, local_only
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise _Failed(f"HTTP {status} from {where}") from None
-    except (OSError, ValueError) as exc:  # consistency checks (truncated download), connection errors
+    except Exception as exc:  # consistency checks (truncated download), httpx errors mid-download, ...
         raise _Failed(f"download failed: {type(exc).__name__}: {_first_line(exc)}") from None
     reason = check_file(path, weights)
     if reason and local_only:

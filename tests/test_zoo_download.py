@@ -291,3 +291,15 @@ def test_download_warms_the_cache(env, hub_server, tiny, monkeypatch):
     hub_server.stop()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert zoo.download(mid, "breastmnist") == path
+
+
+def test_hub_download_cut_midway_falls_back_to_mirror(env, hub_server, tiny, monkeypatch):
+    """The CDN drops the connection half-way on every try: the client gives up, nothing is cached, the mirror serves."""
+    model, data = tiny
+    rev = hub_server.add_file(REPO, FILE, data, mode="cut")
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    url = hub_server.add_mirror("tiny.safetensors", data)
+    mid = register(env, data, [hub_source(rev), {"kind": "mirror", "url": url}])
+    assert same_outputs(zoo.load_model(mid, "breastmnist"), model)
+    assert hf_blobs_and_snapshots(env) == []
+    assert sum(1 for m, p in hub_server.requests if m == "GET" and p.startswith("/cdn/")) > 1  # it did retry

@@ -48,6 +48,8 @@ def register(sub) -> None:
     a.add_argument("--threats", default="all", help="threats to run (default: all)")
     a.add_argument("--results", metavar="DIR", help="results folder (default: leaderboard/results)")
     a.add_argument("--site", metavar="DIR", help="site folder to rebuild (default: site)")
+    a.add_argument("--reference", metavar="FILE.json",
+                   help="corruption reference result for BE / rBE (default: the dataset's ERM baseline result)")
     _common(a)
     a.set_defaults(func=_accept)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -81,7 +83,8 @@ def _accept(args: argparse.Namespace) -> int:
     from ..submission import accept_submission
 
     done = accept_submission(args.file, registry=args.registry, results=args.results, site=args.site,
-                             quick=args.quick, threats=args.threats, data_root=args.data_root, device=args.device)
+                             quick=args.quick, threats=args.threats, data_root=args.data_root, device=args.device,
+                             reference=args.reference)
     r = done.result
     print(f"accepted {r.model_id} ({r.dataset}): entry {done.entry_path}, result {done.result_path}, "
           f"site {done.site_dir}")

@@ -45,7 +45,7 @@ def default_paths() -> tuple[Path, Path, Path]:
 def accept_submission(path: str | Path, *, registry: str | Path | None = None, results: str | Path | None = None,
                       site: str | Path | None = None, protocol: Protocol | None = None, quick: bool = False,
                       threats: str = "all", data_root: str | Path | None = None, device: str | None = None,
-                      progress: bool = True) -> Accepted:
+                      reference: str | Path | None = None, progress: bool = True) -> Accepted:
     """Validate ``path``, run the protocol (``threats``), move the entry into the registry, rebuild the site."""
     from ..site.build import build_site
     from ..zoo import clear_cache
@@ -69,9 +69,11 @@ def accept_submission(path: str | Path, *, registry: str | Path | None = None, r
     result_path = results_dir / entry.dataset / f"{entry.id}.json"
     if entry_path.exists():
         raise SubmissionError(f"{entry_path} already exists; refusing to overwrite a registered model.")
+    if reference is None:
+        reference = find_reference(registry_dir, results_dir, entry.dataset, entry.size)
     result = benchmark(model, entry.dataset, threats=threats, size=entry.size, device=device, data_root=data_root,
                        protocol=proto, model_id=entry.id, weights_sha256=entry.weights.sha256, out=result_path,
-                       progress=progress)
+                       reference=reference, progress=progress)
     _write_entry(path, entry_path)
     if read_entry(entry_path) != entry:
         entry_path.unlink()
@@ -80,6 +82,25 @@ def accept_submission(path: str | Path, *, registry: str | Path | None = None, r
     clear_cache()
     build_site(site_dir, registry_dir, results_dir)
     return Accepted(entry_path, result_path, site_dir, result, report)
+
+
+def find_reference(registry: Path, results: Path, dataset: str, size: int) -> Path | None:
+    """The corruption reference (BE / rBE): the dataset's registered ERM baseline with a corruption result.
+
+    PROTOCOL.md section 3: the reference is the zoo's ERM baseline; when several qualify, the first id
+    in sorted order. None when there is none (BE / rBE are then left empty).
+    """
+    from ..zoo import load_registry
+
+    for e in sorted(load_registry(registry).entries, key=lambda e: e.id):
+        if e.dataset != dataset or e.size != size or not e.is_baseline or e.recipe.method != "erm":
+            continue
+        path = results / dataset / f"{e.id}.json"
+        if path.is_file():
+            res = EvaluationResult.from_json(path)
+            if res.corruptions is not None and res.clean is not None and res.size == size:
+                return path
+    return None
 
 
 def _write_entry(submission: Path, target: Path) -> None:

@@ -44,7 +44,11 @@ def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root,
         for stage in ("weights", "model", "admission", "reproduce"):
             report.skip(stage, stage, "skipped: the file does not satisfy the schema")
         return report, None
-    model = load_checked_model(report, sub.to_entry())
+    if any(c.failed for c in report.checks if c.name == "size limits"):
+        model = None
+        report.skip("weights", "download", "skipped: the declared size is above the limits")
+    else:
+        model = load_checked_model(report, sub.to_entry())
     if model is None:
         report.skip("admission", "admission checks", "skipped: no model could be loaded")
         report.skip("reproduce", "claimed numbers", "skipped: no model could be loaded")
@@ -56,6 +60,10 @@ def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root,
         report.add("admission", "admission checks", False, f"could not run: {exc}",
                    fix="Make the MedMNIST test split available (MEDBENCH_DATA or --data-root).")
         net = None
+    except Exception as exc:  # the submitted model itself raised during a check
+        report.add("admission", "admission checks", False, f"the model raised {type(exc).__name__}: {exc}",
+                   fix="The model must run forward and backward passes on [0, 1] inputs of the dataset's shape.")
+        net = None
     if net is None:
         report.skip("reproduce", "claimed numbers", "skipped: the model is not admitted")
         return report, None
@@ -66,7 +74,7 @@ def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root,
     else:
         try:
             check_reproduce(report, model, sub, proto, settings, data_root=data_root, device=device)
-        except MedbenchError as exc:
-            report.add("reproduce", "claimed numbers", False, f"could not run: {exc}",
+        except Exception as exc:  # noqa: BLE001 - the report must be written whatever the model does
+            report.add("reproduce", "claimed numbers", False, f"could not run: {type(exc).__name__}: {exc}",
                        fix="See the error; if it names the model, fix the model, else ask a maintainer.")
     return report, (sub, model)

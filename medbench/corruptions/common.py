@@ -1,0 +1,105 @@
+"""Helpers shared by the 2D and 3D corruption operations: float/uint8 conversion, seeding, resizing.
+
+Every operation works on a batch of uint8 images (``N x C x H x W`` or ``N x C x D x H x W``) and
+computes in float64, so that an image's output never depends on the batch it was processed in
+(float32 kernels may sum in a batch-dependent order, which flips values lying on a rounding edge).
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+
+# Shifts the rounding edge away from the exact halves that averages of integers produce, so
+# that a last-bit difference in float64 arithmetic can never flip a pixel.
+_ROUND_EPS = 1e-6
+
+
+def to_unit(x_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float64 [0, 1]."""
+    return x_u8.to(torch.float64) / 255.0
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """float [0, 1] (clipped) -> uint8, rounding to the nearest level."""
+    return torch.floor(x.clamp(0.0, 1.0) * 255.0 + (0.5 + _ROUND_EPS)).to(torch.uint8)
+
+
+def stable_id(name: str) -> int:
+    """A stable 32-bit integer for a name (Python's hash() is salted per process)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def image_rngs(seed: int, dataset: str, corruption: str, severity: int, indices: Sequence[int]) -> list[np.random.Generator]:
+    """One independent generator per image, seeded only by (seed, dataset, corruption, severity, index)."""
+    key = (stable_id(dataset), stable_id(corruption), int(severity))
+    return [np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key + (int(i),))))
+            for i in indices]
+
+
+@lru_cache(maxsize=256)
+def pil_resize_matrix(in_size: int, out_size: int, support: float = 0.5) -> np.ndarray:
+    """Pillow's 8-bit fixed-point coefficients (out x in, float64 holding integers) for a BOX resize.
+
+    Follows Pillow's ``precompute_coeffs`` and ``normalize_coeffs_8bpc`` (22 precision bits), so that
+    applying it with :func:`apply_pil_resize` reproduces ``Image.resize(..., Image.BOX)`` pixel for pixel.
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    sup = support * filterscale
+    mat = np.zeros((out_size, in_size), dtype=np.float64)
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - sup + 0.5), 0)
+        xmax = min(int(center + sup + 0.5), in_size)
+        w = np.array([1.0 if -0.5 < (x + xmin - center + 0.5) / filterscale <= 0.5 else 0.0
+                      for x in range(xmax - xmin)])
+        total = w.sum()
+        if total != 0.0:
+            w = w / total
+        fixed = np.where(w < 0, np.trunc(-0.5 + w * (1 << 22)), np.trunc(0.5 + w * (1 << 22)))
+        mat[xx, xmin:xmax] = fixed
+    return mat
+
+
+def apply_pil_resize(x: torch.Tensor, mat_h: np.ndarray | None, mat_w: np.ndarray | None) -> torch.Tensor:
+    """Apply Pillow-exact fixed-point resize matrices to float64 tensors holding integers 0..255.
+
+    Horizontal pass first, then vertical, each rounded and clipped to 8 bits as Pillow does.
+    Products stay below 2**53, so float64 arithmetic is exact.
+    """
+    def one_pass(v: torch.Tensor, mat: np.ndarray) -> torch.Tensor:
+        acc = v @ torch.from_numpy(mat).T + float(1 << 21)
+        return torch.floor(acc / float(1 << 22)).clamp(0, 255)
+
+    if mat_w is not None:
+        x = one_pass(x, mat_w)
+    if mat_h is not None:
+        x = one_pass(x.transpose(-1, -2), mat_h).transpose(-1, -2)
+    return x
+
+
+@lru_cache(maxsize=64)
+def area_matrix(in_size: int, out_size: int) -> torch.Tensor:
+    """Exact area-averaging weights (out x in) for resizing by any factor, rows summing to one."""
+    edges_out = np.arange(out_size + 1) * in_size / out_size
+    mat = np.zeros((out_size, in_size))
+    for o in range(out_size):
+        lo, hi = edges_out[o], edges_out[o + 1]
+        for i in range(int(np.floor(lo)), min(int(np.ceil(hi)), in_size)):
+            mat[o, i] = max(0.0, min(hi, i + 1) - max(lo, i))
+    mat /= mat.sum(1, keepdims=True)
+    return torch.from_numpy(mat)
+
+
+def area_resize(x: torch.Tensor, out_size: int) -> torch.Tensor:
+    """Area-average resize of the last two dimensions of a float tensor (square images)."""
+    if x.shape[-1] == out_size and x.shape[-2] == out_size:
+        return x
+    mh = area_matrix(x.shape[-2], out_size).to(x.dtype)
+    mw = area_matrix(x.shape[-1], out_size).to(x.dtype)
+    return mh @ x @ mw.T

@@ -1,0 +1,158 @@
+"""Corrupted-set cache (manifest, verification, regeneration), the benchmark threat, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import medbench
+from medbench.cli import main as cli_main
+from medbench.corruptions import build_corrupted_sets, corrupt, corruption_parameters
+from medbench.corruptions.registry import IDENTITY_2D
+from medbench.errors import ChecksumMismatchError
+from medbench.protocol import load_protocol
+
+from conftest import need_real, write_fake_medmnist
+
+PROTO = load_protocol()
+
+
+@pytest.fixture
+def fake_breast(tmp_path):
+    write_fake_medmnist(tmp_path, "breastmnist", 28, n=(4, 4, 20))
+    return tmp_path, medbench.load_dataset("breastmnist", "test", 28, tmp_path, verify=False)
+
+
+def test_cache_manifest_verify_and_regenerate(fake_breast):
+    root, split = fake_breast
+    spec = medbench.get_spec("breastmnist")
+    params = corruption_parameters(spec, 28, PROTO)
+    sets = build_corrupted_sets(spec, 28, split, params, progress=False)
+    manifest = json.loads((sets.folder / "manifest.json").read_text())
+    assert sets.folder.is_relative_to(medbench.paths.cache_root())  # never the (maybe read-only) data root
+    assert set(manifest["files"]) == set(params) and manifest["source_md5"] == split.md5
+    loaded = sets.load("speckle_noise")
+    assert sorted(loaded) == [1, 2, 3, 4, 5]
+    assert torch.equal(loaded[3], corrupt(split.images, spec, "speckle_noise", 3, params["speckle_noise"][2]))
+
+    # a second build reuses the files untouched
+    mtime = (sets.folder / "pixelate.npz").stat().st_mtime_ns
+    again = build_corrupted_sets(spec, 28, split, params, progress=False)
+    assert (again.folder / "pixelate.npz").stat().st_mtime_ns == mtime
+    assert again.manifest_sha256 == sets.manifest_sha256
+
+    # tampering is caught on load, and a rebuild regenerates the file
+    path = sets.folder / "pixelate.npz"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatchError, match="sha256"):
+        sets.load("pixelate")
+    with pytest.warns(UserWarning, match="regenerating"):
+        fixed = build_corrupted_sets(spec, 28, split, params, progress=False)
+    assert fixed.load("pixelate")[1].shape == split.images.shape
+
+
+def test_cache_key_follows_parameters(fake_breast):
+    root, split = fake_breast
+    spec = medbench.get_spec("breastmnist")
+    params = corruption_parameters(spec, 28, PROTO.derive(**{"corruptions.include": ["pixelate"]}))
+    other = {"pixelate": [{"factor": 0.9}] * 5}
+    a = build_corrupted_sets(spec, 28, split, params, progress=False)
+    b = build_corrupted_sets(spec, 28, split, other, progress=False)
+    assert a.folder != b.folder
+
+
+def _identity_protocol(names):
+    return PROTO.derive(**{"corruptions.include": names,
+                           "corruptions.parameters": {n: [IDENTITY_2D[n]] * 5 for n in names}})
+
+
+@pytest.mark.realdata
+def test_identity_corruption_gives_clean_balanced_accuracy(real_root, breast_model):
+    names = ["pixelate", "speckle_noise", "brightness_up", "contrast_down", "motion_blur"]
+    res = medbench.benchmark(breast_model, "breastmnist", threats=("corruptions",), data_root=real_root,
+                             protocol=_identity_protocol(names), checks=False, progress=False)
+    clean = res.clean.balanced_accuracy
+    assert len(res.corruptions.cells) == 25
+    for cell in res.corruptions.cells:
+        assert cell.balanced_accuracy == pytest.approx(clean, abs=1e-12), cell
+    assert res.corruptions.relative_robustness == pytest.approx(1.0)
+
+
+@pytest.mark.realdata
+def test_corruption_threat_fills_the_result(real_root, breast_model, tmp_path):
+    res = medbench.benchmark(breast_model, "breastmnist", threats=("corruptions",), data_root=real_root,
+                             checks=False, progress=False, out=tmp_path / "r.json")
+    c = res.corruptions
+    names = list(corruption_parameters(medbench.get_spec("breastmnist"), 28, PROTO))
+    assert c.suite == "medmnist-c" and len(c.cells) == 5 * len(names)
+    assert list(c.per_corruption) == names and list(c.per_severity) == ["1", "2", "3", "4", "5"]
+    assert c.balanced_accuracy == pytest.approx(np.mean([x.balanced_accuracy for x in c.cells]))
+    assert c.per_severity["1"] >= c.per_severity["5"] - 0.05  # harder corruptions do not help
+    assert c.relative_robustness == pytest.approx(c.balanced_accuracy / res.clean.balanced_accuracy)
+    assert c.parameters_sha256 and c.cache_manifest_sha256 and c.be is None
+    # against itself as the reference, BE and rBE are exactly 1
+    again = medbench.benchmark(breast_model, "breastmnist", threats=("corruptions",), data_root=real_root,
+                               checks=False, progress=False, reference=tmp_path / "r.json")
+    assert again.corruptions.be == pytest.approx(1.0) and again.corruptions.rbe == pytest.approx(1.0)
+    assert again.corruptions.cache_manifest_sha256 == c.cache_manifest_sha256
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_every_real_dataset_builds_verifies_and_evaluates(real_root):
+    """All files in the shared data folder: full corrupted sets build in seconds and evaluate."""
+    from medbench.architectures import build_architecture
+
+    for path in sorted(real_root.glob("*.npz")):
+        name, _, size = path.stem.partition("_")
+        size = int(size or 28)
+        spec = medbench.get_spec(name)
+        split = medbench.load_dataset(name, "test", size, real_root)
+        proto = PROTO
+        if size > 28:  # the 64-px volumes: one corruption, built and verified only, keeps this within the CI budget
+            proto = PROTO.derive(**{"corruptions.include": ["brightness_up"]})
+        t0 = time.perf_counter()
+        sets = build_corrupted_sets(spec, size, split, corruption_parameters(spec, size, proto), progress=False)
+        built = time.perf_counter() - t0
+        if name in ("breastmnist", "pneumoniamnist"):
+            assert built < 60, f"{name}: generating the corrupted test set took {built:.1f} s"
+        for c in sets.corruptions:
+            assert sets.load(c)[5].shape == split.images.shape
+        if size > 28:
+            continue
+        torch.manual_seed(0)
+        model = build_architecture("smallcnn", in_channels=spec.n_channels, num_classes=spec.num_classes,
+                                   **({"dims": 3} if spec.is_3d else {}))
+        res = medbench.benchmark(model, name, size=size, threats=("corruptions",), data_root=real_root,
+                                 protocol=proto, checks=False, progress=False)
+        assert res.corruptions.cache_manifest_sha256 == sets.manifest_sha256
+        assert len(res.corruptions.cells) == 5 * len(corruption_parameters(spec, size, proto))
+
+
+def test_cli_list_build_show(fake_breast, tmp_path, capsys):
+    root, _ = fake_breast
+    assert cli_main(["corruptions", "list", "breastmnist"]) == 0
+    assert "speckle_noise" in capsys.readouterr().out
+    # the fake file's MD5 differs from medmnist's, so the CLI refuses it with a clear message
+    assert cli_main(["corruptions", "build", "breastmnist", "--data-root", str(root)]) == 1
+    assert "Checksum mismatch" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_cli_build_and_show_png(real_root, tmp_path, capsys):
+    need_real(real_root, "retinamnist.npz")
+    assert cli_main(["corruptions", "build", "retinamnist", "--only", "pixelate,motion_blur",
+                     "--data-root", str(real_root)]) == 0
+    assert "manifest sha256" in capsys.readouterr().out
+    out = tmp_path / "grid.png"
+    assert cli_main(["corruptions", "show", "retinamnist", "--out", str(out), "--data-root", str(real_root)]) == 0
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] > 300 and im.size[1] > 300

@@ -1,0 +1,32 @@
+"""Page sizes at leaderboard scale: a dataset with 1,000 models keeps every page under 1 MB.
+
+The full 1,000 models x 18 datasets build time is a benchmark (``bench/site_build.py`` writes
+``bench/results/site_build.json``), not a test: on a shared 2-core machine it is minutes, not seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from medbench.site import build_site
+from medbench.site.synthetic import write_synthetic
+
+LIMIT = 1_000_000
+
+
+@pytest.mark.slow
+def test_thousand_models_pages_stay_small(tmp_path):
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["dermamnist"], 1000, clean_n=20)  # 7 classes, 1,000-image attack subset
+    t0 = time.perf_counter()
+    report = build_site(out, reg, res)
+    elapsed = time.perf_counter() - t0
+    assert report.problems == [] and report.pages == 1 + 18 + 1000
+    sizes = {p: p.stat().st_size for p in out.rglob("*.html")}
+    board = out / "dermamnist" / "index.html"
+    assert board.read_text().count("<tr") == 1001  # header + every model
+    assert max(sizes.values()) < LIMIT, max(sizes, key=sizes.get)
+    assert sizes[board] == max(sizes.values())  # the 1,000-row table is the largest page
+    print(f"1,000-model dataset: built in {elapsed:.1f} s, board page {sizes[board] / 1e6:.2f} MB")

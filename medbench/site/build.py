@@ -32,7 +32,7 @@ class BuildReport:
 
 
 def pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value * 100:.{digits}f}"
+    return "–" if value is None or value != value else f"{value * 100:.{digits}f}"
 
 
 def num(value: float | None, digits: int = 4) -> str:

@@ -37,8 +37,10 @@ def _text_on(fill: str) -> str:
     return "#000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else "#fff"
 
 
-def _svg(width: int, height: int, title: str, body: list[str], cls: str = "plot") -> Markup:
-    head = (f'<svg class="{cls}" viewBox="0 0 {width} {height}" role="img" '
+def _svg(width: int, height: int, title: str, body: list[str], cls: str = "plot", fixed: bool = False) -> Markup:
+    """An inline SVG; ``fixed`` ones keep their natural pixel size (shrinking on narrow screens)."""
+    size = f' width="{width}" height="{height}"' if fixed else ""
+    head = (f'<svg class="{cls}" viewBox="0 0 {width} {height}"{size} role="img" '
             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>')
     return Markup(head + "".join(body) + "</svg>")
 
@@ -179,7 +181,7 @@ def heatmap(rows: list[str], cols: list[str], values: dict[tuple[str, str], floa
                         f'<title>{escape(r)}, {escape(c)}: {text}</title></rect>'
                         f'<text x="{x + (cell_w - 2) / 2:g}" y="{y + (cell_h - 2) / 2:g}" dy="0.32em" '
                         f'text-anchor="middle" class="cell" fill="{_text_on(fill)}">{text}</text>')
-    return _svg(width, height, title, body, cls="plot heatmap")
+    return _svg(width, height, title, body, cls="plot heatmap", fixed=True)
 
 
 def bars(labels: list[str], values: list[float | None], *, title: str, chance: float | None = None) -> Markup:
@@ -207,4 +209,4 @@ def bars(labels: list[str], values: list[float | None], *, title: str, chance: f
     if chance is not None:
         x = _f(label_w + bar_w * chance)
         body.append(f'<line class="chance" x1="{x}" x2="{x}" y1="{top}" y2="{axis_y}"/>')
-    return _svg(width, height, title, body, cls="plot bars")
+    return _svg(width, height, title, body, cls="plot bars", fixed=True)

@@ -19,7 +19,6 @@ from .load import Inputs, LoadedResult
 from .ranking import OVERLAP, PAIRED, RankItem, tie_groups
 
 HEADLINE_LINF = "Linf-2/255"
-STANDARD_THREATS = ("Linf-2/255", "Linf-4/255", "L2-0.25")
 
 
 @dataclass(frozen=True)
@@ -320,8 +319,7 @@ def build_boards(inputs: Inputs) -> dict[str, DatasetBoard]:
         tracks = []
         for (size, protocol), rows in sorted(by_track.items(), key=lambda kv: ("+" in kv[0][1], kv[0][0], kv[0][1])):
             present = {t for r in rows for t in r.result.adversarial}
-            threats = sorted(present | ({*STANDARD_THREATS} if present else set()), key=_threat_order)
-            expected = sorted(present, key=_threat_order)
+            threats = expected = sorted(present, key=_threat_order)  # e.g. 3D datasets have no L2 track
             for r in rows:
                 r.flags = _flags(r, expected)
             linf = [t for t in threats if t.startswith("Linf") and t in present]

@@ -99,6 +99,16 @@ def test_build_is_deterministic_and_prunes(synth, tmp_path):
     assert not (again / "results" / "breastmnist" / f"{ids[1]}.json").exists()
 
 
+def test_parallel_build_writes_the_same_bytes(synth, tmp_path, monkeypatch):
+    import medbench.site.build as build
+
+    _, reg, res, out, _ = synth
+    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+    report = build_site(tmp_path / "par", reg, res, jobs=2)
+    assert report.problems == []
+    assert _tree_equal(out, tmp_path / "par")
+
+
 def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("precious")
     with pytest.raises(MedbenchError, match="refusing"):

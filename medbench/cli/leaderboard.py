@@ -20,6 +20,8 @@ def register(sub) -> None:
                    help="model registry folder (default: model_zoo/ of this checkout)")
     b.add_argument("--results", default=None, metavar="DIR",
                    help="results folder (default: leaderboard/results/ of this checkout)")
+    b.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="render model pages in N processes (default 1; the output is identical)")
     b.add_argument("--strict", action="store_true", help="exit with status 1 if any input file was skipped")
     b.set_defaults(func=_build)
 
@@ -27,7 +29,7 @@ def register(sub) -> None:
 def _build(args: argparse.Namespace) -> int:
     from ..site import build_site
 
-    report = build_site(args.out, args.registry, args.results)
+    report = build_site(args.out, args.registry, args.results, jobs=args.jobs)
     for line in report.problems:
         print(f"warning: {line}", file=sys.stderr)
     print(f"built {report.pages} pages ({report.files} files) into {report.out}")

@@ -39,7 +39,7 @@ def _text_on(fill: str) -> str:
 
 def _svg(width: int, height: int, title: str, body: list[str], cls: str = "plot", fixed: bool = False) -> Markup:
     """An inline SVG; ``fixed`` ones keep their natural pixel size (shrinking on narrow screens)."""
-    size = f' width="{width}" height="{height}"' if fixed else ""
+    size = f' width="{round(width * 1.25)}" height="{round(height * 1.25)}"' if fixed else ""
     head = (f'<svg class="{cls}" viewBox="0 0 {width} {height}"{size} role="img" '
             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>')
     return Markup(head + "".join(body) + "</svg>")

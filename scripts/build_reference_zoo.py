@@ -3,7 +3,7 @@
 
     python scripts/build_reference_zoo.py train [--dataset D ...] [--only ID ...] [--force]
     python scripts/build_reference_zoo.py evaluate [--dataset D ...] [--only ID ...] [--threats all]
-    python scripts/build_reference_zoo.py plan
+    python scripts/build_reference_zoo.py plan | summary
 
 ``train`` writes ``model_zoo/<dataset>/<ModelId>.{yaml,safetensors}`` and the training log
 ``leaderboard/results/<dataset>/<ModelId>.train.jsonl``; ``evaluate`` writes the full-protocol
@@ -229,9 +229,40 @@ def do_evaluate(datasets, only, threats: str) -> None:
                   flush=True)
 
 
+def do_summary(datasets) -> None:
+    """One row per entry: clean / corruption / robust balanced accuracy and training time (from the files)."""
+    import json
+
+    from medbench.schema import EvaluationResult
+
+    print("| dataset | model | clean BA | clean AUC | clean ACC | corruption BA | Linf-2/255 BA | Linf-4/255 BA "
+          "| L2-0.25 BA | train min | result |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for dataset in datasets:
+        for method in PLAN[dataset]:
+            mid = model_id(dataset, method)
+            log = RESULTS / dataset / f"{mid}.train.jsonl"
+            minutes = "-"
+            if log.exists():
+                end = json.loads(log.read_text().splitlines()[-1])
+                minutes = f"{end['wall_time_s'] / 60:.1f}" if end.get("event") == "end" else "-"
+            out = RESULTS / dataset / f"{mid}.json"
+            if not out.exists():
+                print(f"| {dataset} | {mid} | - | - | - | - | - | - | - | {minutes} | "
+                      f"{'not trained' if minutes == '-' else 'missing'} |")
+                continue
+            r = EvaluationResult.from_json(out)
+            adv = {k: v.robust_balanced_accuracy for k, v in r.adversarial.items()}
+            c = r.clean
+            print(f"| {dataset} | {mid} | {fmt(c.balanced_accuracy)} | {fmt(c.auc)} | {fmt(c.accuracy)} | "
+                  f"{fmt(r.corruptions.balanced_accuracy if r.corruptions else None)} | {fmt(adv.get('Linf-2/255'))} | "
+                  f"{fmt(adv.get('Linf-4/255'))} | {fmt(adv.get('L2-0.25'))} | {minutes} | {','.join(r.threats)} |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("train", "evaluate", "plan"))
+    p.add_argument("command", choices=("train", "evaluate", "plan", "summary"))
     p.add_argument("--dataset", nargs="+", default=list(PLAN), choices=list(PLAN))
     p.add_argument("--only", nargs="+", default=None, help="model ids to include")
     p.add_argument("--force", action="store_true", help="retrain entries that already exist")
@@ -245,6 +276,8 @@ def main(argv=None) -> int:
         for d in args.dataset:
             for m in PLAN[d]:
                 print(d, model_id(d, m), config_for(d, m).to_dict())
+    elif args.command == "summary":
+        do_summary(args.dataset)
     elif args.command == "train":
         do_train(args.dataset, args.only, args.force)
     else:

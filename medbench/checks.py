@@ -48,12 +48,22 @@ def _verdict(name: str, kind: str, passed: bool, value: float | None, threshold:
 
 @dataclass
 class Probe:
-    """The admission checks' view of the model on the evaluation subset (batched float inputs, labels)."""
+    """The admission checks' view of the model on the evaluation subset, converted to floats per batch."""
 
     model: nn.Module
-    batches: list[tuple[torch.Tensor, torch.Tensor]]  # (x in [0, 1] on device, y on device)
+    images: torch.Tensor  # uint8 subset images (CPU)
+    targets: np.ndarray  # subset labels
     task: str
     num_classes: int
+    batch_size: int
+    device: torch.device
+
+    @property
+    def batches(self):
+        """(x in [0, 1] on the device, y on the device) per batch; converted lazily to bound memory (3D)."""
+        for start in range(0, len(self.targets), self.batch_size):
+            yield (to_float(self.images[start:start + self.batch_size], self.device),
+                   torch.as_tensor(self.targets[start:start + self.batch_size], device=self.device))
 
     def logits(self, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         with torch.no_grad():
@@ -61,7 +71,7 @@ class Probe:
 
     @property
     def labels(self) -> np.ndarray:
-        return torch.cat([y.cpu() for _, y in self.batches]).numpy()
+        return np.asarray(self.targets)
 
 
 def deterministic_forward(probe: Probe) -> CheckVerdict:
@@ -143,7 +153,7 @@ class _AutogradSpy(TorchFunctionMode):
 
 def no_autograd_in_forward(probe: Probe) -> CheckVerdict:
     """Forward calls neither torch.autograd.grad nor backward (no optimisation loop at inference)."""
-    x, _ = probe.batches[0]
+    x, _ = next(iter(probe.batches))
     spy = _AutogradSpy()
     for grad_mode in (False, True):  # the harness calls forward under both
         with torch.set_grad_enabled(grad_mode), spy:
@@ -215,13 +225,8 @@ def make_probe(ctx) -> Probe:
     from .attacks.subset import evaluation_subset
 
     subset = evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol)
-    bs = attack_batch_size(ctx)
-    batches = []
-    for start in range(0, len(subset), bs):
-        idx = subset.indices[start:start + bs]
-        batches.append((to_float(ctx.images[torch.as_tensor(idx)], ctx.device),
-                        torch.as_tensor(ctx.labels[idx], device=ctx.device)))
-    return Probe(ctx.model, batches, ctx.spec.task, ctx.spec.num_classes)
+    return Probe(ctx.model, ctx.images[torch.as_tensor(subset.indices)], ctx.labels[subset.indices], ctx.spec.task,
+                 ctx.spec.num_classes, attack_batch_size(ctx), ctx.device)
 
 
 def admission_checks(ctx) -> list[CheckVerdict]:

@@ -3,27 +3,24 @@ directly, perturbation bounds, eps = 0, and an exactly solvable linear model."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 from pyautoattack import AutoAttack
 
 import medbench
-from medbench.architectures import build_architecture
 from medbench.attacks import UnsupportedTaskError, attack_chunk, attack_config, attack_set, make_autoattack
 from medbench.attacks.curves import apgd_ce, fgsm
 from medbench.protocol import load_protocol
 from conftest import need_real
 
-# Reduced counts for CI; the full protocol (100 iterations, 5,000 queries) is what users run.
 @pytest.fixture(autouse=True)
 def _one_thread():
     # tiny models on 32-image batches gain nothing from intra-op threads, and CI shares its 2 cores
     torch.set_num_threads(1)
 
 
+# Reduced counts for CI; the full protocol (100 iterations, 5,000 queries) is what users run.
 FAST = load_protocol().derive(**{"adversarial.n_iter": 8, "adversarial.square_queries": 40})
 
 

@@ -144,6 +144,7 @@ def _comparable(result) -> dict:
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_killed_run_resumes_mid_attack_with_the_same_result(real_root, breast_model, tmp_path):
     from safetensors.torch import save_file
 

@@ -4,6 +4,7 @@ normal model trained on real BreastMNIST."""
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 import pytest
 import torch

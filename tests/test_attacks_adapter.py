@@ -14,6 +14,7 @@ from medbench.attacks.curves import apgd_ce, fgsm
 from medbench.protocol import load_protocol
 from conftest import need_real
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # tiny models on 32-image batches gain nothing from intra-op threads, and CI shares its 2 cores

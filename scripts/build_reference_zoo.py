@@ -199,6 +199,7 @@ def reference_result(dataset: str) -> Path:
 def do_evaluate(datasets, only, threats: str) -> None:
     import medbench
     from medbench.schema.entry import read_entry
+    from medbench.zoo.registry import clear_cache
 
     _guard_uncommitted_threats()
     for dataset in datasets:
@@ -215,6 +216,7 @@ def do_evaluate(datasets, only, threats: str) -> None:
                 print(f"skip {dataset}/{mid}: {out.relative_to(REPO)} exists", flush=True)
                 continue
             entry = read_entry(yaml_path)
+            clear_cache()  # entries trained after this process started
             try:
                 ref = reference_result(dataset)
             except ThreatNotLanded:

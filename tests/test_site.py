@@ -224,3 +224,13 @@ def test_committed_site_matches_a_fresh_build(tmp_path):
                      f"only fresh {sorted(set(fb) - set(fa))[:5]}; rebuild with 'medbench leaderboard build'"
     stale = [p for p in fa if (committed / p).read_bytes() != (fresh / p).read_bytes()]
     assert not stale, f"site/ is stale ({len(stale)} files, e.g. {stale[:5]}): run 'medbench leaderboard build --out site'"
+
+
+def test_multilabel_dataset_ranks_by_clean(tmp_path):
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["chestmnist"], 3)
+    assert build_site(out, reg, res).problems == []
+    track = json.loads((out / "data" / "chestmnist.json").read_text())["datasets"]["chestmnist"]["tracks"][0]
+    assert track["rank_by"] == "clean" and track["tie_method"] == "overlap" and track["threats"] == []
+    assert all(e["ranked"] for e in track["entries"])
+    assert "no AutoAttack track" in (out / "chestmnist" / "index.html").read_text()

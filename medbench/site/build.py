@@ -40,11 +40,20 @@ def num(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def scalar(value) -> str:
+    """Registry values for display: floats to 4 significant digits, lists comma-separated."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(scalar(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def environment(templates: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
-    env.filters.update(pct=pct, num=num)
+    env.filters.update(pct=pct, num=num, scalar=scalar)
     env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS)
     return env
 

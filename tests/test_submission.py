@@ -95,10 +95,11 @@ def _endpoint(hub, monkeypatch):
 
 @pytest.fixture
 def registry(tmp_path):
-    """A temporary copy of the real breastmnist registry (never the real model_zoo/)."""
+    """A temporary registry with the committed Baseline_SmallCNN_ERM entry (never the real model_zoo/)."""
     root = tmp_path / "model_zoo"
-    shutil.copytree(REPO / "model_zoo" / DATASET, root / DATASET,
-                    ignore=shutil.ignore_patterns("*.jsonl"))
+    (root / DATASET).mkdir(parents=True)
+    for name in ("Baseline_SmallCNN_ERM.yaml", "Baseline_SmallCNN_ERM.safetensors"):
+        shutil.copy(REPO / "model_zoo" / DATASET / name, root / DATASET / name)
     return root
 
 

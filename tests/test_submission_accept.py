@@ -39,7 +39,9 @@ def _endpoint(hub, monkeypatch):
 def folders(tmp_path):
     """Temporary copies of the registry and results (never the real model_zoo/, leaderboard/ or site/)."""
     registry, results = tmp_path / "model_zoo", tmp_path / "results"
-    shutil.copytree(REPO / "model_zoo" / DATASET, registry / DATASET, ignore=shutil.ignore_patterns("*.jsonl"))
+    (registry / DATASET).mkdir(parents=True)
+    for name in ("Baseline_SmallCNN_ERM.yaml", "Baseline_SmallCNN_ERM.safetensors"):
+        shutil.copy(REPO / "model_zoo" / DATASET / name, registry / DATASET / name)
     results.mkdir()
     return registry, results, tmp_path / "site"
 

@@ -130,14 +130,20 @@ def check_reproduce(report: Report, model: nn.Module, sub: Submission, protocol:
         ok = ci is not None and ci.low is not None and ci.low <= c.robust_balanced_accuracy <= ci.high
         interval = f"[{ci.low:.4f}, {ci.high:.4f}]" if ci is not None and ci.low is not None else "undefined"
         report.add("reproduce", f"robust balanced accuracy ({c.threat})", ok,
-                   f"measured {adv.robust_balanced_accuracy:.4f} on a stratified subset of {adv.subset.n} test images "
+                   f"measured {adv.robust_balanced_accuracy:.4f} on {_where(adv.subset)} "
                    f"({', '.join(adv.config.attacks)}, {adv.config.n_iter} iterations), 95% bootstrap CI {interval}; "
                    f"claimed {c.robust_balanced_accuracy:.4f}",
                    fix="The claimed robust balanced accuracy lies outside the re-measured interval: claim the "
                        "number AutoAttack measures under the protocol (`medbench evaluate MODEL --threats Linf`); "
                        "defences that only mask gradients are not admitted.",
                    measured=adv.robust_balanced_accuracy, claimed=c.robust_balanced_accuracy)
-    report.notes.append(f"Reproduction used protocol {proto.version} (clean: full test split; adversarial: "
-                        f"{settings.subset_size}-image stratified subset); the leaderboard numbers come from the "
-                        "full protocol run after merge.")
+    adv_note = f"; adversarial: {_where(next(iter(result.adversarial.values())).subset)}" if result.adversarial else ""
+    report.notes.append(f"Reproduction used protocol {proto.version} (clean: the full test split{adv_note}); the "
+                        "leaderboard numbers come from the full protocol run after merge.")
     return result
+
+
+def _where(subset) -> str:
+    if subset.whole_split:
+        return f"the whole test split ({subset.n} images)"
+    return f"a stratified subset of {subset.n} test images (seed {subset.seed})"

@@ -119,11 +119,6 @@ class Row:
             return f"{p.venue} {p.year}"
         return "baseline" if self.entry and self.entry.is_baseline else ""
 
-    @property
-    def title(self) -> str:
-        p = self.entry.paper if self.entry else None
-        return p.title if p else (self.entry.description or "" if self.entry else "")
-
 
 @dataclass
 class Track:

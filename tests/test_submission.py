@@ -30,7 +30,7 @@ from medbench.weights import save_weights, sha256sum
 DATASET = "breastmnist"
 WIDTH = 8
 # Reduced attack budget for tests (the protocol's 100 iterations / 5000 queries are for CI on submissions).
-SETTINGS = ReproduceSettings(subset_size=48, n_iter=5, square_queries=30)
+SETTINGS = ReproduceSettings(subset_size=32, n_iter=5, square_queries=20)
 
 
 # ----------------------------------------------------------------------------- test-only architectures
@@ -201,7 +201,7 @@ def test_cli_validate_exit_codes_and_report(hub, tmp_path, registry, trained, cl
     data = model_bytes(trained, tmp_path)
     good = submit(hub, tmp_path, "Cli2026Good", data, claims)
     bad = submit(hub, tmp_path, "Cli2026Bad", data, claims, edit=lambda d: d.update(license="unknown"))
-    common = ["--registry", str(registry), "--data-root", str(real_root), "--subset-size", "48"]
+    common = ["--registry", str(registry), "--data-root", str(real_root), "--subset-size", "32"]
     md = tmp_path / "report.md"
     assert cli_main(["submission", "validate", str(good), "--report", str(md), *common]) == 0
     assert "all checks pass" in md.read_text()
@@ -361,6 +361,15 @@ def test_inflated_clean_claim_fails_reproduction(hub, tmp_path, registry, traine
     assert "-5.00 points" in c.message and c.claimed == inflated["clean_accuracy"]
     assert not any(x.failed for x in report.checks if x.name != "clean accuracy"), report.to_text()
     assert "| clean accuracy |" in report.to_markdown()
+
+
+def test_robust_claim_outside_the_remeasured_interval_fails(hub, tmp_path, registry, trained, real_root):
+    claimed = {"clean_balanced_accuracy": 0.99, "clean_accuracy": 0.99, "robust_balanced_accuracy": 0.99,
+               "threat": "Linf-2/255"}  # consistent on paper (robust <= clean), far above what the model does
+    report = validate(submit(hub, tmp_path, "Robust2026Inflated", model_bytes(trained, tmp_path), claimed),
+                      registry, real_root, reproduce=True)
+    c = failed(report, "robust balanced accuracy (Linf-2/255)")
+    assert "95% bootstrap CI" in c.message and c.measured < 0.99 and "AutoAttack" in c.fix
 
 
 def test_hostile_title_is_accepted_and_escaped_in_the_report(hub, tmp_path, registry, trained, real_root):

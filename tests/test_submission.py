@@ -390,3 +390,14 @@ def test_template_is_a_valid_submission():
     sub = read_submission(REPO / "submissions" / "TEMPLATE.yaml")
     assert sub.claimed.threat == "Linf-2/255" and sub.weights.sources[0].kind == "hub"
     assert "claimed" not in sub.to_entry().model_dump()
+
+
+def test_yaml_aliases_and_non_mappings_are_rejected(tmp_path):
+    bomb = tmp_path / "Bomb2026Yaml.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                    "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n")
+    report = validate_submission(bomb, registry=tmp_path)
+    assert not report.passed and "YAML aliases" in report.failures[0].message
+    listing = tmp_path / "List2026Yaml.yaml"
+    listing.write_text("- id: List2026Yaml\n")
+    assert "must be a YAML mapping" in validate_submission(listing, registry=tmp_path).failures[0].message

@@ -71,7 +71,11 @@ def load_yaml(path: str | Path) -> Any:
         raise SubmissionError(f"{path} is {size} bytes; a submission file may have at most {MAX_FILE_BYTES} bytes. "
                               "Fix: shorten the description; weights go on the Hugging Face Hub, not in the file.")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise SubmissionError(f"{path} uses YAML aliases (*name); they can blow up into huge documents. "
+                                  "Fix: write every value out in full.")
+        return yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise SubmissionError(f"{path} is not valid UTF-8 YAML: {exc}") from None
 

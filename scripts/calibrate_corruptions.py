@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None, help="folder with the MedMNIST .npz files (default: $MEDBENCH_DATA)")
     ap.add_argument("--images", type=int, default=24, help="training images per dataset used to measure (default 24)")
     ap.add_argument("--out", type=Path, default=OUT, help=f"where to write the parameters (default {OUT})")
+    ap.add_argument("--only-3d", action="store_true",
+                    help="rewrite only the 3D suite's parameters, keeping the 2D tables of the existing file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     root = data_root(args.data_root)
@@ -178,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     table: dict = {}
     jobs = [(ds, name) for ds in PUBLISHED_224 for name in PUBLISHED_224[ds]]
+    if args.only_3d:
+        jobs = []
+        table = yaml.safe_load(args.out.read_text())["medmnist-c"]
     for ds, name in tqdm(jobs, desc="calibrating", unit="corruption"):
         source, _ = cal.images_224(ds)
         entry: dict = {"224": {"source": "published (medmnistc 0.1.0)", "params": PUBLISHED_224[ds][name]}}

@@ -214,11 +214,13 @@ SUITE_3D_28: dict[str, list[dict]] = {
     # additive (an intensity offset), so that it also changes the binary-mask volumes (adrenal, vessel)
     "brightness_up": _f("shift", [0.05, 0.1, 0.15, 0.2, 0.3]),
     "brightness_down": _f("shift", [-0.05, -0.1, -0.15, -0.2, -0.3]),
-    "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),
+    "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),  # no effect on binary masks (clips back to 0 / 1)
     "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.4]),
     "gamma_up": _f("gamma", [1.1, 1.2, 1.3, 1.4, 1.6]),  # no effect on binary masks (0 and 1 are fixed points)
     "gamma_down": _f("gamma", [0.9, 0.8, 0.7, 0.6, 0.4]),
-    "downsample_upsample": _f("factor", [0.8, 0.65, 0.5, 0.4, 0.3]),  # relative: the same at every size
+    # relative, the same at every size; factors whose size ratio is not a whole number, because block-aligned
+    # ratios (0.5) alias less and broke the severity order on the real adrenal / vessel volumes
+    "downsample_upsample": _f("factor", [0.75, 0.55, 0.45, 0.35, 0.25]),
 }
 SPATIAL_3D = {"gaussian_blur": ("sigma",)}  # parameters in voxels, scaled by size / 28
 

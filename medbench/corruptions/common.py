@@ -1,4 +1,4 @@
-"""Helpers shared by the 2D and 3D corruption operations: float/uint8 conversion, seeding, resizing.
+"""Helpers shared by the 2D and 3D corruption operations: float/uint8 conversion, seeding, area resizing.
 
 Every operation works on a batch of uint8 images (``N x C x H x W`` or ``N x C x D x H x W``) and
 computes in float64, so that an image's output never depends on the batch it was processed in
@@ -39,48 +39,6 @@ def image_rngs(seed: int, dataset: str, corruption: str, severity: int, indices:
     key = (stable_id(dataset), stable_id(corruption), int(severity))
     return [np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key + (int(i),))))
             for i in indices]
-
-
-@lru_cache(maxsize=256)
-def pil_resize_matrix(in_size: int, out_size: int, support: float = 0.5) -> np.ndarray:
-    """Pillow's 8-bit fixed-point coefficients (out x in, float64 holding integers) for a BOX resize.
-
-    Follows Pillow's ``precompute_coeffs`` and ``normalize_coeffs_8bpc`` (22 precision bits), so that
-    applying it with :func:`apply_pil_resize` reproduces ``Image.resize(..., Image.BOX)`` pixel for pixel.
-    """
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    sup = support * filterscale
-    mat = np.zeros((out_size, in_size), dtype=np.float64)
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        xmin = max(int(center - sup + 0.5), 0)
-        xmax = min(int(center + sup + 0.5), in_size)
-        w = np.array([1.0 if -0.5 < (x + xmin - center + 0.5) / filterscale <= 0.5 else 0.0
-                      for x in range(xmax - xmin)])
-        total = w.sum()
-        if total != 0.0:
-            w = w / total
-        fixed = np.where(w < 0, np.trunc(-0.5 + w * (1 << 22)), np.trunc(0.5 + w * (1 << 22)))
-        mat[xx, xmin:xmax] = fixed
-    return mat
-
-
-def apply_pil_resize(x: torch.Tensor, mat_h: np.ndarray | None, mat_w: np.ndarray | None) -> torch.Tensor:
-    """Apply Pillow-exact fixed-point resize matrices to float64 tensors holding integers 0..255.
-
-    Horizontal pass first, then vertical, each rounded and clipped to 8 bits as Pillow does.
-    Products stay below 2**53, so float64 arithmetic is exact.
-    """
-    def one_pass(v: torch.Tensor, mat: np.ndarray) -> torch.Tensor:
-        acc = v @ torch.from_numpy(mat).T + float(1 << 21)
-        return torch.floor(acc / float(1 << 22)).clamp(0, 255)
-
-    if mat_w is not None:
-        x = one_pass(x, mat_w)
-    if mat_h is not None:
-        x = one_pass(x.transpose(-1, -2), mat_h).transpose(-1, -2)
-    return x
 
 
 @lru_cache(maxsize=64)

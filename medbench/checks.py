@@ -15,6 +15,7 @@ inputs were not computed (e.g. no curves) gives no verdict.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -69,6 +70,11 @@ class Probe:
         with torch.no_grad():
             return torch.cat([self.model(transform(x) if transform else x).float().cpu() for x, _ in self.batches])
 
+    @cached_property
+    def native(self) -> torch.Tensor:
+        """Logits on the subset as given (one pass, shared by the checks that only read them)."""
+        return self.logits()
+
     @property
     def labels(self) -> np.ndarray:
         return np.asarray(self.targets)
@@ -76,7 +82,7 @@ class Probe:
 
 def deterministic_forward(probe: Probe) -> CheckVerdict:
     """Two passes over the same batches give identical logits (no randomised defence)."""
-    a, b = probe.logits(), probe.logits()
+    a, b = probe.native, probe.logits()
     scale = float(a.abs().max().clamp(min=1e-12))
     rel = float((a - b).abs().max() / scale) if torch.isfinite(a).all() and torch.isfinite(b).all() else float("inf")
     same_pred = bool((a.argmax(1) == b.argmax(1)).all())
@@ -90,7 +96,7 @@ def deterministic_forward(probe: Probe) -> CheckVerdict:
 
 def outputs_are_logits(probe: Probe) -> CheckVerdict:
     """Outputs are logits: not every row non-negative and summing to one (softmax outputs)."""
-    out = probe.logits()
+    out = probe.native
     if isinstance(probe.model, TwoLogits):  # single-logit model: its raw output must not look like sigmoid outputs
         raw = out[:, 1]
         frac = float(((raw >= 0) & (raw <= 1)).float().mean())
@@ -202,8 +208,10 @@ def input_contract(probe: Probe) -> CheckVerdict:
     def ba(logits: torch.Tensor) -> float:
         return M.balanced_accuracy(y, M.predictions(M.probabilities(logits, probe.task), probe.task), probe.num_classes)
 
-    native = probe.logits()
-    extremes = [probe.logits(lambda x: torch.zeros_like(x)), probe.logits(lambda x: torch.ones_like(x))]
+    native = probe.native
+    x0, _ = next(iter(probe.batches))
+    with torch.no_grad():  # constant images at both ends of the range (one batch is enough)
+        extremes = [probe.model(torch.zeros_like(x0[:8])), probe.model(torch.ones_like(x0[:8]))]
     if not all(torch.isfinite(t).all() for t in [native, *extremes]):
         return _verdict("input_contract", "admission", False, float("inf"), INPUT_RANGE_MARGIN,
                         "non-finite logits on inputs in [0, 1] - the model must accept any float input in [0, 1].")

@@ -12,6 +12,7 @@ import yaml
 from medbench.schema.entry import Recipe
 from medbench.train import METHODS, TrainConfig, train
 from medbench.train.entry import config_from_recipe, recipe_block
+from medbench.train.loop import best_threshold, fold_threshold, selection_key
 from medbench.train.losses import AUCMLoss
 from medbench.train.optim import SAM
 from medbench.weights import sha256sum
@@ -66,6 +67,55 @@ def test_recipe_block_round_trips_through_the_schema(method):
     block = Recipe.model_validate(recipe_block(cfg))  # valid under the registry schema
     back = config_from_recipe(block, architecture="smallcnn", architecture_kwargs={"width": 4}, mean=[0.5], std=[0.5])
     assert back.to_dict() == cfg.to_dict()
+
+
+def test_threshold_setting_round_trips_and_bad_values_are_refused():
+    cfg = TrainConfig(method="auc-m", epochs=4, threshold="val_balanced_accuracy", **TINY)
+    block = Recipe.model_validate(recipe_block(cfg))
+    assert config_from_recipe(block, architecture="smallcnn", architecture_kwargs={"width": 4}).threshold == \
+        "val_balanced_accuracy"
+    with pytest.raises(ValueError, match="threshold must be one of"):
+        TrainConfig(threshold="youden", **TINY)
+
+
+def test_best_threshold_maximises_balanced_accuracy_on_the_margin():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(90, int), np.ones(10, int)]
+    margin = np.r_[rng.normal(-3, 1, 90), rng.normal(-1, 1, 10)]  # ranked well, all below 0
+    t = best_threshold(margin, labels)
+
+    def ba(th):
+        return ((margin[labels == 1] > th).mean() + (margin[labels == 0] <= th).mean()) / 2
+    grid = np.linspace(margin.min() - 1, margin.max() + 1, 2001)
+    assert ba(t) >= max(ba(g) for g in grid) - 1e-12
+    assert ba(t) > ba(0.0) + 0.2  # argmax alone predicts one class here
+    assert best_threshold(rng.normal(size=20), np.zeros(20, int)) == 0.0  # one class: nothing to choose
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "resnet8"])
+def test_folded_threshold_makes_argmax_the_thresholded_decision(arch):
+    from medbench.architectures import build_architecture
+
+    torch.manual_seed(0)
+    model = build_architecture(arch, in_channels=1, num_classes=2, width=4).eval()
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        logits = model(x)
+    margin = logits[:, 1] - logits[:, 0]
+    t = float(margin.median())
+    fold_threshold(model, t, x[:8])
+    with torch.no_grad():
+        assert torch.equal(model(x).argmax(1), (margin > t + 1e-6).long())
+    with pytest.raises(ValueError, match="nn.Linear"):
+        fold_threshold(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3)), 0.5, x[:2])
+
+
+def test_a_constant_predictor_is_never_selected_over_a_real_one():
+    constant = {"val_auc": 0.84, "val_balanced_accuracy": 0.5, "val_predicted_classes": 1}
+    real = {"val_auc": 0.80, "val_balanced_accuracy": 0.70, "val_predicted_classes": 2}
+    assert selection_key(real, "auc") > selection_key(constant, "auc")
+    better = {**real, "val_auc": 0.82}
+    assert selection_key(better, "auc") > selection_key(real, "auc")
 
 
 def test_recipe_rejects_unknown_hyperparameters():

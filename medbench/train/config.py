@@ -7,6 +7,10 @@ from typing import Any
 
 METHODS = ("erm", "pgd-at", "trades", "sam", "auc-m")
 SELECTIONS = ("auc", "balanced_accuracy", "balanced_accuracy+robust")
+# How a binary model turns scores into a decision: the plain argmax of its logits, or the threshold on
+# the logit margin that maximises validation balanced accuracy, folded into the output layer's bias
+# (for ranking losses such as AUC-M, whose scores are ordered but not centred on 0.5).
+THRESHOLDS = ("argmax", "val_balanced_accuracy")
 
 # Per-method defaults from the papers (a config field left as None takes the method's value).
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -58,6 +62,7 @@ class TrainConfig:
     margin: float | None = None  # auc-m
     epoch_decay: float | None = None  # auc-m (PESG's proximal term)
     pretrain_epochs: int | None = None  # auc-m: first epochs with CE (Adam 1e-3); default half the epochs
+    threshold: str = "argmax"  # binary tasks: "argmax" or "val_balanced_accuracy" (see THRESHOLDS)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -79,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"class_weights must be 'balanced' or 'none', got {self.class_weights!r}.")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}.")
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}.")
         if self.method in ("pgd-at", "trades") and self.step_size is None:
             self.step_size = 2.5 * self.eps / self.steps
         if self.epochs < 1 or self.batch_size < 1:

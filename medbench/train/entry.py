@@ -13,7 +13,7 @@ from .config import TrainConfig
 
 # TrainConfig fields stored under recipe.hyperparameters (scalars only; lists as comma-separated text).
 HYPERPARAMETERS = ("class_weights", "momentum", "lr_milestones", "lr_gamma", "step_size", "val_eps", "val_steps",
-                   "beta", "rho", "margin", "epoch_decay", "pretrain_epochs")
+                   "beta", "rho", "margin", "epoch_decay", "pretrain_epochs", "threshold")
 SELECTION_PREFIX = "best val "
 
 
@@ -23,7 +23,8 @@ def recipe_block(cfg: TrainConfig) -> dict[str, Any]:
     hyper = {}
     for key in HYPERPARAMETERS:
         value = d[key]
-        if value is None or (key == "pretrain_epochs" and not value):
+        # defaults that older entries do not state are left out, so their blocks stay as they were
+        if value is None or (key == "pretrain_epochs" and not value) or (key == "threshold" and value == "argmax"):
             continue
         hyper[key] = ",".join(f"{v:g}" for v in value) if isinstance(value, list) else value
     block: dict[str, Any] = {

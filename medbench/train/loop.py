@@ -69,7 +69,12 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
 
 def validate(model: nn.Module, split: Split, cfg: TrainConfig, batch_size: int = 256) -> dict[str, float]:
     """Validation metrics: clean balanced accuracy / AUC / accuracy, plus PGD balanced accuracy when
-    the selection needs it (``val_steps`` steps at ``val_eps``, fixed seed so epochs are comparable)."""
+    the selection needs it (``val_steps`` steps at ``val_eps``, fixed seed so epochs are comparable).
+
+    ``val_predicted_classes`` counts the classes the model predicts at all (1 = a constant predictor).
+    With ``cfg.threshold == "val_balanced_accuracy"`` on a binary task the metrics are those of the
+    decision threshold that maximises balanced accuracy, reported as ``val_threshold`` (a logit margin).
+    """
     model.eval()
     task = split.spec.task
     y = torch.as_tensor(split.labels)
@@ -84,12 +89,65 @@ def validate(model: nn.Module, split: Split, cfg: TrainConfig, batch_size: int =
                            step_size=2.5 * cfg.val_eps / cfg.val_steps, generator=g)
             with torch.no_grad():
                 adv_logits.append(model(x_adv))
-    m = M.compute_metrics(split.labels, M.probabilities(torch.cat(logits), task), task)
-    out = {"val_balanced_accuracy": m.balanced_accuracy, "val_auc": m.auc, "val_accuracy": m.accuracy}
+    logits = torch.cat(logits)
+    out: dict[str, float] = {}
+    shift = torch.zeros(logits.shape[1])
+    if cfg.threshold == "val_balanced_accuracy" and logits.shape[1] == 2:
+        t = best_threshold((logits[:, 1] - logits[:, 0]).numpy(), split.labels)
+        shift[1] = -t
+        out["val_threshold"] = t
+    logits = logits + shift
+    m = M.compute_metrics(split.labels, M.probabilities(logits, task), task)
+    out = {"val_balanced_accuracy": m.balanced_accuracy, "val_auc": m.auc, "val_accuracy": m.accuracy,
+           "val_predicted_classes": int(len(torch.unique(logits.argmax(1)))), **out}
     if adv_logits:
-        r = M.compute_metrics(split.labels, M.probabilities(torch.cat(adv_logits), task), task)
+        r = M.compute_metrics(split.labels, M.probabilities(torch.cat(adv_logits) + shift, task), task)
         out["val_robust_balanced_accuracy"] = r.balanced_accuracy
     return out
+
+
+def best_threshold(margin: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold on a binary logit margin (``logit_1 - logit_0``) with the highest balanced
+    accuracy; among equals the one nearest 0 (the argmax decision), and 0 when nothing beats chance."""
+    margin, labels = np.asarray(margin, dtype=np.float64), np.asarray(labels).reshape(-1)
+    pos, neg = margin[labels == 1], margin[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return 0.0
+    values = np.unique(margin)
+    candidates = np.concatenate([[0.0], (values[1:] + values[:-1]) / 2])
+    tpr = (pos[None, :] > candidates[:, None]).mean(1)
+    tnr = (neg[None, :] <= candidates[:, None]).mean(1)
+    ba = (tpr + tnr) / 2
+    best = ba.max()
+    if best <= 0.5:
+        return 0.0
+    ties = candidates[np.isclose(ba, best)]
+    return float(ties[np.argmin(np.abs(ties))])
+
+
+def fold_threshold(model: nn.Module, threshold: float, probe: torch.Tensor) -> None:
+    """Move a binary decision threshold into the output layer: ``bias[1] -= threshold`` on the last
+    ``nn.Linear``, so the plain argmax of the saved model makes the thresholded decision. Checked on
+    ``probe`` inputs: an architecture whose last linear layer is not the logit layer is refused."""
+    layer = next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
+    if layer is None or layer.bias is None or layer.out_features != 2:
+        raise ValueError("threshold 'val_balanced_accuracy' needs a binary model whose last layer is an nn.Linear "
+                         "with a bias (the threshold is folded into it); use threshold 'argmax' for this architecture.")
+    model.eval()
+    with torch.no_grad():
+        before = model(probe)
+        layer.bias[1] -= threshold
+        after = model(probe)
+    expected = before[:, 1] - before[:, 0] - threshold
+    if not torch.allclose(after[:, 1] - after[:, 0], expected, atol=1e-4, rtol=1e-4):
+        raise ValueError("Folding the decision threshold into the last nn.Linear did not shift the logits as "
+                         "expected (that layer is not the output layer); use threshold 'argmax'.")
+
+
+def selection_key(val: dict[str, float], selection: str) -> tuple[bool, float]:
+    """How epochs are ranked: an epoch that predicts more than one class on validation always beats a
+    constant predictor (whose AUC may still look good), then the ``selection`` metric decides."""
+    return val.get("val_predicted_classes", 2) > 1, selection_score(val, selection)
 
 
 def selection_score(val: dict[str, float], selection: str) -> float:
@@ -150,7 +208,7 @@ def train(
                "data_md5": train_split.md5, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
                "platform": platform.platform(),
                "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-        best_score, best_epoch, best_state, best_val = -float("inf"), 0, None, {}
+        best_key, best_epoch, best_state, best_val = (False, -float("inf")), 0, None, {}
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {name} ({cfg.method}, {spec.name})", unit="epoch",
                    disable=not progress)
         for epoch in bar:
@@ -167,19 +225,22 @@ def train(
                         group["lr"] *= cfg.lr_gamma
                 recipe.on_lr_decay()
             val = validate(model, val_split, cfg)
-            score = selection_score(val, cfg.selection)
-            improved = score > best_score
+            key = selection_key(val, cfg.selection)
+            score = key[1]
+            improved = key > best_key
             if improved:
-                best_score, best_epoch, best_val = score, epoch, dict(val)
+                best_key, best_epoch, best_val = key, epoch, dict(val)
                 best_state = copy.deepcopy(model.state_dict())
             write({"event": "epoch", "epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), **val,
                    "selection_score": score, "best": improved, "epoch_time_s": round(time.perf_counter() - t0, 3)})
-            bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{score:.3f}", best=f"{best_score:.3f}@{best_epoch}")
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{score:.3f}", best=f"{best_key[1]:.3f}@{best_epoch}")
         model.load_state_dict(best_state)
         model.eval()
+        if best_val.get("val_threshold"):
+            fold_threshold(model, best_val["val_threshold"], to_float(val_split.images[:64], "cpu"))
         sha = save_weights(model, weights_path)
         wall = time.perf_counter() - t_start
-        write({"event": "end", "best_epoch": best_epoch, "selection": cfg.selection, "selection_score": best_score,
+        write({"event": "end", "best_epoch": best_epoch, "selection": cfg.selection, "selection_score": best_key[1],
                **best_val, "weights_sha256": sha, "wall_time_s": round(wall, 1)})
     return TrainResult(model=model, weights_path=weights_path, weights_sha256=sha, log_path=log_path,
                        best_epoch=best_epoch, best_val=best_val, wall_time_s=wall, config=cfg.to_dict())

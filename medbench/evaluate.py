@@ -96,14 +96,32 @@ def _resolve_runner(threat: str):
     return getattr(importlib.import_module(module), func)
 
 
+def _runs_with_autograd(model: nn.Module, probe: torch.Tensor) -> bool:
+    try:
+        with torch.enable_grad():
+            model(probe.clone().requires_grad_(True))
+    except Exception:
+        return False
+    return True
+
+
 def prepare_model(model: nn.Module, spec: DatasetSpec, size: int, device: torch.device) -> nn.Module:
     """Check the input/output contract on one input and wrap single-logit binary models as two logits."""
     model = model.to(device).eval()
     probe = torch.full((1, *spec.input_shape(size)), 0.5, device=device)
     try:
-        with torch.inference_mode():
+        # no_grad rather than inference_mode: a forward that needs autograd must reach the clear message
+        # below (or the no_autograd_in_forward admission check), not a confusing shape complaint.
+        with torch.no_grad():
             out = model(probe)
-    except Exception as exc:  # the model cannot take the dataset's input shape
+    except Exception as exc:
+        if _runs_with_autograd(model, probe):
+            raise InvalidModelError(
+                f"The model's forward fails without gradients ({type(exc).__name__}: {exc}) but runs with them: "
+                "it uses autograd inside forward (an optimisation or purification loop). medbench runs inference "
+                "under torch.no_grad, and AutoAttack cannot evaluate such dynamic defences (admission rule "
+                "no_autograd_in_forward). Fix: make forward a plain differentiable function of its input."
+            ) from exc
         raise InvalidModelError(
             f"The model failed on an input of shape {tuple(probe.shape)} ({spec.name} at size {size}: "
             f"{spec.n_channels} channel(s), float in [0, 1]): {type(exc).__name__}: {exc}. "

@@ -93,6 +93,32 @@ def test_contract_errors_are_clear(real_root):
         benchmark(wrong_c, "retinamnist", data_root=real_root, progress=False)
 
 
+class _GradientStepInForward(torch.nn.Module):
+    """A 'purification' defence: one input-gradient step inside forward (needs autograd)."""
+
+    def __init__(self, inner, enable_grad: bool):
+        super().__init__()
+        self.inner, self.enable_grad = inner, enable_grad
+
+    def forward(self, x):
+        with torch.set_grad_enabled(self.enable_grad or torch.is_grad_enabled()):
+            z = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.inner(z).logsumexp(1).sum(), z)
+        return self.inner((x - 0.01 * g.sign()).clamp(0, 1))
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("enable_grad", [False, True])
+def test_autograd_in_forward_is_named_not_mistaken_for_a_shape_error(real_root, enable_grad):
+    need_real(real_root, "breastmnist.npz")
+    model = _GradientStepInForward(build_architecture("smallcnn", in_channels=1, num_classes=2, width=4), enable_grad)
+    # without enable_grad forward breaks under no_grad; with it, forward runs and admission refuses it
+    match = "no_autograd_in_forward" if enable_grad else "autograd inside forward"
+    with pytest.raises(InvalidModelError, match=match) as info:
+        benchmark(model, "breastmnist", threats="clean", data_root=real_root, progress=False)
+    assert "channel" not in str(info.value)
+
+
 @pytest.mark.realdata
 def test_resume_keeps_finished_threats(real_root, breast_model, tmp_path):
     out = tmp_path / "r.json"

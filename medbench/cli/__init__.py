@@ -16,7 +16,12 @@ EPILOG = """examples:
   medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats clean,Linf
   medbench evaluate --weights model.safetensors --arch resnet8 --dataset breastmnist --out result.json
   medbench zoo list --dataset breastmnist
+  medbench corruptions list
+  medbench train Baseline_ResNet8_ERM --dataset breastmnist --out retrained/
+  medbench submission validate submissions/my-model.yaml
   medbench leaderboard build --out site
+
+Each command has its own help: medbench COMMAND --help.
 
 Data root: --data-root, else $MEDBENCH_DATA, else ~/.medmnist.
 """
@@ -34,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in GROUPS:
-        try:
-            module = importlib.import_module(f"{__name__}.{group}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{group}":  # group not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"{__name__}.{group}").register(sub)
     return parser
 
 

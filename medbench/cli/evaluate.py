@@ -37,6 +37,7 @@ def register(sub) -> None:
                    help="comma-separated: clean, corruptions, Linf, L2, curves, or all (default: clean)")
     p.add_argument("--size", type=int, default=28, help="image size track: 28 (default), 64, 128, 224")
     p.add_argument("--out", help="write the result JSON here (and make the run resumable)")
+    p.add_argument("--plot", metavar="FILE", help="also save an overview figure (.png, .svg or .pdf)")
     p.add_argument("--reference", help="reference model's result JSON, for corruption BE / rBE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-checks", action="store_true", help="skip admission and sanity checks (results then unranked)")
@@ -90,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
         print_result(result)
         if args.out:
             print(f"\nresult written to {args.out}")
+    if args.plot:
+        path = result.plot(args.plot)
+        print(f"figure written to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

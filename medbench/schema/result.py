@@ -77,6 +77,12 @@ class EvaluationResult(Strict):
         """False when a sanity check failed: the result is "potentially unreliable"."""
         return all(c.passed for c in self.checks if c.kind == "sanity")
 
+    def plot(self, path: str | Path) -> Path:
+        """Save a one-figure overview (summary bars, corruption heatmap, eps and noise curves) to ``path``."""
+        from ..plots import plot_result
+
+        return plot_result(self, path)
+
     def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
         """Serialise to JSON; when ``path`` is given, also write it there (atomically)."""
         text = self.model_dump_json(indent=indent)

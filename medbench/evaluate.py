@@ -180,14 +180,31 @@ def _merge(fields: dict[str, Any], update: dict[str, Any]) -> None:
             fields[key] = value
 
 
-def _normalise_threats(threats: str | Iterable[str]) -> list[str]:
+def protocol_threats(spec: DatasetSpec, protocol: Protocol) -> list[str]:
+    """The threats ``protocol`` defines for ``spec``: no L2 track for 3D data, no adversarial track
+    (Linf, L2, curves) for multi-label or excluded datasets."""
+    from .attacks.autoattack import UnsupportedTaskError, check_supported
+
+    out = []
+    for threat in ALL_THREATS:
+        norm = {"Linf": "Linf", "L2": "L2", "curves": "Linf"}.get(threat)
+        if norm is not None:
+            try:
+                check_supported(spec, norm, protocol)
+            except UnsupportedTaskError:
+                continue
+        out.append(threat)
+    return out
+
+
+def _normalise_threats(threats: str | Iterable[str], spec: DatasetSpec, protocol: Protocol) -> list[str]:
     items = [threats] if isinstance(threats, str) else list(threats)
     out: list[str] = []
     for item in items:
         for t in str(item).split(","):
             t = t.strip()
             if t == "all":
-                out.extend(ALL_THREATS)
+                out.extend(protocol_threats(spec, protocol))
             elif t:
                 match = {k.lower(): k for k in THREAT_RUNNERS}.get(t.lower())
                 if match is None:
@@ -220,14 +237,15 @@ def benchmark(
     """Evaluate ``model`` on the test split of ``dataset`` under the benchmark protocol.
 
     ``model`` is an ``nn.Module`` taking [0, 1] inputs and returning logits, or a zoo model id.
-    ``threats``: any of ``clean``, ``corruptions``, ``Linf``, ``L2``, ``curves`` (or ``all``);
-    clean is always included. With ``out``, the result JSON is written there and the run is
+    ``threats``: any of ``clean``, ``corruptions``, ``Linf``, ``L2``, ``curves``, or ``all`` (every
+    threat the protocol defines for the dataset: no L2 for 3D, no attacks for ChestMNIST); clean is
+    always included. With ``out``, the result JSON is written there and the run is
     resumable: finished threats are kept in ``<out>.partial/`` until the run completes.
     """
     spec = get_spec(dataset)
     spec.check_size(size)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol or "1")
-    threat_list = _normalise_threats(threats)
+    threat_list = _normalise_threats(threats, spec, proto)
     dev = torch.device(device) if device is not None else default_device()
 
     if isinstance(model, str):

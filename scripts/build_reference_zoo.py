@@ -202,6 +202,7 @@ def reference_result(dataset: str) -> Path:
 
 def do_evaluate(datasets, only, threats: str) -> None:
     import medbench
+    from medbench.evaluate import protocol_threats
     from medbench.schema.entry import read_entry
     from medbench.zoo.registry import clear_cache
 
@@ -225,8 +226,10 @@ def do_evaluate(datasets, only, threats: str) -> None:
                 ref = reference_result(dataset)
             except ThreatNotLanded:
                 ref = None  # corruptions pause the run below; a resumed run gets the reference
+            defined = protocol_threats(get_spec(dataset), medbench.load_protocol())
+            wanted = [t for t in threats.split(",") if t in defined]
             try:
-                result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
+                result = medbench.benchmark(mid, dataset, threats=wanted, out=out, reference=ref, model_id=mid,
                                             weights_sha256=entry.weights.sha256, progress=True)
             except ThreatNotLanded as exc:
                 print(f"paused {dataset}/{mid}: {exc}", flush=True)
@@ -273,7 +276,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", default=None, help="model ids to include")
     p.add_argument("--force", action="store_true", help="retrain entries that already exist")
     p.add_argument("--threats", default="clean,Linf,L2,curves,corruptions",
-                   help="threat order (default: all, attacks before corruptions)")
+                   help="threat order (default: all, attacks before corruptions; threats the protocol does "
+                        "not define for a dataset, such as L2 on 3D data, are left out)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

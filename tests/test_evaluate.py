@@ -152,3 +152,15 @@ def test_cli_help_and_unknown_dataset(capsys):
     assert "--weights" in capsys.readouterr().out
     assert main(["data", "info", "nosuchmnist"]) == 1
     assert "Valid names" in capsys.readouterr().err
+
+
+def test_all_means_every_threat_the_protocol_defines_for_the_dataset():
+    from medbench.data import get_spec
+    from medbench.evaluate import _normalise_threats, protocol_threats
+
+    proto = medbench.load_protocol()
+    assert protocol_threats(get_spec("breastmnist"), proto) == ["clean", "corruptions", "Linf", "L2", "curves"]
+    assert "L2" not in protocol_threats(get_spec("adrenalmnist3d"), proto)  # no L2 track in 3D
+    assert protocol_threats(get_spec("chestmnist"), proto) == ["clean", "corruptions"]  # multi-label
+    assert _normalise_threats("all", get_spec("vesselmnist3d"), proto) == ["clean", "corruptions", "Linf", "curves"]
+    assert _normalise_threats(["Linf"], get_spec("breastmnist"), proto) == ["clean", "Linf"]

@@ -33,6 +33,9 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Weights file {path} does not exist{' (it is a folder)' if path.is_dir() else ''}. "
+                           "Fix: check the path (relative paths start from the current folder).")
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(_PICKLE_MAGIC):

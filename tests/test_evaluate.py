@@ -164,3 +164,14 @@ def test_all_means_every_threat_the_protocol_defines_for_the_dataset():
     assert protocol_threats(get_spec("chestmnist"), proto) == ["clean", "corruptions"]  # multi-label
     assert _normalise_threats("all", get_spec("vesselmnist3d"), proto) == ["clean", "corruptions", "Linf", "curves"]
     assert _normalise_threats(["Linf"], get_spec("breastmnist"), proto) == ["clean", "Linf"]
+
+
+@pytest.mark.parametrize("content, message", [(None, "does not exist"), (b"garbage" * 4, "not a valid safetensors")])
+def test_cli_bad_weights_file_is_a_clear_error(tmp_path, capsys, content, message):
+    path = tmp_path / "model.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    code = main(["evaluate", "--weights", str(path), "--arch", "smallcnn", "--dataset", "breastmnist", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and str(path) in err and "Traceback" not in err
+    assert content is None or path.read_bytes() == content  # nothing lost

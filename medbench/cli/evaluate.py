@@ -112,7 +112,7 @@ def print_result(result) -> None:
                 ("AUC", fmt_ci(c.auc, c.ci.get("auc")))]
         for name, value in rows:
             print(f"  {name:<18} {value}")
-        print("  per-class recall: " + ", ".join(f"{k}={fmt(v)}" for k, v in c.per_class_recall.items()))
+        print("  per-class recall: " + "; ".join(f"{k}: {fmt(v)}" for k, v in c.per_class_recall.items()))
     if result.corruptions:
         cr = result.corruptions
         print(f"\ncorruptions ({cr.suite}): balanced accuracy {fmt(cr.balanced_accuracy)}, "

@@ -209,6 +209,12 @@ def test_cli_build(tmp_path, capsys):
     (res / "breastmnist" / "Bad2025X.json").write_text("[]")
     assert main(["leaderboard", "build", "--out", str(tmp_path / "s"), "--registry", str(reg),
                  "--results", str(res), "--strict"]) == 1
+    capsys.readouterr()
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "s").rglob("*"))
+    assert main(["leaderboard", "build", "--out", str(tmp_path / "s"), "--registry", str(tmp_path / "typo"),
+                 "--results", str(res)]) == 1
+    assert "--registry" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "s").rglob("*")) == before  # the old build is kept
 
 
 def test_committed_site_matches_a_fresh_build(tmp_path):

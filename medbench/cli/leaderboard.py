@@ -27,8 +27,16 @@ def register(sub) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..site import build_site
 
+    # A mistyped folder would otherwise build (and overwrite --out with) an empty leaderboard.
+    for flag, folder in (("--registry", args.registry), ("--results", args.results)):
+        if folder is not None and not Path(folder).is_dir():
+            print(f"error: {flag} {folder} is not a folder; nothing was built and {args.out} is unchanged. "
+                  f"Fix: point {flag} at an existing folder (or leave it out for this checkout's).", file=sys.stderr)
+            return 1
     report = build_site(args.out, args.registry, args.results, jobs=args.jobs)
     for line in report.problems:
         print(f"warning: {line}", file=sys.stderr)

@@ -257,19 +257,6 @@ def load_dataset(
     return Split(spec, split, size, tensor, labels, path, file_md5(path) if verify else "")
 
 
-def download(name: str, size: int = 28, root: str | os.PathLike | None = None) -> Path:
-    """Download one dataset with medmnist's own download code (needs torchvision and network), then verify."""
-    import medmnist
-
-    spec = get_spec(name)
-    spec.check_size(size)
-    folder = data_root(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    cls = getattr(medmnist, spec.python_class)
-    cls(split="test", download=True, root=str(folder), size=size)
-    return verify_file(name, size, folder)
-
-
 def available_files(root: str | os.PathLike | None = None) -> list[tuple[str, int, Path]]:
     """(dataset, size, path) for every MedMNIST file present under the data root."""
     folder = data_root(root)

@@ -24,10 +24,21 @@ def register(sub) -> None:
     add_data_args(verify)
     verify.set_defaults(func=_verify)
 
-    dl = dsub.add_parser("download", help="download a dataset with medmnist's downloader (needs internet and torchvision)")
-    dl.add_argument("name")
-    dl.add_argument("--size", type=int, default=28)
+    dl = dsub.add_parser(
+        "download", help="download dataset files and verify their MD5",
+        description="Download MedMNIST .npz files from Zenodo (medmnist's official URLs) or from the mirror in "
+                    "$MEDBENCH_DATA_MIRROR / --mirror, verify each against medmnist's MD5, and move it into the "
+                    "data root only when it matches. Files already present and valid are kept.",
+        epilog="examples:\n  medbench data download breastmnist pneumoniamnist\n"
+               "  medbench data download adrenalmnist3d --size 64 --root ~/data/medmnist\n"
+               "  medbench data download breastmnist --mirror https://mirror.example.org/medmnist/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    dl.add_argument("names", nargs="+", metavar="NAME", help="dataset names (see `medbench data info`)")
+    dl.add_argument("--size", type=int, default=28, help="image size: 28 (default), 64, 128 or 224")
     dl.add_argument("--root", dest="data_root", default=None, help="target folder (default: the data root)")
+    dl.add_argument("--mirror", default=None, help="folder URL holding the files under medmnist's names")
+    dl.add_argument("--force", action="store_true", help="download again even when a valid file is present")
+    dl.add_argument("--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=_download)
 
 
@@ -83,8 +94,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..data import download
+    from ..download import download
 
-    path = download(args.name, args.size, args.data_root)
-    print(f"downloaded and verified {path}")
+    for name in args.names:
+        path = download(name, args.size, args.data_root, mirror=args.mirror, force=args.force,
+                        progress=not args.quiet)
+        print(f"verified {path}")
     return 0

@@ -141,6 +141,10 @@ def test_sort_filter_navigate_offline(server, browser):
     assert values == sorted(values, reverse=True)
     header.find_element(By.TAG_NAME, "button").click()
     assert _visible_ids(d) == list(reversed(by_clean)) or header.get_attribute("aria-sort") == "ascending"
+    # the published (reported) row stays under the table whatever the sort: it is never ranked
+    last = d.execute_script("const t = document.querySelector('table.board'); const r = t.rows[t.rows.length - 1];"
+                            "return [r.parentNode.tagName, r.dataset.reported, r.textContent]")
+    assert last[:2] == ["TFOOT", "literature"] and "reported" in last[2]
 
     form = d.find_element(By.CSS_SELECTOR, "form.filters")
     assert form.is_displayed()

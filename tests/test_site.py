@@ -240,3 +240,63 @@ def test_multilabel_dataset_ranks_by_clean(tmp_path):
     assert track["rank_by"] == "clean" and track["tie_method"] == "overlap" and track["threats"] == []
     assert all(e["ranked"] for e in track["entries"])
     assert "no AutoAttack track" in (out / "chestmnist" / "index.html").read_text()
+
+
+LITERATURE = [{"dataset": "breastmnist", "size": 28, "model": "WideNet (28), Doe et al.", "architecture": "WRN-28-10",
+               "recipe": "erm", "source": "Doe et al. 2025, Table 4", "venue": "MIDL 2025",
+               "url": "https://example.org/doe2025", "clean_accuracy": 0.777, "clean_auc": 0.888},
+              {"dataset": "dermamnist", "model": "TinyNet", "architecture": "tiny", "source": "Roe 2024",
+               "clean_balanced_accuracy": 0.615}]
+
+
+def test_published_numbers_are_a_labelled_unranked_row(tmp_path):
+    """Literature numbers show as a 'reported' row under the table, beside same-recipe baselines, and
+    in the JSON API only under ``reported_in_literature``, never among the ranked entries."""
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    ids = write_synthetic(reg, res, ["breastmnist"], 6)
+    lit = tmp_path / "literature.yaml"
+    lit.write_text(yaml.safe_dump(LITERATURE))
+    assert build_site(out, reg, res, literature=lit).problems == []
+    page = (out / "breastmnist" / "index.html").read_text()
+    foot = page[page.index("<tfoot>"):page.index("</tfoot>")]
+    assert "WideNet (28), Doe et al." in foot and ">reported<" in foot and "88.8" in foot and "77.7" in foot
+    assert "WideNet" not in page[page.index("<tbody>"):page.index("</tbody>")]  # never among ranked rows
+    doc = json.loads((out / "data" / "results.json").read_text())["datasets"]
+    assert [p["model"] for p in doc["breastmnist"]["reported_in_literature"]] == ["WideNet (28), Doe et al."]
+    assert all(e["model_id"] in ids for t in doc["breastmnist"]["tracks"] for e in t["entries"])
+    assert "WideNet" not in (out / "data" / "results.csv").read_text()
+    # beside the same-recipe (erm) rows, with the difference in points
+    entries = {e["model_id"]: e for e in doc["breastmnist"]["tracks"][0]["entries"]}
+    erm = [i for i in ids if yaml.safe_load((reg / "breastmnist" / f"{i}.yaml").read_text())["recipe"]["method"] == "erm"]
+    section = page[page.index("Against the literature"):]
+    for mid in erm:
+        acc = entries[mid]["clean"]["accuracy"]
+        assert f'href="{mid}.html"' in section and f"{(acc - 0.777) * 100:+.1f}" in section
+    # a dataset without results still shows what to beat
+    derma = (out / "dermamnist" / "index.html").read_text()
+    assert "No results yet" in derma and "TinyNet" in derma and "BA 61.5" in derma
+
+
+@pytest.mark.parametrize("bad, field", [({"clean_auc": 93.0}, "clean_auc"), ({"dataset": "breastmnst"}, "dataset"),
+                                        ({"clean_accuracy": None, "clean_auc": None}, "at least one"),
+                                        ({"auc": 0.9}, "auc")])
+def test_a_bad_literature_file_is_a_problem_not_a_crash(tmp_path, bad, field):
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["breastmnist"], 2)
+    lit = tmp_path / "literature.yaml"
+    lit.write_text(yaml.safe_dump([LITERATURE[1], {**LITERATURE[0], **bad}]))
+    report = build_site(out, reg, res, literature=lit)
+    assert len(report.problems) == 1
+    problem = report.problems[0]
+    assert "literature.yaml" in problem and "item 1" in problem and field in problem, problem
+    assert "<tfoot>" not in (out / "breastmnist" / "index.html").read_text()  # the file is skipped whole
+
+
+def test_committed_literature_file_is_valid_and_matches_the_reference():
+    """``leaderboard/literature.yaml`` holds the MedMNIST v2 ResNet-18 (28) numbers of REFERENCE.md."""
+    from medbench.schema.literature import read_literature
+
+    published = {p.dataset: p for p in read_literature(REPO / "leaderboard" / "literature.yaml")}
+    assert (published["breastmnist"].clean_accuracy, published["breastmnist"].clean_auc) == (0.863, 0.901)
+    assert (published["pneumoniamnist"].clean_accuracy, published["pneumoniamnist"].clean_auc) == (0.854, 0.944)
+    assert all(p.recipe == "erm" and p.architecture == "ResNet-18" and p.size == 28 for p in published.values())

@@ -52,6 +52,7 @@ def test_selects_on_validation_never_test_and_logs_each_epoch(real_root, tmp_pat
     assert sorted(splits) == ["train", "val"]
     records = [json.loads(line) for line in r.log_path.read_text().splitlines()]
     assert [x["event"] for x in records] == ["start", "epoch", "epoch", "epoch", "end"]
+    assert records[0]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # what bit-identity needs
     epochs = records[1:-1]
     best = max(epochs, key=lambda x: (x["val_auc"], -x["epoch"]))  # first epoch with the best val AUC
     assert records[-1]["best_epoch"] == best["epoch"] == r.best_epoch

@@ -72,6 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.epochs is None:
         same = result.weights_sha256 == entry.weights.sha256
         print("reproduced: the sha256 matches the registry entry" if same else
-              f"not bit-identical to the registry entry (sha256 {entry.weights.sha256}); torch version, CPU and "
-              "thread count all change floating-point results", file=sys.stdout)
+              f"not bit-identical to the registry entry (sha256 {entry.weights.sha256}); torch version, CPU "
+              f"kernels (this machine: {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads) and thread count all change floating-point results; compare "
+              "the training logs epoch by epoch", file=sys.stdout)
     return 0

@@ -90,8 +90,12 @@ def _prepare_out(out: Path) -> None:
 
 
 def build_site(out: str | Path = "site", registry: str | Path | None = None, results: str | Path | None = None,
-               *, leaderboard_dir: str | Path | None = None, jobs: int = 1) -> BuildReport:
+               *, leaderboard_dir: str | Path | None = None, literature: str | Path | None = None,
+               jobs: int = 1) -> BuildReport:
     """Render the whole site into ``out``; returns what was written and the problems met on the way.
+
+    ``literature`` is the YAML list of published numbers shown as "reported" rows (default:
+    ``leaderboard/literature.yaml``; a missing file means none).
 
     ``jobs`` > 1 renders model pages in that many forked processes (same bytes, faster on many cores).
     """
@@ -101,12 +105,13 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     root = lb.parent
     registry = Path(registry) if registry else root / "model_zoo"
     results = Path(results) if results else lb / "results"
+    literature = Path(literature) if literature else lb / "literature.yaml"
     if not (lb / "templates").is_dir():
         raise MedbenchError(f"templates not found in {lb / 'templates'}: run the build from a medbench source checkout")
     out = Path(out)
     _prepare_out(out)
     clock = time.perf_counter()
-    inputs = load_inputs(registry, results)
+    inputs = load_inputs(registry, results, literature)
     t_load = time.perf_counter()
     boards = build_boards(inputs)
     t_rank = time.perf_counter()

@@ -3,7 +3,8 @@
 API version 1 (``api_version``): ``datasets.<name>.tracks[]`` holds one ranked table per (size,
 protocol) with ``entries[]`` best first; numbers are fractions in [0, 1] exactly as the harness
 wrote them, ``null`` when not measured. Numbers the authors report are only under
-``reported_by_authors``. Fields are only ever added within a version.
+``reported_by_authors``; numbers from the literature (not zoo entries) only under
+``datasets.<name>.reported_in_literature``. Fields are only ever added within a version.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def board_record(board: DatasetBoard) -> dict:
                     "rank_by": t.rank_by, "tie_method": t.tie_method, "tie_note": t.tie_note,
                     "threats": t.threats, "entries": [row_record(r, t) for r in t.rows]} for t in board.tracks],
         "unevaluated": [row_record(r, None) for r in board.unevaluated],
+        "reported_in_literature": [p.model_dump(mode="json") for p in board.literature],
     }
 
 

@@ -1,4 +1,5 @@
-"""Reading the registry (``model_zoo/``) and the harness's results (``leaderboard/results/``).
+"""Reading the registry (``model_zoo/``), the harness's results (``leaderboard/results/``) and the
+published numbers shown beside them (``leaderboard/literature.yaml``).
 
 Nothing here raises on one bad file: every problem becomes a line in ``problems`` (shown by the
 build command), so a partial or half-written results folder still builds a site.
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from ..data import DATASETS
 from ..schema.entry import EntryError, ModelEntry, parse_entry
+from ..schema.literature import LiteratureError, PublishedResult, parse_literature
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster, same result
 from ..schema.result import EvaluationResult
@@ -31,6 +33,7 @@ class LoadedResult:
 class Inputs:
     entries: dict[tuple[str, str], ModelEntry] = field(default_factory=dict)  # (dataset, id) -> entry
     results: dict[tuple[str, str], LoadedResult] = field(default_factory=dict)  # (dataset, id) -> result
+    literature: list[PublishedResult] = field(default_factory=list)  # reported numbers, never ranked
     problems: list[str] = field(default_factory=list)
 
 
@@ -69,8 +72,19 @@ def load_results(root: Path, inputs: Inputs) -> None:
         inputs.results[(result.dataset, model_id)] = LoadedResult(result, path, hashlib.sha256(raw).hexdigest())
 
 
-def load_inputs(registry: Path, results: Path) -> Inputs:
+def load_literature(path: Path, inputs: Inputs) -> None:
+    """The published numbers of ``path``; a file that does not validate is skipped whole, with its problems."""
+    try:
+        inputs.literature = parse_literature(yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader), str(path))
+    except (LiteratureError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        inputs.problems.append(f"literature {path.name}: skipped (no reported rows): {exc}")
+
+
+def load_inputs(registry: Path, results: Path, literature: Path | None = None) -> Inputs:
+    """Everything the site is built from; ``literature`` is optional (a missing file means no reported rows)."""
     inputs = Inputs()
+    if literature is not None and Path(literature).is_file():
+        load_literature(Path(literature), inputs)
     if Path(registry).is_dir():
         load_registry(Path(registry), inputs)
     else:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data import DATASETS
 from ..schema.entry import ModelEntry
+from ..schema.literature import PublishedResult
 from ..schema.result import EvaluationResult
 from .load import Inputs, LoadedResult
 from .ranking import OVERLAP, PAIRED, RankItem, tie_groups
@@ -152,6 +153,17 @@ class DatasetBoard:
     dataset: str
     tracks: list[Track]
     unevaluated: list[Row]  # registry entries with no result yet
+    literature: list[PublishedResult] = field(default_factory=list)  # reported, never ranked
+
+    def reported(self, size: int) -> list[PublishedResult]:
+        """The published numbers for this dataset at ``size`` (shown as labelled "reported" rows)."""
+        return [p for p in self.literature if p.size == size]
+
+    def comparisons(self, track: Track) -> list[tuple[PublishedResult, list[Row]]]:
+        """Each published number at the track's size, with the track's rows trained by the same recipe
+        (e.g. medbench's ERM baselines beside the paper's ERM ResNet-18)."""
+        return [(p, [r for r in track.rows if p.recipe and r.method == p.recipe and r.result.clean])
+                for p in self.reported(track.size)]
 
     @property
     def rows(self) -> list[Row]:
@@ -324,5 +336,5 @@ def build_boards(inputs: Inputs) -> dict[str, DatasetBoard]:
             tracks.append(track)
         unevaluated = [Row(ds, mid, slugify(mid), e, None) for (d, mid), e in sorted(inputs.entries.items())
                        if d == ds and (d, mid) not in inputs.results]
-        boards[ds] = DatasetBoard(ds, tracks, unevaluated)
+        boards[ds] = DatasetBoard(ds, tracks, unevaluated, [p for p in inputs.literature if p.dataset == ds])
     return boards

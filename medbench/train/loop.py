@@ -208,7 +208,7 @@ def train(
                "train_n": len(train_split), "val_n": len(val_split), "train_class_counts": counts.tolist(),
                "class_weights": [round(float(w), 6) for w in weight], "lr_milestone_epochs": milestones,
                "data_md5": train_split.md5, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
-               "platform": platform.platform(),
+               "platform": platform.platform(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
         best_key, best_epoch, best_state, best_val = (False, -float("inf")), 0, None, {}
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {name} ({cfg.method}, {spec.name})", unit="epoch",

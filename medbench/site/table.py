@@ -160,10 +160,11 @@ class DatasetBoard:
         return [p for p in self.literature if p.size == size]
 
     def comparisons(self, track: Track) -> list[tuple[PublishedResult, list[Row]]]:
-        """Each published number at the track's size, with the track's rows trained by the same recipe
-        (e.g. medbench's ERM baselines beside the paper's ERM ResNet-18)."""
-        return [(p, [r for r in track.rows if p.recipe and r.method == p.recipe and r.result.clean])
-                for p in self.reported(track.size)]
+        """Each published number at the track's size, with the track's reference baselines trained by the
+        same recipe (medbench's ERM baselines beside the paper's ERM ResNet-18). Submitted models are
+        compared in the main table only, so this stays a short table at any leaderboard size."""
+        return [(p, [r for r in track.rows if r.entry and r.entry.is_baseline and r.method == p.recipe
+                     and r.result.clean]) for p in self.reported(track.size) if p.recipe]
 
     @property
     def rows(self) -> list[Row]:

@@ -12,7 +12,7 @@ Example::
       model: ResNet-18 (28)
       architecture: ResNet-18
       recipe: erm
-      source: MedMNIST v2 (Yang et al.), Table 3, mean of 3 runs
+      source: MedMNIST v2 (Yang et al.), 2D benchmark results, ResNet-18 (28), mean of 3 runs
       venue: Sci. Data 2023
       url: https://doi.org/10.1038/s41597-022-01721-8
       clean_accuracy: 0.863

@@ -194,12 +194,30 @@ def reference_result(dataset: str) -> Path:
     return path
 
 
-def do_evaluate(datasets, only, threats: str) -> None:
-    import medbench
-    from medbench.evaluate import protocol_threats
-    from medbench.schema.entry import read_entry
-    from medbench.zoo.registry import clear_cache
+def _claim(out: Path) -> Path | None:
+    """A lock file next to ``out`` so that several evaluate processes can share one model list without
+    two of them resuming the same partial run; a lock left by a process that died is taken over."""
+    lock = Path(str(out) + ".lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+                os.kill(pid, 0)
+                return None  # alive: someone else is on it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale
+                continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return lock
+    return None
 
+
+def do_evaluate(datasets, only, threats: str) -> None:
+    """Full-protocol results of the trained entries that have none yet; several processes may run this
+    at once over the same list (each model is claimed by a lock file; finished ones are skipped)."""
     _guard_uncommitted_threats()
     for dataset in datasets:
         for method in PLAN[dataset]:  # ERM first: the corruption reference of the others
@@ -214,22 +232,38 @@ def do_evaluate(datasets, only, threats: str) -> None:
             if out.exists():
                 print(f"skip {dataset}/{mid}: {out.relative_to(REPO)} exists", flush=True)
                 continue
-            entry = read_entry(yaml_path)
-            clear_cache()  # entries trained after this process started
-            try:
-                ref = reference_result(dataset)
-            except ThreatNotLanded:
-                ref = None  # corruptions pause the run below; a resumed run gets the reference
-            defined = protocol_threats(get_spec(dataset), medbench.load_protocol())
-            wanted = [t for t in threats.split(",") if t in defined]
-            try:
-                result = medbench.benchmark(mid, dataset, threats=wanted, out=out, reference=ref, model_id=mid,
-                                            weights_sha256=entry.weights.sha256, progress=True)
-            except ThreatNotLanded as exc:
-                print(f"paused {dataset}/{mid}: {exc}", flush=True)
+            lock = _claim(out)
+            if lock is None:
+                print(f"skip {dataset}/{mid}: another process is evaluating it ({out.name}.lock)", flush=True)
                 continue
-            print(f"evaluated {dataset}/{mid}: wall {result.provenance.wall_time_s:.0f}s -> {out.relative_to(REPO)}",
-                  flush=True)
+            try:
+                _evaluate_one(dataset, mid, yaml_path, out, threats)
+            finally:
+                lock.unlink(missing_ok=True)
+
+
+def _evaluate_one(dataset: str, mid: str, yaml_path: Path, out: Path, threats: str) -> None:
+    import medbench
+    from medbench.evaluate import protocol_threats
+    from medbench.schema.entry import read_entry
+    from medbench.zoo.registry import clear_cache
+
+    entry = read_entry(yaml_path)
+    clear_cache()  # entries trained after this process started
+    try:
+        ref = reference_result(dataset)
+    except ThreatNotLanded:
+        ref = None  # corruptions pause the run below; a resumed run gets the reference
+    defined = protocol_threats(get_spec(dataset), medbench.load_protocol())
+    wanted = [t for t in threats.split(",") if t in defined]
+    try:
+        result = medbench.benchmark(mid, dataset, threats=wanted, out=out, reference=ref, model_id=mid,
+                                    weights_sha256=entry.weights.sha256, progress=True)
+    except ThreatNotLanded as exc:
+        print(f"paused {dataset}/{mid}: {exc}", flush=True)
+        return
+    print(f"evaluated {dataset}/{mid}: wall {result.provenance.wall_time_s:.0f}s -> {out.relative_to(REPO)}",
+          flush=True)
 
 
 def do_summary(datasets) -> None:

@@ -30,7 +30,7 @@ from .data import DatasetSpec, Split, get_spec, load_dataset
 from .errors import InvalidModelError, MedbenchError
 from .inference import TwoLogits, default_batch_size, default_device, predict_logits
 from .paths import data_root as resolve_data_root
-from .protocol import Protocol, load_protocol
+from .protocol import CURRENT_VERSION, Protocol, load_protocol
 from .schema import CleanMetrics, EvaluationResult, Interval, Provenance
 
 # threat name -> "module:function". A runner takes an EvalContext and returns result fields.
@@ -244,7 +244,7 @@ def benchmark(
     """
     spec = get_spec(dataset)
     spec.check_size(size)
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol or "1")
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol or CURRENT_VERSION)
     threat_list = _normalise_threats(threats, spec, proto)
     dev = torch.device(device) if device is not None else default_device()
 

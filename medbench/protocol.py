@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-CURRENT_VERSION = "1"
+CURRENT_VERSION = "2"
 
 
 class Protocol:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Calibrate the MedMNIST-C parameters for 28, 64 and 128 px; write medbench/protocols/v1_corruptions.yaml.
+"""Calibrate the MedMNIST-C parameters for 28, 64 and 128 px; write medbench/protocols/v2_corruptions.yaml.
 
 Goal: corrupting an image at size s has the same effect as corrupting it at 224 px (where the
 published parameters were chosen) and then resizing to s, which is what a user of the official
@@ -51,7 +51,7 @@ SIZES = (28, 64, 128)
 INVARIANT = {"brightness_up", "brightness_down", "contrast_up", "contrast_down", "saturate", "gamma_corr_up",
              "gamma_corr_down", "zoom_blur", "bubble", "stain_deposit", "black_corner", "characters"}
 DISCRETE = {"pixelate", "jpeg_compression"}
-OUT = Path(__file__).resolve().parents[1] / "medbench" / "protocols" / "v1_corruptions.yaml"
+OUT = Path(__file__).resolve().parents[1] / "medbench" / "protocols" / "v2_corruptions.yaml"
 SEED = 12345  # the calibration's own noise stream (never the benchmark's)
 
 

@@ -19,7 +19,7 @@ from medbench.architectures import build_architecture
 from medbench.attacks.resume import ChunkStore
 from medbench.attacks.subset import SubsetMismatchError, evaluation_subset, indices_sha256, stored_subsets
 from medbench.evaluate import benchmark
-from medbench.protocol import load_protocol
+from medbench.protocol import CURRENT_VERSION, load_protocol
 from conftest import need_real, train_small_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def fast_protocol(n: int = 32, n_iter: int = 5, queries: int = 40):
 # ----------------------------------------------------------------------------- subset
 
 def test_stored_subsets_cover_every_small_test_split():
-    stored = stored_subsets("1")
+    stored = stored_subsets(CURRENT_VERSION)
     for name in medbench.dataset_names():
         n = medbench.get_spec(name).n_samples["test"]
         if n <= 1000:
@@ -57,7 +57,7 @@ def test_subset_of_held_datasets_is_the_stored_one(real_root, name):
     labels = medbench.load_dataset(name, "test", root=real_root).labels
     sub = evaluation_subset(name, labels, load_protocol())
     assert sub.info.whole_split and sub.info.n == len(labels)
-    assert sub.info.indices_sha256 == stored_subsets("1")[name]["indices_sha256"]
+    assert sub.info.indices_sha256 == stored_subsets(CURRENT_VERSION)[name]["indices_sha256"]
 
 
 def test_large_split_gets_a_stratified_seeded_subset_and_mismatches_are_errors():
@@ -66,7 +66,7 @@ def test_large_split_gets_a_stratified_seeded_subset_and_mismatches_are_errors()
     b = evaluation_subset("pathmnist", labels[::-1].copy()[::-1], load_protocol())
     assert a.info.n == 1000 and not a.info.whole_split and a.info.indices_sha256 == b.info.indices_sha256
     assert set(labels[a.indices]) == set(range(9))  # every class kept
-    with pytest.raises(SubsetMismatchError, match="breastmnist.*differs from protocol 1's stored subset"):
+    with pytest.raises(SubsetMismatchError, match="breastmnist.*differs from protocol \d+'s stored subset"):
         evaluation_subset("breastmnist", np.zeros(150, dtype=np.int64), load_protocol())
 
 
@@ -128,7 +128,7 @@ torch.set_num_threads(1)
 from medbench.architectures import build_architecture
 from medbench.weights import load_weights
 from medbench.evaluate import benchmark
-from medbench.protocol import load_protocol
+from medbench.protocol import CURRENT_VERSION, load_protocol
 model = load_weights(build_architecture("smallcnn", in_channels=1, num_classes=2), sys.argv[1])
 protocol = load_protocol().derive(**{protocol!r})
 benchmark(model, "breastmnist", threats="Linf,curves", protocol=protocol, out=sys.argv[2], batch_size=8,

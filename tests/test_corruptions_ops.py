@@ -14,7 +14,7 @@ from medbench.corruptions import corrupt, corruption_parameters
 from medbench.corruptions.common import image_rngs
 from medbench.corruptions.ops2d import OPS_2D
 from medbench.corruptions.registry import CORRUPTION_OPS_2D, IDENTITY_2D, IDENTITY_3D, PUBLISHED_224, SUITE_3D_28
-from medbench.protocol import load_protocol
+from medbench.protocol import CURRENT_VERSION, load_protocol
 
 from conftest import need_real
 
@@ -178,7 +178,7 @@ def test_bad_input_is_rejected_with_a_clear_message():
 def test_protocol_parameter_file_is_complete_and_justified():
     from medbench.corruptions.params import parameter_document
 
-    doc = parameter_document("1")
+    doc = parameter_document(CURRENT_VERSION)
     assert set(doc["medmnist-c"]) == set(PUBLISHED_224)
     for ds, table in PUBLISHED_224.items():
         for name, published in table.items():

@@ -33,7 +33,7 @@ def test_trained_model_clearly_above_chance_and_matches_medmnist_evaluator(real_
     assert c.accuracy == pytest.approx(getACC(labels.reshape(-1, 1), probs, "binary-class"))
     assert c.auc == pytest.approx(getAUC(labels.reshape(-1, 1), probs, "binary-class"))
     p = result.provenance
-    assert p.data_md5 == "750601b1f35ba3300ea97c75c52ff8f6" and p.protocol_version == "1"
+    assert p.data_md5 == "750601b1f35ba3300ea97c75c52ff8f6" and p.protocol_version == medbench.protocol.CURRENT_VERSION
     assert p.torch_version == torch.__version__ and p.wall_time_s > 0
     again = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False)
     assert again.clean == result.clean  # deterministic

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ..data import DatasetSpec
-from ..protocol import Protocol
+from ..protocol import CURRENT_VERSION, Protocol
 from .registry import CORRUPTION_OPS_2D, CORRUPTION_OPS_3D
 
 
@@ -33,7 +33,7 @@ def _load(version: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def parameter_document(version: str = "1") -> dict[str, Any]:
+def parameter_document(version: str = CURRENT_VERSION) -> dict[str, Any]:
     """The whole parameter document (published, calibrated and 3D parameters with their measurements)."""
     return copy.deepcopy(_load(str(version)))
 

@@ -4,7 +4,7 @@
 ``corruptions/registry.py``), calibrated by its authors at 224 px, written as named parameters.
 Where the reference lists six values, its code only ever uses the first five (severities 1..5).
 The parameters medbench actually uses, at every size, are protocol data
-(``medbench/protocols/v1_corruptions.yaml``), generated from these by ``scripts/calibrate_corruptions.py``.
+(``medbench/protocols/v2_corruptions.yaml``), generated from these by ``scripts/calibrate_corruptions.py``.
 """
 
 from __future__ import annotations

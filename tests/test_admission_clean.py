@@ -124,7 +124,7 @@ def test_cli_refuses_then_computes_with_allow_unranked(real_root, constant_model
     assert "cannot be ranked" in err and "--allow-unranked" in err and "Traceback" not in err
     assert main(args + ["--allow-unranked"]) == 0
     printed = capsys.readouterr().out
-    assert "[FAIL] admission predictions_not_constant" in printed and "skipped Linf: not run" in printed
+    assert "[FAIL] admission predictions_not_constant" in printed and "skipped\n  Linf: not run" in printed
     assert "NOT ADMITTED" in printed
 
 

@@ -134,7 +134,9 @@ def print_result(result) -> None:
         print("\nchecks")
         for v in result.checks:
             print(f"  [{'pass' if v.passed else 'FAIL'}] {v.kind:<9} {v.name}: {v.message}")
-    for threat, why in result.skipped.items():
-        print(f"\nskipped {threat}: {why}")
+    if result.skipped:
+        print("\nskipped")
+        for threat, why in result.skipped.items():
+            print(f"  {threat}: {why}")
     if not result.admitted:
         print("\nNOT ADMITTED: this result is never ranked (see the failed admission checks above).")

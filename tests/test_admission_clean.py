@@ -132,3 +132,21 @@ def test_v1_protocol_has_no_clean_admission(real_root, constant_model):
     """Results of protocol v1 were computed without these rules; evaluating under v1 keeps its behaviour."""
     res = benchmark(constant_model, "breastmnist", protocol=load_protocol("1"), data_root=real_root, progress=False)
     assert res.admitted and "predictions_not_constant" not in {c.name for c in res.checks}
+
+
+def test_site_never_ranks_a_not_admitted_result_and_says_why(real_root, breast_model, constant_model, tmp_path):
+    from medbench.site.load import load_inputs
+    from medbench.site.table import build_boards
+
+    results = tmp_path / "results" / "breastmnist"
+    for name, model in (("Trained", breast_model), ("Constant", constant_model)):
+        benchmark(model, "breastmnist", data_root=real_root, progress=False, allow_unranked=True,  # standard protocol
+                  model_id=name, out=results / f"{name}.json")
+    inputs = load_inputs(tmp_path / "registry", tmp_path / "results")
+    (track,) = build_boards(inputs)["breastmnist"].tracks
+    rows = {r.model_id: r for r in track.rows}
+    assert rows["Trained"].rank == 1 and rows["Constant"].rank is None
+    assert [r.model_id for r in track.rows] == ["Trained", "Constant"]  # the unranked row comes last
+    flag = next(f for f in rows["Constant"].flags if f.code == "not-admitted")
+    assert "never ranked" in flag.detail and "predictions_not_constant (most frequent predicted class" in flag.detail
+    assert build_boards(inputs)["breastmnist"].best.model_id == "Trained"

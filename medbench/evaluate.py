@@ -263,6 +263,10 @@ def benchmark(
         model = load_model(entry.id, spec.name, device=str(dev))
     if isinstance(reference, (str, os.PathLike)):
         reference = EvaluationResult.from_json(reference)
+    if reference is not None and "corruptions" in threat_list:  # fail before any work, not after the clean pass
+        from .corruptions.evaluation import check_reference
+
+        check_reference(reference, spec.name, proto)
 
     split = load_dataset(spec.name, "test", size, data_root)
     net = prepare_model(model, spec, size, dev)

@@ -36,6 +36,8 @@ def row_record(row: Row, track: Track | None) -> dict:
     rec["reported_by_authors"] = e.reported.model_dump(mode="json") if e and e.reported else None
     if res is None:
         return rec
+    rec["admitted"] = res.admitted
+    rec["skipped"] = dict(res.skipped)  # threat -> why it was not run (e.g. the model is not admitted)
     clean = res.clean
     rec["clean"] = None if clean is None else {
         "n": clean.n, "balanced_accuracy": clean.balanced_accuracy, "accuracy": clean.accuracy, "auc": clean.auc,
@@ -43,7 +45,12 @@ def row_record(row: Row, track: Track | None) -> dict:
     cor = res.corruptions
     rec["corruptions"] = None if cor is None else {
         "suite": cor.suite, "balanced_accuracy": cor.balanced_accuracy, "auc": cor.auc,
-        "relative_robustness": cor.relative_robustness, "be": cor.be, "rbe": cor.rbe}
+        "relative_robustness": cor.relative_robustness, "be": cor.be, "rbe": cor.rbe,
+        # BE / rBE means are over the corruptions where each is defined; every corruption is listed
+        "reference_model": cor.reference_model, "be_defined": cor.be_defined, "be_undefined": cor.be_undefined,
+        "rbe_defined": cor.rbe_defined, "rbe_undefined": cor.rbe_undefined,
+        "rbe_min_reference_gap": cor.rbe_min_reference_gap, "be_rbe_note": cor.be_rbe_note,
+        "relative_errors": [r.model_dump(mode="json") for r in cor.relative_errors]}
     rec["adversarial"] = {
         t: {"robust_balanced_accuracy": a.robust_balanced_accuracy,
             "ci": [a.robust_balanced_accuracy_ci.low, a.robust_balanced_accuracy_ci.high]

@@ -3,6 +3,7 @@
 
     python scripts/build_reference_zoo.py train [--dataset D ...] [--only ID ...] [--force]
     python scripts/build_reference_zoo.py evaluate [--dataset D ...] [--only ID ...] [--threats all]
+    python scripts/build_reference_zoo.py reevaluate [--dataset D ...] [--only ID ...]  # to the current protocol
     python scripts/build_reference_zoo.py plan | summary
 
 ``train`` writes ``model_zoo/<dataset>/<ModelId>.{yaml,safetensors}`` and the training log

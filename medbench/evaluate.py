@@ -234,6 +234,7 @@ def benchmark(
     checks: bool = True,
     allow_unranked: bool = False,
     progress: bool = True,
+    reuse: EvaluationResult | str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on the test split of ``dataset`` under the benchmark protocol.
 
@@ -242,6 +243,9 @@ def benchmark(
     threat the protocol defines for the dataset: no L2 for 3D, no attacks for ChestMNIST); clean is
     always included. With ``out``, the result JSON is written there and the run is
     resumable: finished threats are kept in ``<out>.partial/`` until the run completes.
+    ``reuse``: an earlier result (object or JSON path) of the same weights on the same data whose
+    attack sections (Linf, L2, curves) are carried over when they were computed exactly as this run
+    would compute them (see ``medbench.reuse``); recorded in ``provenance.reused``.
 
     A model that fails an admission check (including the ones on the clean pass: near-constant
     predictions, clean balanced accuracy not above chance) raises ``InvalidModelError``; with
@@ -290,6 +294,17 @@ def benchmark(
         times[name] = payload["wall_time_s"]
     ctx.results = fields
 
+    reused: dict[str, Any] = {}
+    found: dict[str, Any] = {}  # merged in the threat loop, after admission (a refused model gets none)
+    if reuse is not None:
+        from .reuse import reusable_sections
+
+        found, notes = reusable_sections(reuse, ctx, [t for t in threat_list if t not in done.get("threats", {})],
+                                         weights_sha256)
+        if progress:
+            for note in notes:
+                print(f"not reused, recomputing {note}", file=sys.stderr)
+
     if checks and "admission" not in done.get("threats", {}):
         t0 = time.perf_counter()
         from .checks import admission_checks
@@ -308,6 +323,14 @@ def benchmark(
             skipped[threat] = ("not run: the model is not admitted (" + ", ".join(v.name for v in failed)
                                + "), and attacking it would measure nothing")
             print(f"medbench: skipping {threat}: {skipped[threat]}", file=sys.stderr, flush=True)
+            continue
+        if threat in found:
+            update, reused[threat] = found[threat]
+            _merge(fields, update)
+            times[threat] = 0.0
+            if progress:
+                print(f"{threat}: reused from the earlier result (protocol {reused[threat].from_protocol_version})",
+                      file=sys.stderr)
             continue
         if threat not in done.get("threats", {}):
             t0 = time.perf_counter()
@@ -335,7 +358,7 @@ def benchmark(
             weights_sha256=weights_sha256, seed=seed, device=_device_name(dev), torch_version=torch.__version__,
             library_versions=dict(_library_versions()), python_version=platform.python_version(),
             platform=platform.platform(), started_at=done.get("started_at", started),
-            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
+            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()}, reused=reused,
         ),
         **fields,
     )

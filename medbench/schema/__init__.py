@@ -5,12 +5,12 @@ from .base import Interval, Strict
 from .checks import CheckVerdict
 from .corruption import CorruptionCell, CorruptionResults, RelativeError
 from .entry import BundledSource, EntryError, HubSource, MirrorSource, ModelEntry, Paper, Preprocessing, Recipe, Reported, Weights, parse_entry, read_entry  # noqa: E501
-from .result import CleanMetrics, EvaluationResult, Provenance
+from .result import CleanMetrics, EvaluationResult, Provenance, ReusedSection
 
 __all__ = [
     "AdversarialResult", "AttackConfig", "CheckVerdict", "CleanMetrics", "CorruptionCell",
     "CorruptionResults", "CurvePoint", "Curves", "EvaluationResult", "Interval", "Provenance", "RelativeError",
-    "Strict", "SubsetInfo",
+    "ReusedSection", "Strict", "SubsetInfo",
 ]
 __all__ += ["BundledSource", "EntryError", "HubSource", "MirrorSource", "ModelEntry", "Paper", "Preprocessing",
             "Recipe", "Reported", "Weights", "parse_entry", "read_entry"]

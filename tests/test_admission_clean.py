@@ -150,3 +150,14 @@ def test_site_never_ranks_a_not_admitted_result_and_says_why(real_root, breast_m
     flag = next(f for f in rows["Constant"].flags if f.code == "not-admitted")
     assert "never ranked" in flag.detail and "predictions_not_constant (most frequent predicted class" in flag.detail
     assert build_boards(inputs)["breastmnist"].best.model_id == "Trained"
+
+
+def test_a_refused_model_gets_no_reused_attack_sections(real_root, constant_model, tmp_path):
+    """An earlier result that attacked the model (e.g. under protocol v1) is not carried into a refused run."""
+    sha, prior = "cd" * 32, tmp_path / "prior.json"
+    benchmark(constant_model, "breastmnist", threats="clean,Linf", protocol=PROTOCOL, data_root=real_root,
+              checks=False, weights_sha256=sha, out=prior, progress=False)
+    assert EvaluationResult.from_json(prior).adversarial
+    res = benchmark(constant_model, "breastmnist", threats="clean,Linf", protocol=PROTOCOL, data_root=real_root,
+                    weights_sha256=sha, reuse=prior, allow_unranked=True, progress=False)
+    assert res.adversarial == {} and res.provenance.reused == {} and "Linf" in res.skipped

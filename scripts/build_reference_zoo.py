@@ -277,6 +277,7 @@ def do_reevaluate(datasets, only) -> None:
     unchanged (``benchmark(..., reuse=old result)``: same config, subset, seed and torch; recorded in
     ``provenance.reused``) and recomputing everything else (clean, admission, corruptions, sanity)."""
     import medbench
+    from medbench.corruptions.evaluation import pinned_reference
     from medbench.evaluate import protocol_threats
     from medbench.schema import EvaluationResult
     from medbench.schema.entry import read_entry
@@ -295,7 +296,8 @@ def do_reevaluate(datasets, only) -> None:
             entry = read_entry(ZOO / dataset / f"{mid}.yaml")
             defined = protocol_threats(get_spec(dataset), medbench.load_protocol())
             threats = [t for t in old.threats if t in defined]
-            ref = None if method == "erm" else reference_result(dataset)
+            pinned = pinned_reference(dataset, medbench.load_protocol())  # re-evaluated first (PLAN: ERM first)
+            ref = None if mid == pinned else reference_result(dataset)
             result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
                                         weights_sha256=entry.weights.sha256, reuse=old, progress=True)
             print(f"re-evaluated {dataset}/{mid} under protocol {current}: reused "

@@ -299,14 +299,18 @@ def clean_above_chance(clean, task: str, num_classes: int, margin: float) -> Che
     return _verdict("clean_above_chance", "admission", ok, low, chance + margin, msg)
 
 
-def clean_admission_checks(ctx, fields) -> list[CheckVerdict]:
-    """The admission checks on the clean pass (none when the protocol has no ``admission`` section, e.g. v1)."""
-    rules, clean = ctx.protocol.get("admission"), fields.get("clean")
+def clean_verdicts(clean, spec, protocol) -> list[CheckVerdict]:
+    """The admission checks on clean metrics (none when the protocol has no ``admission`` section, e.g. v1)."""
+    rules = protocol.get("admission")
     if not rules or clean is None:
         return []
-    return [predictions_not_constant(clean, ctx.spec.task, float(rules["max_majority_fraction"]),
-                                     list(ctx.spec.class_names)),
-            clean_above_chance(clean, ctx.spec.task, ctx.spec.num_classes, float(rules["min_ci_low_above_chance"]))]
+    return [predictions_not_constant(clean, spec.task, float(rules["max_majority_fraction"]), list(spec.class_names)),
+            clean_above_chance(clean, spec.task, spec.num_classes, float(rules["min_ci_low_above_chance"]))]
+
+
+def clean_admission_checks(ctx, fields) -> list[CheckVerdict]:
+    """The admission checks on the clean pass of a run (``fields``: the result fields computed so far)."""
+    return clean_verdicts(fields.get("clean"), ctx.spec, ctx.protocol)
 
 
 # ----------------------------------------------------------------------------- sanity

@@ -5,6 +5,7 @@ exists, is marked not admitted, skips the attacks, and is never ranked on the si
 from __future__ import annotations
 
 import copy
+import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +18,10 @@ from medbench.evaluate import benchmark
 from medbench.protocol import load_protocol
 from medbench.schema import EvaluationResult
 from medbench.weights import save_weights
+
+from conftest import REPO
+from hub_server import HubServer
+from test_submission import model_bytes, submit, trained, validate  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.realdata
 # attacks reduced so that a run that wrongly attacks stays short; the admission rules are the standard ones
@@ -161,3 +166,19 @@ def test_a_refused_model_gets_no_reused_attack_sections(real_root, constant_mode
     res = benchmark(constant_model, "breastmnist", threats="clean,Linf", protocol=PROTOCOL, data_root=real_root,
                     weights_sha256=sha, reuse=prior, allow_unranked=True, progress=False)
     assert res.adversarial == {} and res.provenance.reused == {} and "Linf" in res.skipped
+
+
+def test_submission_validation_reports_a_constant_model(tmp_path, real_root, trained, monkeypatch):  # noqa: F811
+    """``medbench submission validate --reproduce`` names the clean-pass rule (accept would refuse the model)."""
+    constant = _shift_bias(trained, real_root, 0)
+    registry = tmp_path / "registry"
+    (registry / "breastmnist").mkdir(parents=True)
+    for name in ("Baseline_SmallCNN_ERM.yaml", "Baseline_SmallCNN_ERM.safetensors"):
+        shutil.copy(REPO / "model_zoo" / "breastmnist" / name, registry / "breastmnist" / name)
+    with HubServer() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        report = validate(submit(hub, tmp_path, "Constant2026Cnn", model_bytes(constant, tmp_path), {}), registry,
+                          real_root, reproduce=True)
+    failing = {c.name: c for c in report.checks if c.failed}
+    assert "predictions_not_constant" in failing and failing["predictions_not_constant"].stage == "admission"
+    assert "covers 100.0%" in failing["predictions_not_constant"].message and not report.passed

@@ -220,3 +220,102 @@ def test_works_from_disk(server, browser):
     assert browser.find_element(By.CSS_SELECTOR, "form.filters").is_displayed()  # script ran under file://
     assert len(browser.find_elements(By.CSS_SELECTOR, "table.board thead th button")) > 5
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+# --- layout and accessibility of every page type, at phone and desktop widths, light and dark ---
+
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+REPO = Path(__file__).resolve().parents[1]
+WIDTHS = (390, 1400, 1920)
+# one page of each type from the committed site (real results), and the synthetic board (14 models,
+# long names, published rows)
+PAGE_TYPES = {"home": "index.html", "board": "breastmnist/index.html",
+              "model": "breastmnist/Baseline_ResNet8_PGDAT.html", "protocol": "protocol/v2.html"}
+
+_OVERFLOW_JS = """
+const vw = document.documentElement.clientWidth;
+function scrolls(el) {
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    const o = getComputedStyle(p).overflowX;
+    if (o === 'auto' || o === 'scroll' || o === 'hidden') return true;
+  }
+  return false;
+}
+const bad = [];
+for (const el of document.body.querySelectorAll('*')) {
+  const r = el.getBoundingClientRect();
+  if (r.width && (r.right > vw + 1 || r.left < -1) && !scrolls(el) && !el.closest('.vh, .skip'))
+    bad.push(el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined ? '.' + el.className : '') +
+             ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+}
+return {page: document.documentElement.scrollWidth - vw, bad: bad.slice(0, 8),
+        tables: Array.from(document.querySelectorAll('.scroll > table.board')).map(
+          t => [t.id, t.parentElement.scrollWidth - t.parentElement.clientWidth])};
+"""
+
+
+@pytest.fixture(scope="module")
+def committed_site():
+    if not (REPO / "site" / "index.html").is_file():
+        pytest.skip("no committed site/")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(REPO / "site")))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _emulate(d, width: int, dark: bool) -> None:
+    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                      {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600})
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                      {"features": [{"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
+
+
+def _axe(d) -> list[str]:
+    """axe-core's violations on the current page (WCAG 2.1 A/AA and best practices), one line each."""
+    if not d.execute_script("return typeof window.axe !== 'undefined'"):
+        d.execute_script(AXE.read_text(encoding="utf-8"))
+    d.set_script_timeout(60)
+    found = d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
+        "v => v.id + ': ' + v.help + ' [' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ') + ']')),"
+        " e => done(['axe failed: ' + e]));")
+    return found
+
+
+def _check_page(d, url: str, name: str) -> list[str]:
+    """Screenshots at every width (and dark at 1400), overflow checks at every width, axe-core at
+    390 px (light) and 1400 px (light and dark); the problems found."""
+    problems = []
+    d.get(url)
+    for width, dark in ((390, False), (1400, False), (1400, True), (1920, False)):
+        _emulate(d, width, dark)
+        o = d.execute_script(_OVERFLOW_JS)
+        if o["page"] > 0 or o["bad"]:
+            problems.append(f"{name} at {width} px overflows the page by {o['page']} px: {o['bad']}")
+        if width >= 1400 and not dark:
+            problems += [f"{name} at {width} px: table {t} is {w} px wider than the page" for t, w in o["tables"] if w > 0]
+        if width != 1920:
+            problems += [f"{name} at {width} px{' (dark)' if dark else ''}: {v}" for v in _axe(d)]
+        _screenshot(d, f"{name}-{width}{'-dark' if dark else ''}", width, dark=dark)
+    d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    return problems
+
+
+@pytest.mark.skipif(not AXE.is_file(), reason="axe-core is not installed (run: npm ci --prefix tests)")
+def test_every_page_type_fits_and_has_no_axe_violations(committed_site, server, browser):
+    problems = []
+    for name, page in PAGE_TYPES.items():
+        problems += _check_page(browser, f"{committed_site}/{page}", name)
+    base, _ = server
+    problems += _check_page(browser, f"{base}/dermamnist/index.html", "synthetic-board")
+    problems += _check_page(browser, f"{base}/breastmnist/Synth2000Model0000.html", "hostile-model")
+    assert problems == [], "\n".join(problems)

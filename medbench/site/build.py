@@ -54,11 +54,20 @@ def scalar(value) -> str:
     return str(value)
 
 
-def inline_code(text: str) -> Markup:
-    """Escaped text with `backticked` spans as <code> and published site paths as links."""
+def inline_code(text: str, links: dict[str, str] | None = None) -> Markup:
+    """Escaped text with `backticked` spans as <code>; outside code, threats spelled the site's way
+    and each exact ``links`` key (e.g. a published file's repository path) made a link to its value."""
     out = []
     for i, part in enumerate(re.split(r"`([^`]+)`", str(text))):
-        out.append(Markup("<code>{}</code>").format(part) if i % 2 else escape(part))
+        if i % 2:
+            out.append(Markup("<code>{}</code>").format(part))
+            continue
+        pieces = [escape(marks.threat_label(part))]
+        for needle, href in (links or {}).items():
+            needle = str(escape(marks.threat_label(needle)))
+            pieces = [Markup(str(x).replace(needle, str(Markup('<a href="{}">{}</a>').format(href, Markup(needle)))))
+                      for x in pieces]
+        out += pieces
     return Markup("").join(out)
 
 

@@ -187,6 +187,52 @@ def test_sort_filter_navigate_offline(server, browser):
     assert errors == [], errors
 
 
+def test_view_state_lives_in_the_address(server, browser):
+    """Sorting, filters and chosen columns are in the URL (a reload or a shared link restores them);
+    an empty filter says so; tie-group shading shows only in rank order."""
+    base, _ = server
+    d = browser
+    d.get(f"{base}/dermamnist/index.html")
+    table = d.find_element(By.CSS_SELECTOR, "table.board")
+    ranked = _visible_ids(d)
+    assert not d.find_element(By.CSS_SELECTOR, "p.nomatch").is_displayed()
+    assert "resorted" not in table.get_attribute("class")
+    shaded = d.execute_script("return getComputedStyle(document.querySelector('table.board tr.g1 td')).backgroundColor")
+
+    d.find_element(By.XPATH, "//table[contains(@class,'board')]//th[@data-col='clean']/button").click()
+    by_clean = _visible_ids(d)
+    assert by_clean != ranked and "sort=clean%3Adesc" in d.current_url.replace(":", "%3A")
+    assert "resorted" in table.get_attribute("class")  # shading of tie groups is off out of rank order
+    assert d.execute_script("return getComputedStyle(document.querySelector('table.board tr.g1 td')).backgroundColor") != shaded
+
+    form = d.find_element(By.CSS_SELECTOR, "form.filters")
+    form.find_element(By.NAME, "q").send_keys("no-such-model-xyz")
+    assert _visible_ids(d) == [] and d.find_element(By.CSS_SELECTOR, "p.nomatch").is_displayed()
+    form.find_element(By.NAME, "q").clear()
+    form.find_element(By.NAME, "q").send_keys("Synth")
+    filtered = _visible_ids(d)
+    assert filtered and all("Synth" in m for m in filtered) and not d.find_element(By.CSS_SELECTOR, "p.nomatch").is_displayed()
+
+    form.find_element(By.CSS_SELECTOR, "details.columns summary").click()
+    form.find_element(By.CSS_SELECTOR, "details.columns input[value='auc']").click()  # hide AUC
+    assert not d.find_element(By.CSS_SELECTOR, "th[data-col='auc']").is_displayed()
+    form.find_element(By.CSS_SELECTOR, "details.columns input[value='arch']").click()  # show a default-hidden one
+    assert d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
+
+    url = d.current_url
+    d.get("about:blank")
+    d.get(url)  # a shared link restores the whole view
+    assert _visible_ids(d) == filtered
+    assert d.find_element(By.CSS_SELECTOR, "form.filters input[name='q']").get_attribute("value") == "Synth"
+    assert d.find_element(By.XPATH, "//th[@data-col='clean']").get_attribute("aria-sort") == "descending"
+    assert not d.find_element(By.CSS_SELECTOR, "th[data-col='auc']").is_displayed()
+    assert d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
+
+    d.find_element(By.XPATH, "//th[@data-col='rank']/button").click()  # back to rank order: shading returns
+    assert "resorted" not in d.find_element(By.CSS_SELECTOR, "table.board").get_attribute("class")
+    assert [e for e in d.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
 def test_hostile_text_stays_text(server, browser):
     base, _ = server
     from selenium.common.exceptions import NoAlertPresentException
@@ -196,7 +242,8 @@ def test_hostile_text_stays_text(server, browser):
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # the titles' <script>alert(...)</script> must not run
         assert browser.execute_script("return document.querySelectorAll('main script, main img').length") == 0
-        assert '<script>alert("x")</script>' in browser.find_element(By.TAG_NAME, "main").text
+        # as text in the page (textContent: columns the chooser hides by default count too)
+        assert '<script>alert("x")</script>' in browser.execute_script("return document.querySelector('main').textContent")
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 

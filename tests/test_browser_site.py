@@ -342,6 +342,9 @@ def _check_page(d, url: str, name: str) -> list[str]:
     390 px (light) and 1400 px (light and dark); the problems found."""
     problems = []
     d.get(url)
+    # check what folded sections hold (the first and last: one of each kind, keeps the page small)
+    d.execute_script("const x = document.querySelectorAll('main details');"
+                     "if (x.length) { x[0].open = true; x[x.length - 1].open = true; }")
     for width, dark in ((390, False), (1400, False), (1400, True), (1920, False)):
         _emulate(d, width, dark)
         o = d.execute_script(_OVERFLOW_JS)

@@ -14,7 +14,7 @@ import io
 import json
 
 from ..data import DATASETS
-from .marks import corruption_errors
+from .marks import chance_level, corruption_errors
 from .table import DatasetBoard, Row, Track
 
 API_VERSION = 1
@@ -75,6 +75,7 @@ def board_record(board: DatasetBoard) -> dict:
     spec = DATASETS[board.dataset]
     return {
         "name": board.dataset, "task": spec.task, "num_classes": spec.num_classes, "is_3d": spec.is_3d,
+        "chance_balanced_accuracy": chance_level(board.dataset),
         "license": spec.license, "page": f"{board.dataset}/index.html",
         "tracks": [{"size": t.size, "protocol_version": t.protocol, "standard_protocol": t.standard,
                     "rank_by": t.rank_by, "tie_method": t.tie_method, "tie_note": t.tie_note,

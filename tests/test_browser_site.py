@@ -296,8 +296,8 @@ for (const el of document.body.querySelectorAll('*')) {
              ' ' + Math.round(r.left) + '..' + Math.round(r.right));
 }
 return {page: document.documentElement.scrollWidth - vw, bad: bad.slice(0, 8),
-        tables: Array.from(document.querySelectorAll('.scroll > table.board')).map(
-          t => [t.id, t.parentElement.scrollWidth - t.parentElement.clientWidth])};
+        tables: Array.from(document.querySelectorAll('.scroll')).filter(s => s.offsetParent !== null).map(
+          s => [s.getAttribute('aria-label') || s.firstElementChild.id, s.scrollWidth - s.clientWidth])};
 """
 
 

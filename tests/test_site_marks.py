@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from medbench.protocol import load_protocol
 from medbench.site import build_site
 from medbench.site.export import csv_cell
 from medbench.site.marks import at_chance, chance_level, corruption_errors, threat_label
@@ -122,6 +123,7 @@ def test_protocol_pages_show_the_protocol_files_numbers():
         page = (site / f"v{v}.html").read_text()
         proto = yaml.safe_load((REPO / "medbench" / "protocols" / f"v{v}.yaml").read_text())
         assert (site / f"v{v}.yaml").read_bytes() == (REPO / "medbench" / "protocols" / f"v{v}.yaml").read_bytes()
+        assert load_protocol(v).sha256() in page  # the sha256 that results record in their provenance
         for items in proto["adversarial"]["threats"].values():
             for t in items:
                 assert f"{t['eps']:.6g}" in page and threat_label(t["label"]) in page

@@ -68,6 +68,9 @@ def test_at_chance_entries_are_marked_and_never_plain_best(tmp_path):
     board = (out / "breastmnist" / "index.html").read_text()
     body = board.split("<tbody>")[1].split("</tbody>")[0]
     assert body.count("at chance") >= 4  # every at-chance robust number is marked
+    api = json.loads((out / "data" / "breastmnist.json").read_text())["datasets"]["breastmnist"]
+    assert api["chance_balanced_accuracy"] == 0.5
+    assert all(e["at_chance"]["Linf-2/255"] for e in api["tracks"][0]["entries"])
     ranked = [p for p in (out / "breastmnist").glob("*.html") if '<span class="badge rank">rank 1' in p.read_text()]
     assert ranked and all("at chance" in p.read_text().split('class="badges"')[1].split("</p>")[0] for p in ranked)
 

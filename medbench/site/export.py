@@ -4,7 +4,9 @@ API version 1 (``api_version``): ``datasets.<name>.tracks[]`` holds one ranked t
 protocol) with ``entries[]`` best first; numbers are fractions in [0, 1] exactly as the harness
 wrote them, ``null`` when not measured. Numbers the authors report are only under
 ``reported_by_authors``; numbers from the literature (not zoo entries) only under
-``datasets.<name>.reported_in_literature``. Fields are only ever added within a version.
+``datasets.<name>.reported_in_literature``. ``at_chance`` says, per number, whether its 95% interval
+reaches ``chance_balanced_accuracy``; ``corruptions.be``/``rbe`` are ``null`` unless the record marks them
+defined. Fields are only ever added within a version.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import io
 import json
 
 from ..data import DATASETS
-from .marks import chance_level, corruption_errors
+from .marks import at_chance, chance_level, corruption_errors
 from .table import DatasetBoard, Row, Track
 
 API_VERSION = 1
@@ -61,6 +63,9 @@ def row_record(row: Row, track: Track | None) -> dict:
             "subset_n": a.subset.n, "subset_sha256": a.subset.indices_sha256,
             "attacks": a.config.attacks, "norm": a.config.norm, "eps": a.config.eps}
         for t, a in sorted(res.adversarial.items())}
+    ch = chance_level(row.dataset)
+    rec["at_chance"] = {"clean": at_chance(row.clean_ba, *row.clean_ci, ch),
+                        **{t: at_chance(*row.robust(t), ch) for t in sorted(res.adversarial)}}
     p = res.provenance
     rec["provenance"] = {
         "result_file": f"results/{row.dataset}/{lr.path.name}", "result_sha256": lr.sha256,

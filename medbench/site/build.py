@@ -234,7 +234,6 @@ def _model_pages(w: _Writer, tpl, boards: dict[str, DatasetBoard], pages: list, 
                                                      train_log=log.name if log else None, **common))
         if row.loaded:
             w.bytes(f"results/{name}/{row.loaded.path.name}", row.loaded.path.read_bytes())
-            log = training_log(row)
             if log is not None:
                 w.bytes(f"results/{name}/{log.name}", log.read_bytes())
 

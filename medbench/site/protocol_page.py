@@ -60,6 +60,10 @@ def _note(cell: dict) -> str:
                      for k, v in extra.items())
 
 
+def _row(corruption: str, size: str, cell: dict) -> ParamRow:
+    return ParamRow(corruption, str(size), cell.get("source", ""), [_params(p) for p in cell["params"]], _note(cell))
+
+
 def load_page(version: str) -> ProtocolPage:
     pkg = resources.files("medbench.protocols")
     raw = pkg.joinpath(f"v{version}.yaml").read_bytes()
@@ -67,22 +71,25 @@ def load_page(version: str) -> ProtocolPage:
     sha = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     files = {f"v{version}.yaml": raw}
     page = ProtocolPage(version, data, sha, files)
+    known = {"version", "seed", "sizes", "primary_size", "split", "clean", "adversarial", "curves", "corruptions",
+             "changes_from", "changes"}
+    page.other = {k: v for k, v in data.items() if k not in known}
     cor = pkg.joinpath(f"v{version}_corruptions.yaml")
     if cor.is_file():
         craw = cor.read_bytes()
         files[f"v{version}_corruptions.yaml"] = craw
         doc = yaml.load(craw.decode("utf-8"), Loader=_Loader) or {}
         page.corruption_meta = {k: v for k, v in doc.items() if k not in ("medmnist-c", "medbench-3d")}
-        for dataset, table in (doc.get("medmnist-c") or {}).items():
-            rows = [ParamRow(c, s, cell.get("source", ""), [_params(p) for p in cell.get("params", [])], _note(cell))
-                    for c, by_size in table.items() for s in _sizes(by_size) for cell in [by_size[s]]]
-            page.suites.append(("medmnist-c", dataset, rows))
-        td = doc.get("medbench-3d") or {}
-        if td:
-            rows = [ParamRow(c, s, cell.get("source", ""), [_params(p) for p in cell.get("params", [])], _note(cell))
-                    for s in _sizes(td) for c, cell in td[s].items()]
-            page.suites.append(("medbench-3d", "", rows))
-    known = {"version", "seed", "sizes", "primary_size", "split", "clean", "adversarial", "curves", "corruptions",
-             "changes_from", "changes"}
-    page.other = {k: v for k, v in data.items() if k not in known}
+        try:
+            for dataset, table in (doc.get("medmnist-c") or {}).items():
+                rows = [_row(c, s, by_size[s]) for c, by_size in table.items() for s in _sizes(by_size)]
+                page.suites.append(("medmnist-c", dataset, rows))
+            td = doc.get("medbench-3d") or {}
+            if td:
+                rows = [_row(c, s, cell) for s in _sizes(td) for c, cell in td[s].items()]
+                page.suites.append(("medbench-3d", "", rows))
+        except (AttributeError, TypeError, KeyError, ValueError):
+            # a layout this page does not know: show the parameters raw rather than fail the build
+            page.suites = []
+            page.other.update({k: doc[k] for k in ("medmnist-c", "medbench-3d") if k in doc})
     return page

@@ -248,8 +248,8 @@ def _subset_labels(results: list[EvaluationResult], sha: str, num_classes: int, 
             if clash.any():
                 return None
             labels = np.where(labels >= 0, labels, known)
-    if labels is None or (labels < 0).any() or (labels >= num_classes).any():
-        return None
+    if labels is None or labels.size == 0 or (labels < 0).any() or (labels >= num_classes).any():
+        return None  # nothing recovered (an empty subset cannot be ranked by a paired test)
     return labels
 
 

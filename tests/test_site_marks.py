@@ -94,7 +94,7 @@ def test_home_names_every_member_of_the_first_tie_group_and_only_them(tmp_path):
 
 def test_be_and_rbe_only_where_defined(tmp_path):
     old = SimpleNamespace(be=1.3, rbe=-248.0, per_corruption={"pixelate": 0.7})  # no definedness marks
-    assert corruption_errors(old) == {"be": None, "rbe": None, "per_corruption": {}}
+    assert corruption_errors(old) == {"be": None, "rbe": None, "per_corruption": {}, "undefined": {}}
     rel = [SimpleNamespace(corruption="pixelate", be=1.2, rbe=None, undefined="rBE undefined: gap too small"),
            SimpleNamespace(corruption="jpeg", be=0.9, rbe=0.8, undefined=None)]
     new = SimpleNamespace(be=1.1, rbe=float("nan"), per_corruption={"pixelate": 0.7, "jpeg": 0.8}, relative_errors=rel)

@@ -106,8 +106,8 @@ def test_a_baseline_named_submission_cannot_become_the_reference(folders):
 def test_a_missing_pinned_reference_is_a_clear_error(folders):
     registry, results = folders
     (results / "breastmnist" / "Baseline_ResNet8_ERM.json").unlink()
-    with pytest.raises(SubmissionError, match=r"reference for breastmnist \(Baseline_ResNet8_ERM, pinned by protocol 2\) "
-                                              r"has no result.*Fix: evaluate it first"):
+    with pytest.raises(SubmissionError, match=r"reference for breastmnist \(Baseline_ResNet8_ERM, pinned by "
+                                              r"protocol 2\) has no result.*Fix: evaluate it first"):
         find_reference(registry, results, "breastmnist", 28)
     (registry / "breastmnist" / "Baseline_ResNet8_ERM.yaml").unlink()
     clear_cache()  # the registry is read once per process

@@ -257,11 +257,13 @@ def admission_checks(ctx) -> list[CheckVerdict]:
 # ----------------------------------------------------------------------------- admission after the clean pass
 
 def chance_balanced_accuracy(task: str, num_classes: int) -> float:
-    """Balanced accuracy of a constant (or random) predictor: 1/C; 0.5 for binary and multi-label (mean per-label BA)."""
+    """Balanced accuracy of a constant (or random) predictor: 1/C; 0.5 for binary and multi-label
+    (mean per-label BA)."""
     return 0.5 if task == M.MULTILABEL else 1.0 / num_classes
 
 
-def predictions_not_constant(clean, task: str, max_fraction: float, class_names: list[str] | None = None) -> CheckVerdict:
+def predictions_not_constant(clean, task: str, max_fraction: float,
+                             class_names: list[str] | None = None) -> CheckVerdict:
     """The most frequent test prediction (a class; for multi-label, a whole label set) covers less than
     ``max_fraction`` of the test split."""
     pred = np.asarray(clean.predictions)

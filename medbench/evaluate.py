@@ -61,6 +61,7 @@ class EvalContext:
     state_dir: Path | None = None  # where a runner may keep resumable partial work (None: not resumable)
     progress: bool = True
     reference: EvaluationResult | None = None  # reference model's result (for BE / rBE)
+    model_id: str | None = None  # the model's id, when it has one (the pinned reference is its own reference)
     results: dict[str, Any] = field(default_factory=dict)  # fields filled so far (runners may read them)
 
     @property
@@ -278,7 +279,7 @@ def benchmark(
         model=net, spec=spec, split=split, size=size, device=dev,
         batch_size=batch_size or default_batch_size(spec.input_shape(size), dev),
         seed=seed, protocol=proto, data_root=resolve_data_root(data_root), progress=progress,
-        reference=reference,
+        reference=reference, model_id=model_id,
     )
 
     state_dir = Path(str(out) + ".partial") if out is not None else None

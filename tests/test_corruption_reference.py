@@ -106,11 +106,28 @@ def test_a_baseline_named_submission_cannot_become_the_reference(folders):
 def test_a_missing_pinned_reference_is_a_clear_error(folders):
     registry, results = folders
     (results / "breastmnist" / "Baseline_ResNet8_ERM.json").unlink()
-    with pytest.raises(SubmissionError, match=r"reference for breastmnist \(Baseline_ResNet8_ERM, pinned by protocol 2\) "
-                                              r"has no result.*Fix: evaluate it first"):
+    with pytest.raises(SubmissionError, match=r"reference for breastmnist \(Baseline_ResNet8_ERM, pinned by "
+                                              r"protocol 2\) has no result.*Fix: evaluate it first"):
         find_reference(registry, results, "breastmnist", 28)
     (registry / "breastmnist" / "Baseline_ResNet8_ERM.yaml").unlink()
     clear_cache()  # the registry is read once per process
     with pytest.raises(SubmissionError, match="is not a registered entry"):
         find_reference(registry, results, "breastmnist", 28)
     assert find_reference(registry, results, "chestmnist", 28) is None  # no pinned reference: BE / rBE left empty
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_the_pinned_reference_is_its_own_reference(real_root):
+    """Evaluated without a reference (it is the first of its dataset), the pinned model gets BE = rBE = 1 where
+    defined, and the same per-corruption records as any model measured against it."""
+    pinned = PINNED["breastmnist"]
+    res = medbench.benchmark(pinned, "breastmnist", threats="corruptions", data_root=real_root, checks=False,
+                             progress=False, model_id=pinned)
+    c = res.corruptions
+    assert c.reference_model == pinned and c.be == pytest.approx(1.0) and c.rbe == pytest.approx(1.0)
+    assert [r.corruption for r in c.relative_errors] == list(c.per_corruption)
+    assert c.rbe_defined + c.rbe_undefined == len(c.per_corruption) and c.be_rbe_note is None
+    other = medbench.benchmark(pinned, "breastmnist", threats="corruptions", data_root=real_root, checks=False,
+                               progress=False, model_id="Someone")
+    assert other.corruptions.be is None and "no reference result was given" in other.corruptions.be_rbe_note

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,11 @@ def run(ctx) -> dict[str, Any]:
         check_reference(ctx.reference, spec.name, ctx.protocol)
         relative = be_rbe(cells, clean_ba, ctx.reference, ctx.protocol.get("corruptions.rbe_min_reference_gap"),
                           parameters_sha256(params))
+    elif clean is not None and pinned is not None and pinned == getattr(ctx, "model_id", None):
+        # the pinned reference itself: BE = rBE = 1 where defined, and which corruptions are defined
+        own = SimpleNamespace(model_id=pinned, clean=clean,
+                              corruptions=SimpleNamespace(cells=cells, parameters_sha256=None))
+        relative = be_rbe(cells, clean_ba, own, ctx.protocol.get("corruptions.rbe_min_reference_gap"))
     elif pinned is None:
         relative = {"be_rbe_note": f"protocol {ctx.protocol.version} pins no BE / rBE reference model for {spec.name}"}
     else:

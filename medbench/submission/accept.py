@@ -85,7 +85,8 @@ def accept_submission(path: str | Path, *, registry: str | Path | None = None, r
     return Accepted(entry_path, result_path, site_dir, result, report)
 
 
-def find_reference(registry: Path, results: Path, dataset: str, size: int, protocol: Protocol | None = None) -> Path | None:
+def find_reference(registry: Path, results: Path, dataset: str, size: int,
+                   protocol: Protocol | None = None) -> Path | None:
     """The corruption reference (BE / rBE) of ``dataset``: the result of the model the protocol pins
     (``corruptions.reference_models``), never chosen by id order, so no submission can become it.
 

@@ -14,6 +14,7 @@ MAX_WEIGHTS_BYTES = 1 << 30  # 1 GiB: CI downloads and evaluates the file on a C
 MAX_PARAMETERS = 250_000_000
 MAX_TEXT = {"description": 5000, "paper.title": 500, "license": 100}
 MAX_TAGS = 20
+RESERVED_PREFIX = "Baseline_"  # the maintained zoo's reference models only
 PLACEHOLDER_LICENCES = {"", "unknown", "none", "n/a", "na", "tbd", "todo", "?", "license", "licence",
                         "all rights reserved", "proprietary"}
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -39,6 +40,7 @@ def check_static(report: Report, data: Any, path: Path, registry: Path, threat_l
     report.model_id, report.dataset = sub.id, sub.dataset
     report.add("schema", "schema", True, "all fields valid (ModelEntry + claimed)")
     _check_filename(report, sub, path)
+    _check_reserved(report, sub)
     _check_unique(report, sub, registry)
     report.add("metadata", "dataset", True,
                f"{sub.dataset} at {sub.size} px ({sub.task}); the schema checked dataset, size, task and channels")
@@ -96,6 +98,16 @@ def _check_filename(report: Report, sub: Submission, path: Path) -> None:
     ok = path.stem == sub.id and path.suffix in (".yaml", ".yml")
     report.add("metadata", "file name", ok, f"file {path.name!r}, id {sub.id!r}",
                fix=f"Name the file submissions/{sub.id}.yaml (the file name must be the model id).")
+
+
+def _check_reserved(report: Report, sub: Submission) -> None:
+    # The site labels Baseline_* entries as reference baselines and BE / rBE use one of them as the reference:
+    # a pull request must not be able to claim either role.
+    reserved = sub.id.startswith(RESERVED_PREFIX)
+    report.add("metadata", "reserved id", not reserved,
+               f"id {sub.id!r} uses the prefix {RESERVED_PREFIX!r}, which is reserved for the reference models "
+               "medbench maintains" if reserved else f"id {sub.id!r} is not a reserved name",
+               fix="Use an Author2026Keyword id (first author, year, keyword, e.g. Smith2026Trades) and give the paper.")
 
 
 def _check_unique(report: Report, sub: Submission, registry: Path) -> None:

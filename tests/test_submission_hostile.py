@@ -83,3 +83,36 @@ def test_reserved_baseline_prefix_is_refused(hub, tmp_path, registry, weights, r
         one_line_fix(c)
 
 
+# ----------------------------------------------------------------------------- 2. files outside the submission
+
+def test_files_outside_submissions_are_refused_and_nothing_leaks(tmp_path, registry):
+    secret = tmp_path / "secret.env"
+    secret.write_text("id: Leak2026Secret\nAPI_TOKEN: [hunter2-SECRET\n")
+    link = tmp_path / "submissions" / "Link2026Secret.yaml"
+    link.parent.mkdir()
+    link.symlink_to(secret)
+    outside = tmp_path / "elsewhere" / "Out2026Side.yaml"
+    outside.parent.mkdir()
+    outside.write_text(good_text("Out2026Side"))
+    dotdot = tmp_path / "submissions" / ".." / "elsewhere" / "Out2026Side.yaml"
+    broken = write(tmp_path, "Broken2026Yaml.yaml", "id: Broken2026Yaml\ntoken: [hunter2-SECRET\n")
+    for path, expect in ((link, "symbolic link"), (outside, "outside submissions/"), (dotdot, "outside submissions/"),
+                         (broken, "line 2")):
+        report = validate_any(path, registry)
+        c = failed(report, "file")
+        assert expect in c.message, c.message
+        one_line_fix(c)
+        text = all_text(report)
+        assert "hunter2" not in text and str(tmp_path) not in text, text
+    # an absolute path on the command line is shown relative to submissions/
+    good = write(tmp_path, "Abs2026Path.yaml", good_text("Abs2026Path"))
+    text = all_text(validate_any(good.resolve(), registry))
+    assert str(tmp_path) not in text and "submissions/Abs2026Path.yaml" in text
+
+
+def validate_any(path, registry):
+    from medbench.submission import validate_submission
+
+    return validate_submission(path, registry=registry)
+
+

@@ -15,7 +15,7 @@ from ..protocol import Protocol, load_protocol
 from .evaluation import ReproduceSettings, check_admission, check_reproduce, reproduce_protocol, threat_labels
 from .model import load_checked_model
 from .report import Report
-from .schema import Submission, SubmissionError, load_yaml
+from .schema import Submission, SubmissionError, display_path, load_yaml
 from .static import check_static
 
 
@@ -32,12 +32,12 @@ def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root,
               ) -> tuple[Report, tuple[Submission, nn.Module] | None]:
     from ..zoo import zoo_root
 
-    report = Report(path=str(path))
+    report = Report(path=display_path(path))
     proto = protocol or load_protocol()
     try:
         data = load_yaml(path)
     except SubmissionError as exc:
-        report.add("schema", "file", False, str(exc), fix="Give a UTF-8 YAML file in submissions/.")
+        report.add("schema", "file", False, str(exc), fix="Commit one UTF-8 YAML file, submissions/<ModelId>.yaml, as a regular file; fix the problem named.")
         return report, None
     sub = check_static(report, data, path, Path(registry) if registry else zoo_root(), threat_labels(proto))
     if sub is None:

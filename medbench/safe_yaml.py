@@ -1,0 +1,56 @@
+"""Reading YAML that others wrote: safe tags only, optionally no aliases, errors that never quote the file.
+
+>>> data = load_yaml_text(text, where="submissions/Smith2026Trades.yaml", aliases=False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.composer import ComposerError
+
+from .errors import MedbenchError
+
+
+class YamlError(MedbenchError, ValueError):
+    """A YAML text that cannot be read; the message names the line, never the line's content."""
+
+
+class GuardedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that can refuse aliases (``*name``: they can blow up into huge documents)."""
+
+    allow_aliases = True
+
+    def compose_node(self, parent, index):
+        if not self.allow_aliases and self.check_event(yaml.AliasEvent):
+            raise ComposerError(None, None, "YAML aliases (*name) are not allowed; write every value out in full",
+                                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+class _NoAliasLoader(GuardedLoader):
+    allow_aliases = False
+
+
+def load_yaml_text(text: str, *, where: str, aliases: bool = True) -> Any:
+    """Parse one YAML document with :class:`GuardedLoader`; raise :class:`YamlError` naming the line."""
+    loader = (GuardedLoader if aliases else _NoAliasLoader)(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise YamlError(f"{where}: {describe_yaml_error(exc)}") from None
+    finally:
+        loader.dispose()
+
+
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without PyYAML's snippet of the offending line."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "invalid YAML"
+        text = f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
+        if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
+            text += f" ({exc.context} from line {exc.context_mark.line + 1})"
+        return text
+    return type(exc).__name__

@@ -17,16 +17,30 @@ class YamlError(MedbenchError, ValueError):
     """A YAML text that cannot be read; the message names the line, never the line's content."""
 
 
+MAX_DEPTH = 16  # a model entry nests 5 levels; PyYAML's composer recurses and overflows near 1000
+
+
 class GuardedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that can refuse aliases (``*name``: they can blow up into huge documents)."""
+    """``yaml.SafeLoader`` that bounds nesting and can refuse aliases (``*name``: they blow up into huge documents)."""
 
     allow_aliases = True
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
 
     def compose_node(self, parent, index):
         if not self.allow_aliases and self.check_event(yaml.AliasEvent):
             raise ComposerError(None, None, "YAML aliases (*name) are not allowed; write every value out in full",
                                 self.peek_event().start_mark)
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ComposerError(None, None, f"values are nested deeper than {MAX_DEPTH} levels",
+                                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 class _NoAliasLoader(GuardedLoader):

@@ -116,3 +116,70 @@ def validate_any(path, registry):
     return validate_submission(path, registry=registry)
 
 
+# ----------------------------------------------------------------------------- 3. crashes instead of reports
+
+BUILT_ON: list[str] = []  # devices the test-only "blob" architecture was built on
+
+
+@register_architecture("test_hostile_blob", ranges={"width": (1, 64), "extra": (0, 10**12)})
+def _blob(*, in_channels, num_classes, mean, std, width: int = 16, extra: int = 0) -> nn.Module:
+    """smallcnn plus one flat parameter of ``extra`` elements (cheap to describe, huge to allocate)."""
+    model = build_architecture("smallcnn", in_channels=in_channels, num_classes=num_classes, mean=mean, std=std,
+                               width=width)
+    model.blob = nn.Parameter(torch.empty(extra))
+    BUILT_ON.append(model.blob.device.type)
+    return model
+
+
+@register_architecture("test_hostile_raises")
+def _raises(*, in_channels, num_classes, mean, std, width: int = 16) -> nn.Module:
+    raise RuntimeError("a builder bug nobody anticipated")
+
+
+def test_crafted_inputs_give_report_lines_not_crashes(hub, tmp_path, registry, weights, real_root, capsys):
+    deep = write(tmp_path, "Deep2026Yaml.yaml", "id: Deep2026Yaml\nx: " + "[" * 3000 + "]" * 3000 + "\n")
+    c = failed(validate_any(deep, registry), "file")
+    assert "nested" in c.message
+    one_line_fix(c)
+
+    def kwargs(kw):
+        return lambda d: d.update(architecture_kwargs=kw)
+
+    for model_id, kw, expect in (("Neg2026Width", {"width": -5}, "architecture_kwargs.width = -5 is outside"),
+                                 ("Huge2026Width", {"width": 10**9}, "architecture_kwargs.width = 1000000000 is outside"),
+                                 ("Type2026Width", {"width": "8"}, "architecture_kwargs.width must be an integer"),
+                                 ("Bool2026Width", {"width": True}, "architecture_kwargs.width must be an integer"),
+                                 ("Extra2026Kwarg", {"width": 8, "evil": 1}, "architecture_kwargs.evil is not")):
+        c = failed(validate(submit(hub, tmp_path, model_id, weights, {}, edit=kwargs(kw)), registry, real_root),
+                   "architecture builds")
+        assert expect in c.message, c.message
+        one_line_fix(c)
+
+    # the parameter count is estimated before anything is allocated (4e8 parameters = 1.6 GB)
+    BUILT_ON.clear()
+    path = submit(hub, tmp_path, "Blob2026Huge", weights, {}, arch="test_hostile_blob", n_params=1000,
+                  edit=kwargs({"width": WIDTH, "extra": 400_000_000}))
+    report = validate(path, registry, real_root)
+    c = failed(report, "parameter count")
+    assert "before building" in c.message and "limit" in c.message, c.message
+    assert "cpu" not in BUILT_ON, BUILT_ON
+
+    # an exception nobody anticipated (here: inside a builder) is still a report line
+    path = submit(hub, tmp_path, "Raise2026Builder", weights, {}, arch="test_hostile_raises", n_params=1000)
+    c = failed(validate(path, registry, real_root), "architecture builds")
+    assert "RuntimeError" in c.message
+    one_line_fix(c)
+
+    # the CLI prints reports, never a traceback, whatever the input
+    junk = [deep, write(tmp_path, "Bin2026Junk.yaml", os.urandom(256) + b"\xff\xfe"),
+            write(tmp_path, "Empty2026File.yaml", ""), write(tmp_path, "Tag2026Python.yaml",
+                                                             "id: !!python/object/apply:os.system ['true']\n"),
+            tmp_path / "submissions", tmp_path / "submissions" / "Missing2026File.yaml", path]
+    capsys.readouterr()
+    for f in junk:
+        assert cli_main(["submission", "validate", str(f), "--registry", str(registry),
+                         "--data-root", str(real_root)]) == 1
+        out = capsys.readouterr()
+        assert "Traceback" not in out.out + out.err and "FAIL" in out.out, out
+
+

@@ -75,12 +75,12 @@ def check_location(path: str | Path) -> None:
     if path.is_symlink() or folder.is_symlink():
         raise SubmissionError(f"{name} is a symbolic link; a submission must be a regular file. "
                               f"Fix: commit the YAML file itself in {SUBMISSIONS_DIR}/.")
-    if folder.name != SUBMISSIONS_DIR or path.resolve().parent != folder.resolve():
-        raise SubmissionError(f"{name} is outside submissions/; only files directly in the repository's "
-                              f"{SUBMISSIONS_DIR}/ folder are validated. Fix: move it to {SUBMISSIONS_DIR}/{path.name}.")
     if not path.is_file():
         what = "a folder" if path.is_dir() else "missing"
         raise SubmissionError(f"{name} is {what}, not a file. Fix: give the path of a {SUBMISSIONS_DIR}/<ModelId>.yaml file.")
+    if folder.name != SUBMISSIONS_DIR or path.resolve().parent != folder.resolve():
+        raise SubmissionError(f"{name} is outside submissions/; only files directly in the repository's "
+                              f"{SUBMISSIONS_DIR}/ folder are validated. Fix: move it to {SUBMISSIONS_DIR}/{path.name}.")
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..architectures import UnknownArchitectureError, build_architecture, count_parameters
+from ..architectures import ArchitectureKwargsError, UnknownArchitectureError, build_architecture, count_parameters, estimate_parameters
 from ..data import get_spec
 from ..schema.entry import EntryError, ModelEntry
 from ..weights import WeightsError, load_weights
@@ -16,18 +16,29 @@ from .registry import entry_folder, get_entry
 from .sources import fetch_weights
 
 
-def build_model(entry: ModelEntry) -> nn.Module:
-    """The entry's architecture with its preprocessing inside, randomly initialised."""
+def _builder_args(entry: ModelEntry) -> dict:
     spec = get_spec(entry.dataset)
     pre = entry.preprocessing
     mean = pre.mean[0] if len(pre.mean) == 1 else pre.mean
     std = pre.std[0] if len(pre.std) == 1 else pre.std
+    return dict(in_channels=spec.n_channels, num_classes=spec.num_classes, mean=mean, std=std,
+                **entry.architecture_kwargs)
+
+
+def estimate_model_parameters(entry: ModelEntry) -> int:
+    """The entry's parameter count from a build on the meta device (nothing allocated)."""
+    return estimate_parameters(entry.architecture, **_builder_args(entry))
+
+
+def build_model(entry: ModelEntry) -> nn.Module:
+    """The entry's architecture with its preprocessing inside, randomly initialised."""
     try:
-        return build_architecture(entry.architecture, in_channels=spec.n_channels, num_classes=spec.num_classes,
-                                  mean=mean, std=std, **entry.architecture_kwargs)
+        return build_architecture(entry.architecture, **_builder_args(entry))
     except UnknownArchitectureError as exc:
         raise UnknownArchitectureError(f"{entry.id} ({entry.dataset}) needs architecture {entry.architecture!r}: "
                                        f"{exc}") from None
+    except ArchitectureKwargsError as exc:
+        raise EntryError(f"{entry.id} ({entry.dataset}): {exc}. Fix the entry's architecture_kwargs.") from None
     except TypeError as exc:
         raise EntryError(f"{entry.id} ({entry.dataset}): architecture_kwargs {entry.architecture_kwargs} do not fit "
                          f"builder {entry.architecture!r} ({exc}). Fix the entry's architecture_kwargs.") from None

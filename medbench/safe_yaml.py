@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from .errors import MedbenchError
 
@@ -41,6 +42,22 @@ class GuardedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        # PyYAML keeps the last of repeated keys: a reviewer would read one value while the code uses another.
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                raise ConstructorError(None, None, "a mapping key is itself a list or mapping",
+                                       key_node.start_mark) from None
+            if first is not None:
+                raise ConstructorError(None, None, f"duplicate key {str(key)[:40]!r} (first given at line {first})",
+                                       key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 class _NoAliasLoader(GuardedLoader):

@@ -183,3 +183,15 @@ def test_crafted_inputs_give_report_lines_not_crashes(hub, tmp_path, registry, w
         assert "Traceback" not in out.out + out.err and "FAIL" in out.out, out
 
 
+# ----------------------------------------------------------------------------- 4. ambiguous YAML
+
+def test_duplicate_keys_are_refused(tmp_path, registry):
+    text = good_text("Dup2026Keys")
+    top = text.replace(f"dataset: {DATASET}\n", f"dataset: pneumoniamnist\ndataset: {DATASET}\n")
+    nested = text.replace("  optimizer: adam\n", "  optimizer: adam\n  optimizer: sgd\n")
+    for name, body, key in (("Dup2026Keys.yaml", top, "'dataset'"), ("Dup2026Keys.yml", nested, "'optimizer'")):
+        c = failed(validate_any(write(tmp_path, name, body), registry), "file")
+        assert f"duplicate key {key}" in c.message and "line" in c.message, c.message
+        one_line_fix(c)
+
+

@@ -312,14 +312,14 @@ def parse_entry(data: Any, where: str = "model entry") -> ModelEntry:
 
 
 def read_entry(path: str | Path) -> ModelEntry:
-    """Read and validate one ``<ModelId>.yaml`` file."""
-    import yaml
+    """Read and validate one ``<ModelId>.yaml`` file (duplicate keys and deep nesting are refused)."""
+    from ..safe_yaml import YamlError, load_yaml_text
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EntryError(f"{path} is not valid YAML: {exc}") from None
+        data = load_yaml_text(path.read_text(encoding="utf-8"), where=str(path))
+    except YamlError as exc:
+        raise EntryError(f"{exc} (not valid YAML for a model entry)") from None
     return parse_entry(data, str(path))
 
 

@@ -7,7 +7,6 @@ huggingface_hub client; models are small, freshly initialised CNNs (training is 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import os
 
@@ -194,4 +193,17 @@ def test_duplicate_keys_are_refused(tmp_path, registry):
         assert f"duplicate key {key}" in c.message and "line" in c.message, c.message
         one_line_fix(c)
 
+
+# ----------------------------------------------------------------------------- 12. non-finite weights
+
+def test_nan_weights_are_named(hub, tmp_path, registry, real_root):
+    model = build_architecture("smallcnn", in_channels=1, num_classes=2, mean=0.5, std=0.5, width=WIDTH)
+    with torch.no_grad():
+        model.net[0].weight[0, 0, 0, 0] = float("nan")
+        model.net[-1].bias[0] = float("inf")
+    report = validate(submit(hub, tmp_path, "Nan2026Weights", model_bytes(model, tmp_path), {}), registry, real_root)
+    c = failed(report, "finite weights")
+    assert "NaN" in c.message and "net.0.weight" in c.message, c.message
+    one_line_fix(c)
+    assert "randomised" not in all_text(report)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import torch
 from torch import nn
 
 from ..errors import MedbenchError
@@ -42,6 +43,15 @@ def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
                        "medbench never unpickles files.")
         return None
     report.add("weights", "safetensors format", True, f"{len(state)} tensors")
+    # NaN/inf weights make every later check misfire (NaN logits look "non-deterministic"): name the cause.
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    report.add("weights", "finite weights", not bad,
+               f"{len(bad)} tensor(s) contain NaN or infinite values (e.g. {', '.join(bad[:3])})" if bad
+               else "every tensor is finite",
+               fix="Save the weights of a checkpoint whose values are all finite (a diverged run or an altered file "
+                   "has NaN/inf); check with torch.isfinite before uploading.")
+    if bad:
+        return None
     try:
         model = build_model(entry)
     except Exception as exc:  # noqa: BLE001 - the estimate built it on meta; a real build may still fail

@@ -194,6 +194,18 @@ def test_duplicate_keys_are_refused(tmp_path, registry):
         one_line_fix(c)
 
 
+# ----------------------------------------------------------------------------- 5. declared preprocessing
+
+def test_declared_preprocessing_must_match_the_weights(hub, tmp_path, registry, real_root):
+    model = build_architecture("smallcnn", in_channels=1, num_classes=2, mean=0.3, std=0.2, width=WIDTH)
+    data = model_bytes(model, tmp_path)  # trained with mean 0.3 / std 0.2; the entry declares 0.5 / 0.5
+    report = validate(submit(hub, tmp_path, "Norm2026Mismatch", data, {}), registry, real_root)
+    c = failed(report, "preprocessing")
+    assert "0.3" in c.message and "0.5" in c.message and "preprocessing.mean" in c.message, c.message
+    one_line_fix(c)
+    assert not any(x.stage == "admission" and x.status == "pass" for x in report.checks)
+
+
 # ----------------------------------------------------------------------------- 12. non-finite weights
 
 def test_nan_weights_are_named(hub, tmp_path, registry, real_root):

@@ -12,7 +12,7 @@ from ..data import get_spec
 from ..schema.entry import ModelEntry
 from ..weights import WeightsError, load_state_strict, read_safetensors
 from ..zoo import WeightsUnavailableError, build_model, fetch_weights
-from ..zoo.loader import estimate_model_parameters
+from ..zoo.loader import declared_normalisation, estimate_model_parameters, normalisation_mismatch
 from .report import Report
 
 
@@ -58,6 +58,7 @@ def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
         report.add("model", "architecture builds", False, f"building on the CPU failed: {_describe(exc)}",
                    fix=BUILD_FIX)
         return None
+    declared = declared_normalisation(model)  # the entry's preprocessing, before loading overwrites it
     try:
         load_state_strict(model, state, source="the weights")
     except WeightsError as exc:
@@ -66,6 +67,14 @@ def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
                        "architecture_kwargs, and save its complete state dict (strict loading, no missing keys).")
         return None
     report.add("model", "strict load", True, "every tensor matches the architecture (strict=True)")
+    why = normalisation_mismatch(declared, state)
+    pre = entry.preprocessing
+    report.add("model", "preprocessing", why is None,
+               why or f"the weights' normalisation equals preprocessing (mean {pre.mean}, std {pre.std})",
+               fix="Set preprocessing.mean and preprocessing.std to the values the model was trained with (the "
+                   "Normalize buffers saved in the weights); the model uses the saved ones.")
+    if why is not None:
+        return None
     if n != entry.weights.num_parameters:
         return None
     return model.eval()

@@ -206,6 +206,40 @@ def test_declared_preprocessing_must_match_the_weights(hub, tmp_path, registry, 
     assert not any(x.stage == "admission" and x.status == "pass" for x in report.checks)
 
 
+# ----------------------------------------------------------------------------- 6. loose types
+
+FUTURE = dt.date.today() + dt.timedelta(days=40)
+
+
+@pytest.mark.parametrize("field, edit", [
+    ("recipe.lr", lambda d: d["recipe"].update(lr="0.003")),                 # a quoted number
+    ("recipe.lr", lambda d: d["recipe"].update(lr=True)),                    # a boolean read as 1.0
+    ("recipe.epochs", lambda d: d["recipe"].update(epochs=6.0)),
+    ("recipe.extra_data", lambda d: d["recipe"].update(extra_data=1)),
+    ("size", lambda d: d.update(size="28")),
+    ("date_added", lambda d: d.update(date_added=FUTURE)),
+    ("paper.year", lambda d: d["paper"].update(year=dt.date.today().year + 1)),
+    ("recipe.hyperparameters.beta", lambda d: d["recipe"].update(hyperparameters={"beta": math.inf})),
+    ("recipe.weight_decay", lambda d: d["recipe"].update(weight_decay=math.nan)),
+    ("preprocessing.mean.0", lambda d: d["preprocessing"].update(mean=[math.nan])),
+    ("claimed.clean_accuracy", lambda d: d["claimed"].update(clean_accuracy="0.9")),
+])
+def test_loose_types_are_refused(tmp_path, registry, field, edit):
+    d = base_data("Loose2026Types", "lab/x", f"{DATASET}/model.safetensors", "0" * 40, "0" * 64, 1, 1, {})
+    edit(d)
+    c = failed(validate_any(write(tmp_path, "Loose2026Types.yaml", yaml.safe_dump(d)), registry), "schema")
+    assert f"field '{field}'" in c.message, c.message
+    one_line_fix(c)
+
+
+def test_iso_date_strings_and_integers_for_floats_still_parse():
+    d = base_data("Fine2026Types", "lab/x", f"{DATASET}/model.safetensors", "0" * 40, "0" * 64, 1, 1, {})
+    d["date_added"] = "2026-11-22"
+    d["recipe"]["lr"] = 1
+    sub = parse_submission(d)
+    assert sub.date_added == dt.date(2026, 11, 22) and sub.recipe.lr == 1.0
+
+
 # ----------------------------------------------------------------------------- 12. non-finite weights
 
 def test_nan_weights_are_named(hub, tmp_path, registry, real_root):

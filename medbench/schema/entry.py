@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import MedbenchError
-from .base import Strict
+from .base import StrictInput as Strict  # every model below reads hand-written YAML
 
 ENTRY_SCHEMA_VERSION = 1
 
@@ -208,6 +208,13 @@ class Paper(Strict):
     venue: str = Field(min_length=1)
     year: int = Field(ge=1990, le=2100)
 
+    @field_validator("year")
+    @classmethod
+    def _not_future(cls, v: int) -> int:
+        if v > latest_date().year:
+            raise ValueError(f"year {v} is in the future; give the year the paper appeared (preprints: its year)")
+        return v
+
 
 class Reported(Strict):
     """Numbers the authors claim. Shown as 'reported', never in a verified column."""
@@ -251,6 +258,24 @@ class ModelEntry(Strict):
                              f"Baseline_<Arch>_<Recipe> (e.g. Baseline_ResNet18_ERM), got {v!r}")
         return v
 
+    @field_validator("date_added", mode="before")
+    @classmethod
+    def _iso_date(cls, v: Any) -> Any:
+        # YAML reads 2026-11-22 as a date and '2026-11-22' as a string; both mean the same day.
+        if isinstance(v, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v):
+            try:
+                return _dt.date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"date_added {v!r} is not a calendar date (YYYY-MM-DD)") from None
+        return v
+
+    @field_validator("date_added")
+    @classmethod
+    def _not_future(cls, v: _dt.date) -> _dt.date:
+        if v > latest_date():
+            raise ValueError(f"date_added {v.isoformat()} is in the future; give the day the entry was written")
+        return v
+
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
@@ -286,19 +311,53 @@ class ModelEntry(Strict):
 
 # ----------------------------------------------------------------------------- reading
 
+_UNION_TAGS = {"bool", "int", "float", "str"}  # pydantic's names for the members of a scalar union
+_TYPE_WORDS = {"bool_type": "true or false", "int_type": "a whole number", "float_type": "a number",
+               "string_type": "text", "list_type": "a list", "dict_type": "a mapping", "date_type": "a date (YYYY-MM-DD)"}
+
+
 def format_validation_error(exc: ValidationError, where: str) -> str:
-    """One line per problem, each naming the field (dotted path) and how to fix it."""
-    lines = []
+    """One line per bad field, naming the field (dotted path), what is wrong and how to fix it."""
+    by_field: dict[str, list[dict]] = {}
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        field = loc or "(entry)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown field (not part of the schema; check the spelling, see schemas/model_entry.schema.json)"
-        lines.append(f"  field '{field}': {msg}")
+        parts = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "list[", "union["))]
+        while parts and parts[-1] in _UNION_TAGS:  # a scalar union reports once per member
+            parts.pop()
+        by_field.setdefault(".".join(parts) or "(entry)", []).append(err)
+    lines = [f"  field '{field}': {_describe_errors(errs)}" for field, errs in by_field.items()]
     return f"{where} is not a valid model entry:\n" + "\n".join(lines)
+
+
+def _describe_errors(errs: list[dict]) -> str:
+    specific = [e for e in errs if e["type"] not in _TYPE_WORDS]
+    if specific:
+        return "; ".join(dict.fromkeys(_describe_error(e) for e in specific))
+    wanted = " or ".join(dict.fromkeys(_TYPE_WORDS[e["type"]] for e in errs))
+    return f"must be {wanted}, got {_got(errs[0].get('input'))}"
+
+
+def _describe_error(err: dict) -> str:
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "extra_forbidden":
+        return "unknown field (not part of the schema; check the spelling, see schemas/model_entry.schema.json)"
+    if err["type"] == "finite_number":
+        return f"must be a finite number, got {err.get('input')!r} (NaN and infinity are refused)"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean; booleans are not numbers)"
+    if isinstance(value, str):
+        hint = ("; write a plain number without quotes (YAML reads exponent forms only with a dot, e.g. 1.0e-3)"
+                if re.fullmatch(r"[-+0-9.eE]+", value.strip()) else "")
+        return f"the text {value[:40]!r}{hint}"
+    if isinstance(value, float) and value.is_integer():
+        return f"{value!r} (write a whole number without decimals)"
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    return f"{str(value)[:40]!r} ({type(value).__name__})"
 
 
 def parse_entry(data: Any, where: str = "model entry") -> ModelEntry:
@@ -324,6 +383,11 @@ def read_entry(path: str | Path) -> ModelEntry:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def latest_date() -> _dt.date:
+    """The latest acceptable date: tomorrow in UTC (an author east of UTC may already be there)."""
+    return _dt.datetime.now(_dt.timezone.utc).date() + _dt.timedelta(days=1)
+
 
 def _relative_path(v: str) -> str:
     p = PurePosixPath(v)

@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ..errors import MedbenchError
 from ..safe_yaml import YamlError, load_yaml_text
-from ..schema.base import Strict
+from ..schema.base import StrictInput as Strict
 from ..schema.entry import ModelEntry, format_validation_error
 
 MAX_FILE_BYTES = 64 * 1024  # a submission YAML larger than this is not a metadata file

@@ -240,6 +240,36 @@ def test_iso_date_strings_and_integers_for_floats_still_parse():
     assert sub.date_added == dt.date(2026, 11, 22) and sub.recipe.lr == 1.0
 
 
+# ----------------------------------------------------------------------------- 7. text
+
+@pytest.mark.parametrize("field, edit, expect", [
+    ("paper.title", lambda d: d["paper"].update(title="Robust \x1b[31mCNN\x1b[0m"), "control character"),
+    ("description", lambda d: d.update(description="abc \u202edcba"), "bidirectional"),
+    ("paper.venue", lambda d: d["paper"].update(venue="x" * 50_000), "at most"),
+    ("paper.authors.0", lambda d: d["paper"].update(authors=["   "]), "blank"),
+    ("paper.title", lambda d: d["paper"].update(title=" \u00a0 "), "blank"),
+    ("recipe.optimizer", lambda d: d["recipe"].update(optimizer="adam\x07"), "control character"),
+    ("recipe.schedule", lambda d: d["recipe"].update(schedule="s" * 10_000), "at most"),
+    ("tags.0", lambda d: d.update(tags=["ok\u2066x"]), "bidirectional"),
+    ("claimed.threat", lambda d: d["claimed"].update(threat="L" * 500, robust_balanced_accuracy=0.1), "at most"),
+])
+def test_text_fields_are_limited_and_clean(field, edit, expect):
+    d = base_data("Text2026Fields", "lab/x", f"{DATASET}/model.safetensors", "0" * 40, "0" * 64, 1, 1, {})
+    edit(d)
+    with pytest.raises(Exception) as info:
+        parse_submission(d)
+    msg = str(info.value)
+    assert f"field '{field}'" in msg and expect in msg, msg
+
+
+def test_text_is_nfc_normalised():
+    d = base_data("Nfc2026Text", "lab/x", f"{DATASET}/model.safetensors", "0" * 40, "0" * 64, 1, 1, {})
+    d["paper"]["title"] = "Cafe\u0301 robustness"
+    d["paper"]["authors"] = ["Zoe\u0308 Author"]
+    sub = parse_submission(d)
+    assert sub.paper.title == "Caf\u00e9 robustness" and sub.paper.authors == ["Zo\u00eb Author"]
+
+
 # ----------------------------------------------------------------------------- 12. non-finite weights
 
 def test_nan_weights_are_named(hub, tmp_path, registry, real_root):

@@ -51,6 +51,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import MedbenchError
 from .base import StrictInput as Strict  # every model below reads hand-written YAML
+from .text import Text
 
 ENTRY_SCHEMA_VERSION = 1
 
@@ -65,7 +66,8 @@ LOOPBACK_HOSTS = ("localhost",)
 
 Method = Literal["erm", "pgd-at", "trades", "sam", "auc-m"]
 ADVERSARIAL_METHODS = ("pgd-at", "trades")
-Scalar = Union[bool, int, float, str]
+Key = Text(64)
+Scalar = Union[bool, int, float, Text(200)]
 
 
 class EntryError(MedbenchError, ValueError):
@@ -78,9 +80,9 @@ class HubSource(Strict):
     """A file in a Hugging Face Hub repository, pinned to a full commit hash."""
 
     kind: Literal["hub"] = "hub"
-    repo_id: str = Field(pattern=REPO_ID_RE, description="owner/name of the Hub model repository")
-    filename: str = Field(min_length=1, description="path of the file inside the repository")
-    revision: str = Field(description="full 40-hex commit hash (branches and tags move; commits do not)",
+    repo_id: Text(200) = Field(pattern=REPO_ID_RE, description="owner/name of the Hub model repository")
+    filename: Text(300) = Field(description="path of the file inside the repository")
+    revision: Text(40) = Field(description="full 40-hex commit hash (branches and tags move; commits do not)",
                           json_schema_extra={"pattern": REVISION_RE})
 
     @field_validator("revision")
@@ -104,7 +106,7 @@ class MirrorSource(Strict):
     """A plain HTTPS URL (plain http is accepted only for loopback hosts, i.e. local tests)."""
 
     kind: Literal["mirror"] = "mirror"
-    url: str = Field(description="https:// URL of the safetensors file")
+    url: Text(1000) = Field(description="https:// URL of the safetensors file")
 
     @field_validator("url")
     @classmethod
@@ -126,7 +128,7 @@ class BundledSource(Strict):
     """A file shipped inside the package, next to the entry's YAML file."""
 
     kind: Literal["bundled"] = "bundled"
-    filename: str = Field(description="file name relative to the entry's folder (model_zoo/<dataset>/)")
+    filename: Text(300) = Field(description="file name relative to the entry's folder (model_zoo/<dataset>/)")
 
     @field_validator("filename")
     @classmethod
@@ -144,10 +146,10 @@ class Weights(Strict):
     """The weights file: safetensors, pinned by sha256 and size, with sources tried in order."""
 
     format: Literal["safetensors"] = "safetensors"
-    sha256: str = Field(pattern=SHA256_RE, description="sha256 of the file, 64 lowercase hex digits")
+    sha256: Text(64) = Field(pattern=SHA256_RE, description="sha256 of the file, 64 lowercase hex digits")
     size_bytes: int = Field(gt=0, description="size of the file in bytes")
     num_parameters: int = Field(gt=0, description="number of parameters of the built model (checked on load)")
-    sources: list[Source] = Field(min_length=1, description="where to get the file, tried in order")
+    sources: list[Source] = Field(min_length=1, max_length=10, description="where to get the file, tried in order")
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -155,8 +157,8 @@ class Weights(Strict):
 class Preprocessing(Strict):
     """Normalisation constants, applied inside the model (its first layer); inputs stay in [0, 1]."""
 
-    mean: list[float] = Field(min_length=1, description="one value, or one per channel")
-    std: list[float] = Field(min_length=1, description="one positive value, or one per channel")
+    mean: list[float] = Field(min_length=1, max_length=16, description="one value, or one per channel")
+    std: list[float] = Field(min_length=1, max_length=16, description="one positive value, or one per channel")
 
     @field_validator("std")
     @classmethod
@@ -177,19 +179,19 @@ class Recipe(Strict):
 
     method: Method
     epochs: int = Field(ge=1)
-    optimizer: str = Field(min_length=1, description="e.g. adam, sgd")
+    optimizer: Text(50) = Field(description="e.g. adam, sgd")
     lr: float = Field(gt=0)
     batch_size: int = Field(ge=1)
     seed: int | None = None
     extra_data: bool = Field(False, description="trained on data beyond the dataset's own train split")
     weight_decay: float | None = Field(None, ge=0)
-    schedule: str | None = Field(None, description="learning-rate schedule, e.g. 'x0.1 at 50% and 75%'")
+    schedule: Text(300) | None = Field(None, description="learning-rate schedule, e.g. 'x0.1 at 50% and 75%'")
     eps: float | None = Field(None, gt=0, le=1, description="adversarial-training radius, in [0, 1] pixel units")
     norm: Literal["Linf", "L2"] | None = None
     steps: int | None = Field(None, ge=1, description="attack steps per training example")
-    hyperparameters: dict[str, Scalar] = Field(default_factory=dict,
+    hyperparameters: dict[Key, Scalar] = Field(default_factory=dict, max_length=50,
                                                description="method-specific settings, e.g. {beta: 6.0} for TRADES")
-    selection: str | None = Field(None, description="how the checkpoint was chosen, e.g. 'best val AUC'")
+    selection: Text(300) | None = Field(None, description="how the checkpoint was chosen, e.g. 'best val AUC'")
 
     @model_validator(mode="after")
     def _adversarial_fields(self) -> "Recipe":
@@ -202,10 +204,10 @@ class Recipe(Strict):
 
 
 class Paper(Strict):
-    title: str = Field(min_length=1)
-    url: str = Field(pattern=r"^https?://", description="link to the paper (https)")
-    authors: list[str] = Field(min_length=1)
-    venue: str = Field(min_length=1)
+    title: Text(300)
+    url: Text(1000) = Field(pattern=r"^https?://", description="link to the paper (https)")
+    authors: list[Text(200)] = Field(min_length=1, max_length=100)
+    venue: Text(200)
     year: int = Field(ge=1990, le=2100)
 
     @field_validator("year")
@@ -219,7 +221,7 @@ class Paper(Strict):
 class Reported(Strict):
     """Numbers the authors claim. Shown as 'reported', never in a verified column."""
 
-    source: str = Field(min_length=1, description="where the claim comes from (paper table, README)")
+    source: Text(500) = Field(description="where the claim comes from (paper table, README)")
     clean_accuracy: float | None = Field(None, ge=0, le=1)
     clean_balanced_accuracy: float | None = Field(None, ge=0, le=1)
     clean_auc: float | None = Field(None, ge=0, le=1)
@@ -238,21 +240,23 @@ class ModelEntry(Strict):
     dataset: str = Field(description="MedMNIST flag, e.g. breastmnist")
     size: int = Field(28, description="image size the model takes (28, 64, 128, 224)")
     task: str = Field(description="medmnist task of the dataset, e.g. binary-class")
-    architecture: str = Field(min_length=1, description="name registered with medbench.architectures")
-    architecture_kwargs: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    architecture: Text(64) = Field(description="name registered with medbench.architectures")
+    architecture_kwargs: dict[Key, Scalar | list[Scalar]] = Field(default_factory=dict, max_length=20)
     preprocessing: Preprocessing
     recipe: Recipe
     paper: Paper | None = None
-    license: str = Field(min_length=1, description="licence of the weights, e.g. Apache-2.0, CC-BY-4.0")
+    license: Text(100) = Field(description="licence of the weights, e.g. Apache-2.0, CC-BY-4.0")
     date_added: _dt.date
-    description: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    description: Text(5000, multiline=True) | None = None
+    tags: list[Text(40)] = Field(default_factory=list, max_length=20)
     weights: Weights
     reported: Reported | None = None
 
     @field_validator("id")
     @classmethod
     def _id_format(cls, v: str) -> str:
+        if len(v) > 64:
+            raise ValueError(f"id has {len(v)} characters; at most 64 are allowed")
         if not (re.fullmatch(PAPER_ID_RE, v) or re.fullmatch(BASELINE_ID_RE, v)):
             raise ValueError(f"id must look like Author2026Keyword (e.g. Smith2025Trades) or "
                              f"Baseline_<Arch>_<Recipe> (e.g. Baseline_ResNet18_ERM), got {v!r}")

@@ -24,6 +24,7 @@ from ..errors import MedbenchError
 from ..safe_yaml import YamlError, load_yaml_text
 from ..schema.base import StrictInput as Strict
 from ..schema.entry import ModelEntry, format_validation_error
+from ..schema.text import Text
 
 MAX_FILE_BYTES = 64 * 1024  # a submission YAML larger than this is not a metadata file
 SUBMISSIONS_DIR = "submissions"
@@ -41,7 +42,7 @@ class Claimed(Strict):
     clean_auc: float | None = Field(None, ge=0, le=1, description="AUC on the full test split")
     robust_balanced_accuracy: float | None = Field(None, ge=0, le=1,
                                                    description="robust balanced accuracy under `threat` (AutoAttack)")
-    threat: str | None = Field(None, description="protocol threat label of the robust claim, e.g. Linf-2/255")
+    threat: Text(40) | None = Field(None, description="protocol threat label of the robust claim, e.g. Linf-2/255")
 
     @model_validator(mode="after")
     def _threat_with_robust(self) -> "Claimed":

@@ -12,8 +12,6 @@ from .schema import Submission, SubmissionError, parse_submission
 
 MAX_WEIGHTS_BYTES = 1 << 30  # 1 GiB: CI downloads and evaluates the file on a CPU
 MAX_PARAMETERS = 250_000_000
-MAX_TEXT = {"description": 5000, "paper.title": 500, "license": 100}
-MAX_TAGS = 20
 RESERVED_PREFIX = "Baseline_"  # the maintained zoo's reference models only
 PLACEHOLDER_LICENCES = {"", "unknown", "none", "n/a", "na", "tbd", "todo", "?", "license", "licence",
                         "all rights reserved", "proprietary"}
@@ -177,13 +175,9 @@ def _check_sizes(report: Report, sub: Submission) -> None:
         problems.append(f"weights.size_bytes {sub.weights.size_bytes} > {MAX_WEIGHTS_BYTES}")
     if sub.weights.num_parameters > MAX_PARAMETERS:
         problems.append(f"weights.num_parameters {sub.weights.num_parameters} > {MAX_PARAMETERS}")
-    texts = {"description": sub.description or "", "license": sub.license,
-             "paper.title": sub.paper.title if sub.paper else ""}
-    problems += [f"{k} has {len(v)} characters (max {MAX_TEXT[k]})" for k, v in texts.items() if len(v) > MAX_TEXT[k]]
-    if len(sub.tags) > MAX_TAGS:
-        problems.append(f"{len(sub.tags)} tags (max {MAX_TAGS})")
+    # text lengths and list lengths are limited by the schema itself (medbench.schema.text)
     report.add("metadata", "size limits", not problems, "; ".join(problems) or "within limits",
-               fix="Shorten the fields named; models above the limits cannot be evaluated by CI.")
+               fix="Use a smaller model: weights above the limits cannot be evaluated by CI on a CPU.")
 
 
 def _check_claims(report: Report, sub: Submission, labels: list[str]) -> None:

@@ -270,6 +270,21 @@ def test_text_is_nfc_normalised():
     assert sub.paper.title == "Caf\u00e9 robustness" and sub.paper.authors == ["Zo\u00eb Author"]
 
 
+# ----------------------------------------------------------------------------- 9. licence
+
+def test_licence_must_be_an_allowed_spdx_id(hub, tmp_path, registry, weights, real_root):
+    for i, (lic, expect) in enumerate((("UNLICENSED", "not an SPDX licence that allows"),
+                                       ("CC-BY-ND-4.0", "not an SPDX licence that allows"),
+                                       ("apache-2.0", "Apache-2.0"))):
+        path = submit(hub, tmp_path, f"Lic2026Case{chr(65 + i)}", weights, {}, edit=lambda d: d.update(license=lic))
+        c = failed(validate(path, registry, real_root), "licence")
+        assert expect in c.message, c.message
+        one_line_fix(c)
+    report = validate(submit(hub, tmp_path, "Lic2026Mit", weights, {}, edit=lambda d: d.update(license="MIT")),
+                      registry, real_root)
+    assert not any(c.name == "licence" and c.failed for c in report.checks)
+
+
 # ----------------------------------------------------------------------------- 12. non-finite weights
 
 def test_nan_weights_are_named(hub, tmp_path, registry, real_root):

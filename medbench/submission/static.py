@@ -13,8 +13,14 @@ from .schema import Submission, SubmissionError, parse_submission
 MAX_WEIGHTS_BYTES = 1 << 30  # 1 GiB: CI downloads and evaluates the file on a CPU
 MAX_PARAMETERS = 250_000_000
 RESERVED_PREFIX = "Baseline_"  # the maintained zoo's reference models only
-PLACEHOLDER_LICENCES = {"", "unknown", "none", "n/a", "na", "tbd", "todo", "?", "license", "licence",
-                        "all rights reserved", "proprietary"}
+# SPDX ids whose terms let medbench download, keep and serve the weights (an allowlist: "UNLICENSED",
+# "proprietary" or a typo must not pass). No-derivatives licences are left out: converted files are derivatives.
+ALLOWED_LICENCES = (
+    "Apache-2.0", "MIT", "MIT-0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Zlib", "0BSD", "Unlicense", "BSL-1.0",
+    "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CDLA-Permissive-2.0",
+    "MPL-2.0", "EUPL-1.2", "LGPL-3.0-only", "LGPL-3.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
+    "AGPL-3.0-only", "AGPL-3.0-or-later",
+)
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _DOTDOT = re.compile(r"(^|[\\/])\.\.([\\/]|$)")
 _HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
@@ -122,11 +128,16 @@ def _check_unique(report: Report, sub: Submission, registry: Path) -> None:
 
 
 def _check_licence(report: Report, sub: Submission) -> None:
-    lic = sub.license.strip()
-    ok = lic.lower() not in PLACEHOLDER_LICENCES and not any(c.isspace() for c in lic.strip("-"))
-    report.add("metadata", "licence", ok, f"licence {lic!r}",
-               fix="Give the weights' licence as an SPDX identifier (e.g. Apache-2.0, MIT, CC-BY-4.0); "
-                   "a model without an open licence cannot be listed.")
+    lic = sub.license
+    if lic in ALLOWED_LICENCES:
+        report.add("metadata", "licence", True, f"licence {lic!r} allows redistributing the weights")
+        return
+    same = next((a for a in ALLOWED_LICENCES if a.lower() == lic.strip().lower()), None)
+    msg = (f"licence {lic!r} is not written as its SPDX identifier; did you mean {same!r}?" if same else
+           f"licence {lic!r} is not an SPDX licence that allows medbench to redistribute the weights")
+    report.add("metadata", "licence", False, msg,
+               fix=f"Give one of these SPDX identifiers, exactly as written: {', '.join(ALLOWED_LICENCES)}; "
+                   "weights under other terms cannot be listed.")
 
 
 def _check_links(report: Report, sub: Submission) -> None:

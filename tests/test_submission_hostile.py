@@ -285,6 +285,27 @@ def test_licence_must_be_an_allowed_spdx_id(hub, tmp_path, registry, weights, re
     assert not any(c.name == "licence" and c.failed for c in report.checks)
 
 
+# ----------------------------------------------------------------------------- 10. loopback links
+
+def test_loopback_links_need_the_explicit_test_setting(hub, tmp_path, registry, weights, real_root, monkeypatch):
+    monkeypatch.delenv("MEDBENCH_ALLOW_LOOPBACK", raising=False)
+    path = submit(hub, tmp_path, "Loop2026Paper", weights, {},
+                  edit=lambda d: d["paper"].update(url="http://localhost:8000/paper.pdf"))
+    c = failed(validate(path, registry, real_root), "links")
+    assert "paper.url" in c.message and "https" in c.fix
+    one_line_fix(c)
+
+    def mirror(d):
+        d["weights"]["sources"].append({"kind": "mirror", "url": "http://127.0.0.1:9/w.safetensors"})
+
+    c = failed(validate(submit(hub, tmp_path, "Loop2026Mirror", weights, {}, edit=mirror), registry, real_root),
+               "schema")
+    assert "weights.sources.1" in c.message and "https" in c.message
+    monkeypatch.setenv("MEDBENCH_ALLOW_LOOPBACK", "1")  # what the tests' fixture sets for the loopback Hub
+    report = validate(submit(hub, tmp_path, "Loop2026Mirror", weights, {}, edit=mirror), registry, real_root)
+    assert not any(c.name in ("schema", "links") and c.failed for c in report.checks), report.to_text()
+
+
 # ----------------------------------------------------------------------------- 12. non-finite weights
 
 def test_nan_weights_are_named(hub, tmp_path, registry, real_root):

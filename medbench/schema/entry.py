@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union
@@ -63,6 +64,7 @@ SHA256_RE = r"^[0-9a-f]{64}$"
 REVISION_RE = r"^[0-9a-f]{40}$"
 REPO_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 LOOPBACK_HOSTS = ("localhost",)
+ALLOW_LOOPBACK_ENV = "MEDBENCH_ALLOW_LOOPBACK"  # set by the test suite's fixtures for its loopback Hub; never by default
 
 Method = Literal["erm", "pgd-at", "trades", "sam", "auc-m"]
 ADVERSARIAL_METHODS = ("pgd-at", "trades")
@@ -103,7 +105,7 @@ class HubSource(Strict):
 
 
 class MirrorSource(Strict):
-    """A plain HTTPS URL (plain http is accepted only for loopback hosts, i.e. local tests)."""
+    """A plain HTTPS URL; loopback hosts (plain http too) only when ``MEDBENCH_ALLOW_LOOPBACK=1`` (tests)."""
 
     kind: Literal["mirror"] = "mirror"
     url: Text(1000) = Field(description="https:// URL of the safetensors file")
@@ -114,11 +116,13 @@ class MirrorSource(Strict):
         parts = urlsplit(v)
         if not parts.hostname:
             raise ValueError(f"url must be an absolute https:// URL with a host, got {v!r}")
-        if parts.scheme == "https":
+        local = is_loopback_host(parts.hostname)
+        if local and not loopback_allowed():
+            raise ValueError(f"url must point to a public https:// host, got the loopback address {parts.hostname!r} "
+                             f"(allowed only in medbench's own tests, {ALLOW_LOOPBACK_ENV}=1)")
+        if parts.scheme == "https" or (parts.scheme == "http" and local):
             return v
-        if parts.scheme == "http" and _is_loopback(parts.hostname):
-            return v
-        raise ValueError(f"url must use https:// (http is accepted only for loopback hosts), got {v!r}")
+        raise ValueError(f"url must use https:// (http is accepted only for loopback hosts in tests), got {v!r}")
 
     def describe(self) -> str:
         return f"mirror {self.url}"
@@ -400,7 +404,12 @@ def _relative_path(v: str) -> str:
     return v
 
 
-def _is_loopback(host: str) -> bool:
+def loopback_allowed() -> bool:
+    """Whether loopback URLs are accepted (only the test suite sets ``MEDBENCH_ALLOW_LOOPBACK=1``)."""
+    return os.environ.get(ALLOW_LOOPBACK_ENV) == "1"
+
+
+def is_loopback_host(host: str) -> bool:
     if host in LOOPBACK_HOSTS:
         return True
     try:

@@ -306,6 +306,19 @@ def test_loopback_links_need_the_explicit_test_setting(hub, tmp_path, registry, 
     assert not any(c.name in ("schema", "links") and c.failed for c in report.checks), report.to_text()
 
 
+# ----------------------------------------------------------------------------- 11. input-shape probe
+
+def test_3d_model_on_a_2d_dataset_is_named(hub, tmp_path, registry, real_root):
+    model = build_architecture("smallcnn", in_channels=1, num_classes=2, mean=0.5, std=0.5, width=WIDTH, dims=3)
+    report = validate(submit(hub, tmp_path, "Volume2026OnPlane", model_bytes(model, tmp_path), {},
+                             n_params=count_parameters(model),
+                             edit=lambda d: d.update(architecture_kwargs={"width": WIDTH, "dims": 3})),
+                      registry, real_root)
+    c = failed(report, "input and output shape")
+    assert "3D" in c.message and "2D" in c.message and "dims" in c.fix, c
+    one_line_fix(c)
+
+
 # ----------------------------------------------------------------------------- 12. non-finite weights
 
 def test_nan_weights_are_named(hub, tmp_path, registry, real_root):

@@ -141,7 +141,7 @@ class Normalize(nn.Module):
         super().__init__()
         shape = (1, channels) + (1,) * dims
         # checked on the Python values: the module may be built on the meta device (no data to compare)
-        if not all(math.isfinite(v) for v in _floats(mean)) or not all(v > 0 and math.isfinite(v) for v in _floats(std)):
+        if not all(math.isfinite(v) for v in _floats(mean)) or not all(0 < v < math.inf for v in _floats(std)):
             raise ValueError(f"mean must be finite and std positive, got mean {mean}, std {std}")
         m = torch.as_tensor(mean, dtype=torch.float32).expand(channels).reshape(shape).clone()
         s = torch.as_tensor(std, dtype=torch.float32).expand(channels).reshape(shape).clone()

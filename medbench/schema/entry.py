@@ -64,7 +64,7 @@ SHA256_RE = r"^[0-9a-f]{64}$"
 REVISION_RE = r"^[0-9a-f]{40}$"
 REPO_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 LOOPBACK_HOSTS = ("localhost",)
-ALLOW_LOOPBACK_ENV = "MEDBENCH_ALLOW_LOOPBACK"  # set by the test suite's fixtures for its loopback Hub; never by default
+ALLOW_LOOPBACK_ENV = "MEDBENCH_ALLOW_LOOPBACK"  # set only by the test suite (its loopback Hub); never by default
 
 Method = Literal["erm", "pgd-at", "trades", "sam", "auc-m"]
 ADVERSARIAL_METHODS = ("pgd-at", "trades")
@@ -321,7 +321,8 @@ class ModelEntry(Strict):
 
 _UNION_TAGS = {"bool", "int", "float", "str"}  # pydantic's names for the members of a scalar union
 _TYPE_WORDS = {"bool_type": "true or false", "int_type": "a whole number", "float_type": "a number",
-               "string_type": "text", "list_type": "a list", "dict_type": "a mapping", "date_type": "a date (YYYY-MM-DD)"}
+               "string_type": "text", "list_type": "a list", "dict_type": "a mapping",
+               "date_type": "a date (YYYY-MM-DD)"}
 
 
 def format_validation_error(exc: ValidationError, where: str) -> str:

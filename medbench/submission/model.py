@@ -25,6 +25,7 @@ def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
     """
     n = _check_architecture(report, entry)
     if n is None:
+        report.skip("weights", "download", "skipped: fix the architecture or its size first (nothing was downloaded)")
         return None
     label = f"{entry.id} ({entry.dataset})"
     try:

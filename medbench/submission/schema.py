@@ -78,10 +78,12 @@ def check_location(path: str | Path) -> None:
                               f"Fix: commit the YAML file itself in {SUBMISSIONS_DIR}/.")
     if not path.is_file():
         what = "a folder" if path.is_dir() else "missing"
-        raise SubmissionError(f"{name} is {what}, not a file. Fix: give the path of a {SUBMISSIONS_DIR}/<ModelId>.yaml file.")
+        raise SubmissionError(f"{name} is {what}, not a file. "
+                              f"Fix: give the path of a {SUBMISSIONS_DIR}/<ModelId>.yaml file.")
     if folder.name != SUBMISSIONS_DIR or path.resolve().parent != folder.resolve():
         raise SubmissionError(f"{name} is outside submissions/; only files directly in the repository's "
-                              f"{SUBMISSIONS_DIR}/ folder are validated. Fix: move it to {SUBMISSIONS_DIR}/{path.name}.")
+                              f"{SUBMISSIONS_DIR}/ folder are validated. "
+                              f"Fix: move it to {SUBMISSIONS_DIR}/{path.name}.")
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -112,7 +112,7 @@ def _check_reserved(report: Report, sub: Submission) -> None:
     report.add("metadata", "reserved id", not reserved,
                f"id {sub.id!r} uses the prefix {RESERVED_PREFIX!r}, which is reserved for the reference models "
                "medbench maintains" if reserved else f"id {sub.id!r} is not a reserved name",
-               fix="Use an Author2026Keyword id (first author, year, keyword, e.g. Smith2026Trades) and give the paper.")
+               fix="Use an Author2026Keyword id (first author, year, keyword: Smith2026Trades) and give the paper.")
 
 
 def _check_unique(report: Report, sub: Submission, registry: Path) -> None:

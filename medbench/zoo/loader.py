@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..architectures import ArchitectureKwargsError, UnknownArchitectureError, build_architecture, count_parameters, estimate_parameters
+from ..architectures import (ArchitectureKwargsError, UnknownArchitectureError, build_architecture, count_parameters,
+                             estimate_parameters)
 from ..data import get_spec
 from ..schema.entry import EntryError, ModelEntry
 from ..weights import WeightsError, load_state_strict, read_safetensors

@@ -77,7 +77,8 @@ def test_reserved_baseline_prefix_is_refused(hub, tmp_path, registry, weights, r
             if paper is None:
                 d["paper"] = None
 
-        c = failed(validate(submit(hub, tmp_path, model_id, weights, {}, edit=edit), registry, real_root), "reserved id")
+        path = submit(hub, tmp_path, model_id, weights, {}, edit=edit, mode="404")  # the weights are not needed here
+        c = failed(validate(path, registry, real_root), "reserved id")
         assert "Baseline_" in c.message and "reserved" in c.message
         one_line_fix(c)
 
@@ -276,11 +277,12 @@ def test_licence_must_be_an_allowed_spdx_id(hub, tmp_path, registry, weights, re
     for i, (lic, expect) in enumerate((("UNLICENSED", "not an SPDX licence that allows"),
                                        ("CC-BY-ND-4.0", "not an SPDX licence that allows"),
                                        ("apache-2.0", "Apache-2.0"))):
-        path = submit(hub, tmp_path, f"Lic2026Case{chr(65 + i)}", weights, {}, edit=lambda d: d.update(license=lic))
+        path = submit(hub, tmp_path, f"Lic2026Case{chr(65 + i)}", weights, {}, edit=lambda d: d.update(license=lic),
+                      mode="404")  # a file-only check: no download needed
         c = failed(validate(path, registry, real_root), "licence")
         assert expect in c.message, c.message
         one_line_fix(c)
-    report = validate(submit(hub, tmp_path, "Lic2026Mit", weights, {}, edit=lambda d: d.update(license="MIT")),
+    report = validate(submit(hub, tmp_path, "Lic2026Mit", weights, {}, edit=lambda d: d.update(license="MIT"), mode="404"),
                       registry, real_root)
     assert not any(c.name == "licence" and c.failed for c in report.checks)
 
@@ -289,7 +291,7 @@ def test_licence_must_be_an_allowed_spdx_id(hub, tmp_path, registry, weights, re
 
 def test_loopback_links_need_the_explicit_test_setting(hub, tmp_path, registry, weights, real_root, monkeypatch):
     monkeypatch.delenv("MEDBENCH_ALLOW_LOOPBACK", raising=False)
-    path = submit(hub, tmp_path, "Loop2026Paper", weights, {},
+    path = submit(hub, tmp_path, "Loop2026Paper", weights, {}, mode="404",  # file-only checks: no download needed
                   edit=lambda d: d["paper"].update(url="http://localhost:8000/paper.pdf"))
     c = failed(validate(path, registry, real_root), "links")
     assert "paper.url" in c.message and "https" in c.fix
@@ -302,7 +304,7 @@ def test_loopback_links_need_the_explicit_test_setting(hub, tmp_path, registry, 
                "schema")
     assert "weights.sources.1" in c.message and "https" in c.message
     monkeypatch.setenv("MEDBENCH_ALLOW_LOOPBACK", "1")  # what the tests' fixture sets for the loopback Hub
-    report = validate(submit(hub, tmp_path, "Loop2026Mirror", weights, {}, edit=mirror), registry, real_root)
+    report = validate(submit(hub, tmp_path, "Loop2026Mirror", weights, {}, edit=mirror, mode="404"), registry, real_root)
     assert not any(c.name in ("schema", "links") and c.failed for c in report.checks), report.to_text()
 
 

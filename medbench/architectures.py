@@ -9,6 +9,8 @@ and corruptions work in pixel space.
 from __future__ import annotations
 
 import difflib
+import inspect
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -17,7 +19,13 @@ from torch import nn
 from .errors import MedbenchError
 
 Builder = Callable[..., nn.Module]
+Range = tuple[float, float]
 _REGISTRY: dict[str, Builder] = {}
+_RANGES: dict[str, dict[str, Range]] = {}
+BUILDER_ARGS = ("in_channels", "num_classes", "mean", "std")  # set by medbench from the dataset and entry
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+_KIND_WORDS = {int: "an integer (a number without quotes or decimals)", float: "a number", bool: "true or false",
+               str: "a string"}
 
 
 class UnknownArchitectureError(MedbenchError, KeyError):
@@ -25,17 +33,78 @@ class UnknownArchitectureError(MedbenchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def register_architecture(name: str | None = None):
-    """Decorator registering a builder under ``name`` (default: the function's name)."""
+class ArchitectureKwargsError(MedbenchError, ValueError):
+    """Keyword arguments a builder does not take, of the wrong type, or outside its declared ranges."""
+
+
+def register_architecture(name: str | None = None, *, ranges: dict[str, Range] | None = None):
+    """Decorator registering a builder under ``name`` (default: the function's name).
+
+    ``ranges`` bounds numeric keyword arguments (inclusive), e.g. ``{"width": (1, 512)}``: entries and
+    submissions choose them, and a width of 10^9 must be refused before anything is allocated.
+    """
 
     def wrap(fn: Builder) -> Builder:
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"Architecture {key!r} is registered twice.")
+        unknown = set(ranges or {}) - set(_builder_params(fn))
+        if unknown:
+            raise ValueError(f"ranges for {key!r} name arguments the builder does not take: {sorted(unknown)}")
         _REGISTRY[key] = fn
+        _RANGES[key] = dict(ranges or {})
         return fn
 
     return wrap
+
+
+def _builder_params(fn: Builder) -> dict[str, inspect.Parameter]:
+    return {p.name: p for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in BUILDER_ARGS}
+
+
+def _kind(param: inspect.Parameter) -> type | None:
+    ann = param.annotation
+    kind = _KINDS.get(ann) if isinstance(ann, str) else ann if ann in _KINDS.values() else None
+    if kind is None and param.default is not inspect.Parameter.empty and param.default is not None:
+        kind = type(param.default) if type(param.default) in _KINDS.values() else None
+    return kind
+
+
+def architecture_kwargs_problems(name: str, kwargs: dict) -> list[str]:
+    """Why ``kwargs`` do not fit builder ``name`` (signature, types, declared ranges); empty when they do."""
+    params, ranges = _builder_params(_REGISTRY[name]), _RANGES.get(name, {})
+    problems = []
+    for key, value in kwargs.items():
+        if key in BUILDER_ARGS:
+            problems.append(f"architecture_kwargs.{key} is set by medbench from the dataset and preprocessing; "
+                            "remove it")
+            continue
+        if key not in params:
+            problems.append(f"architecture_kwargs.{key} is not an argument of {name} "
+                            f"(its arguments: {', '.join(params) or 'none'})")
+            continue
+        kind = _kind(params[key])
+        ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+              bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(kind, lambda v: True)
+        if not ok(value):
+            problems.append(f"architecture_kwargs.{key} must be {_KIND_WORDS[kind]}, got {type(value).__name__} "
+                            f"{str(value)[:40]!r}")
+            continue
+        if key in ranges:
+            lo, hi = ranges[key]
+            if not lo <= value <= hi:
+                problems.append(f"architecture_kwargs.{key} = {value} is outside the range [{lo}, {hi}] of {name}")
+    return problems
+
+
+def estimate_parameters(name: str, *, in_channels: int, num_classes: int, mean=0.5, std=0.5, **kwargs) -> int:
+    """The parameter count of the built architecture, from a build on the ``meta`` device (nothing allocated)."""
+    with torch.device("meta"):
+        model = build_architecture(name, in_channels=in_channels, num_classes=num_classes, mean=mean, std=std,
+                                   **kwargs)
+    return count_parameters(model)
 
 
 def list_architectures() -> list[str]:
@@ -59,6 +128,9 @@ def build_architecture(
             f"Unknown architecture {name!r}.{hint} Registered: {', '.join(list_architectures())}. "
             "Register a new one with @medbench.architectures.register_architecture."
         )
+    problems = architecture_kwargs_problems(name, kwargs)
+    if problems:
+        raise ArchitectureKwargsError("; ".join(problems))
     return _REGISTRY[name](in_channels=in_channels, num_classes=num_classes, mean=mean, std=std, **kwargs)
 
 
@@ -68,15 +140,20 @@ class Normalize(nn.Module):
     def __init__(self, mean: float | Sequence[float], std: float | Sequence[float], channels: int, dims: int = 2):
         super().__init__()
         shape = (1, channels) + (1,) * dims
+        # checked on the Python values: the module may be built on the meta device (no data to compare)
+        if not all(math.isfinite(v) for v in _floats(mean)) or not all(0 < v < math.inf for v in _floats(std)):
+            raise ValueError(f"mean must be finite and std positive, got mean {mean}, std {std}")
         m = torch.as_tensor(mean, dtype=torch.float32).expand(channels).reshape(shape).clone()
         s = torch.as_tensor(std, dtype=torch.float32).expand(channels).reshape(shape).clone()
-        if torch.any(s <= 0):
-            raise ValueError(f"std must be positive, got {std}")
         self.register_buffer("mean", m)
         self.register_buffer("std", s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def _floats(v: float | Sequence[float]) -> list[float]:
+    return [float(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
 
 
 class Classifier(nn.Module):
@@ -146,21 +223,21 @@ def resnet18(*, in_channels, num_classes, mean, std) -> nn.Module:
     return Classifier(Normalize(mean, std, in_channels), net)
 
 
-@register_architecture("resnet8")
+@register_architecture("resnet8", ranges={"width": (1, 256)})
 def resnet8(*, in_channels, num_classes, mean, std, width: int = 16) -> nn.Module:
     """A small ResNet (3 stages of one block, widths w, 2w, 4w) that trains in seconds per epoch on a CPU."""
     net = ResNet(in_channels, num_classes, [1, 1, 1], [width, 2 * width, 4 * width])
     return Classifier(Normalize(mean, std, in_channels), net)
 
 
-@register_architecture("resnet18_3d")
+@register_architecture("resnet18_3d", ranges={"width": (1, 128)})
 def resnet18_3d(*, in_channels, num_classes, mean, std, width: int = 64) -> nn.Module:
     """3D ResNet-18 (3x3x3 convolutions), the MedMNIST v2 3D baseline at ``width=64``."""
     net = ResNet(in_channels, num_classes, [2, 2, 2, 2], [width, 2 * width, 4 * width, 8 * width], dims=3)
     return Classifier(Normalize(mean, std, in_channels, dims=3), net)
 
 
-@register_architecture("resnet8_3d")
+@register_architecture("resnet8_3d", ranges={"width": (1, 256)})
 def resnet8_3d(*, in_channels, num_classes, mean, std, width: int = 8) -> nn.Module:
     """A small 3D ResNet (3 stages of one block) for CPU training on 28^3 volumes."""
     net = ResNet(in_channels, num_classes, [1, 1, 1], [width, 2 * width, 4 * width], dims=3)
@@ -210,13 +287,13 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
 
 
-@register_architecture("wideresnet16")
+@register_architecture("wideresnet16", ranges={"widen": (1, 16), "dropout": (0.0, 0.9)})
 def wideresnet16(*, in_channels, num_classes, mean, std, widen: int = 4, dropout: float = 0.0) -> nn.Module:
     """WideResNet-16-k (k = ``widen``), the family used by TRADES-style robust training."""
     return Classifier(Normalize(mean, std, in_channels), WideResNet(in_channels, num_classes, 16, widen, dropout))
 
 
-@register_architecture("smallcnn")
+@register_architecture("smallcnn", ranges={"width": (1, 512), "dims": (2, 3)})
 def smallcnn(*, in_channels, num_classes, mean, std, width: int = 16, dims: int = 2) -> nn.Module:
     """A 3-layer CNN (conv-BN-ReLU x3, global pooling); 2D or 3D (``dims``). For tests and tiny baselines."""
     Conv, BN = _conv(dims), _bn(dims)

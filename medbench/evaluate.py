@@ -107,10 +107,32 @@ def _runs_with_autograd(model: nn.Module, probe: torch.Tensor) -> bool:
     return True
 
 
+PROBE_BATCH = 2  # images in the input-contract probe (one image hides batch/volume confusions)
+_LAYERS_3D = (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.ConvTranspose3d)
+_LAYERS_2D = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.ConvTranspose2d)
+
+
+def _dims_problem(model: nn.Module, spec: DatasetSpec) -> str:
+    """'The model is 3D ... but X is 2D. ' when its layers say so (the usual cause of a failed probe), else ''."""
+    modules = list(model.modules())
+    dims = 3 if any(isinstance(m, _LAYERS_3D) for m in modules) else 2 if any(isinstance(m, _LAYERS_2D)
+                                                                                for m in modules) else None
+    want = 3 if spec.is_3d else 2
+    if dims is None or dims == want:
+        return ""
+    return (f"The model is {dims}D (it has {dims}D convolution/pooling layers) but {spec.name} is {want}D "
+            f"(inputs N x C{' x D' if want == 3 else ''} x H x W). ")
+
+
 def prepare_model(model: nn.Module, spec: DatasetSpec, size: int, device: torch.device) -> nn.Module:
-    """Check the input/output contract on one input and wrap single-logit binary models as two logits."""
+    """Check the input/output contract on a batch and wrap single-logit binary models as two logits.
+
+    The probe is a batch of ``PROBE_BATCH`` different images of the dataset's shape: with one image, a
+    3D model on a 2D dataset can pass (torch reads the batch as an unbatched volume) and fail later.
+    """
     model = model.to(device).eval()
-    probe = torch.full((1, *spec.input_shape(size)), 0.5, device=device)
+    shape = (PROBE_BATCH, *spec.input_shape(size))
+    probe = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
     try:
         # no_grad rather than inference_mode: a forward that needs autograd must reach the clear message
         # below (or the no_autograd_in_forward admission check), not a confusing shape complaint.
@@ -125,13 +147,14 @@ def prepare_model(model: nn.Module, spec: DatasetSpec, size: int, device: torch.
                 "no_autograd_in_forward). Fix: make forward a plain differentiable function of its input."
             ) from exc
         raise InvalidModelError(
-            f"The model failed on an input of shape {tuple(probe.shape)} ({spec.name} at size {size}: "
-            f"{spec.n_channels} channel(s), float in [0, 1]): {type(exc).__name__}: {exc}. "
-            "Fix: build the model for this dataset's channels and size."
+            f"{_dims_problem(model, spec)}The model failed on a batch of shape {tuple(probe.shape)} ({spec.name} at "
+            f"size {size}: {spec.n_channels} channel(s), float in [0, 1]): {type(exc).__name__}: {exc}. "
+            "Fix: build the model for this dataset's channels, size and dimensionality."
         ) from exc
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise InvalidModelError(f"The model must return logits of shape N x K; it returned {shape}.")
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != PROBE_BATCH:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InvalidModelError(f"{_dims_problem(model, spec)}The model must return logits of shape N x K; for a "
+                                f"batch of {PROBE_BATCH} it returned {got}.")
     k = out.shape[1]
     if k == 1 and spec.task == "binary-class":
         return TwoLogits(model).eval()

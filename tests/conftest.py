@@ -36,6 +36,15 @@ def need_real(root: Path, *names: str) -> None:
             pytest.skip(f"{name} is absent from {root}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _allow_loopback():
+    """The loopback Hub (tests/hub_server.py) serves on 127.0.0.1; medbench accepts loopback URLs only when
+    MEDBENCH_ALLOW_LOOPBACK=1, which only the test suite sets (session-wide: module fixtures parse entries too)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDBENCH_ALLOW_LOOPBACK", "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolate_caches(tmp_path_factory, monkeypatch):
     """Never write into the user's home: caches go to a per-session temporary folder."""

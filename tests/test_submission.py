@@ -393,11 +393,12 @@ def test_template_is_a_valid_submission():
 
 
 def test_yaml_aliases_and_non_mappings_are_rejected(tmp_path):
-    bomb = tmp_path / "Bomb2026Yaml.yaml"
+    (tmp_path / "submissions").mkdir()
+    bomb = tmp_path / "submissions" / "Bomb2026Yaml.yaml"
     bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
                     "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n")
     report = validate_submission(bomb, registry=tmp_path)
     assert not report.passed and "YAML aliases" in report.failures[0].message
-    listing = tmp_path / "List2026Yaml.yaml"
+    listing = tmp_path / "submissions" / "List2026Yaml.yaml"
     listing.write_text("- id: List2026Yaml\n")
     assert "must be a YAML mapping" in validate_submission(listing, registry=tmp_path).failures[0].message

@@ -214,6 +214,15 @@ def test_architecture_kwargs_that_do_not_fit(tmp_zoo):
         zoo.load_model(_write(tmp_zoo, entry, data), "breastmnist")
 
 
+def test_declared_preprocessing_must_match_the_weights(tmp_zoo):
+    """Loading would overwrite the entry's mean/std with the weights' Normalize buffers: refuse instead."""
+    data = model_bytes(tiny_model())  # saved with mean 0.5, std 0.25
+    entry = entry_dict("Baseline_Norm_ERM", data, [])
+    entry["preprocessing"] = {"mean": [0.5], "std": [0.5]}
+    with pytest.raises(WeightsError, match=r"normalize.std is \[0.25\] but the entry's preprocessing.std is \[0.5\]"):
+        zoo.load_model(_write(tmp_zoo, entry, data), "breastmnist")
+
+
 def test_parameter_count_mismatch(tmp_zoo):
     data = model_bytes(tiny_model())
     entry = entry_dict("Baseline_Tiny_ERM", data, [], num_parameters=123)

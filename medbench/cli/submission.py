@@ -72,7 +72,11 @@ def _validate(args: argparse.Namespace) -> int:
         print(report.to_text())
         reports.append(report)
     if args.report:
-        Path(args.report).write_text(combine_markdown(reports), encoding="utf-8")
+        try:
+            Path(args.report).write_text(combine_markdown(reports), encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write the report to {args.report}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"report written to {args.report}")
     ok = all(r.passed for r in reports)
     print(f"{sum(r.passed for r in reports)}/{len(reports)} submission(s) pass", file=sys.stderr)

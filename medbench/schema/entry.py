@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union
@@ -50,7 +51,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import MedbenchError
-from .base import Strict
+from .base import StrictInput as Strict  # every model below reads hand-written YAML
+from .text import Text
 
 ENTRY_SCHEMA_VERSION = 1
 
@@ -62,10 +64,12 @@ SHA256_RE = r"^[0-9a-f]{64}$"
 REVISION_RE = r"^[0-9a-f]{40}$"
 REPO_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 LOOPBACK_HOSTS = ("localhost",)
+ALLOW_LOOPBACK_ENV = "MEDBENCH_ALLOW_LOOPBACK"  # set only by the test suite (its loopback Hub); never by default
 
 Method = Literal["erm", "pgd-at", "trades", "sam", "auc-m"]
 ADVERSARIAL_METHODS = ("pgd-at", "trades")
-Scalar = Union[bool, int, float, str]
+Key = Text(64)
+Scalar = Union[bool, int, float, Text(200)]
 
 
 class EntryError(MedbenchError, ValueError):
@@ -78,9 +82,9 @@ class HubSource(Strict):
     """A file in a Hugging Face Hub repository, pinned to a full commit hash."""
 
     kind: Literal["hub"] = "hub"
-    repo_id: str = Field(pattern=REPO_ID_RE, description="owner/name of the Hub model repository")
-    filename: str = Field(min_length=1, description="path of the file inside the repository")
-    revision: str = Field(description="full 40-hex commit hash (branches and tags move; commits do not)",
+    repo_id: Text(200) = Field(pattern=REPO_ID_RE, description="owner/name of the Hub model repository")
+    filename: Text(300) = Field(description="path of the file inside the repository")
+    revision: Text(40) = Field(description="full 40-hex commit hash (branches and tags move; commits do not)",
                           json_schema_extra={"pattern": REVISION_RE})
 
     @field_validator("revision")
@@ -101,10 +105,10 @@ class HubSource(Strict):
 
 
 class MirrorSource(Strict):
-    """A plain HTTPS URL (plain http is accepted only for loopback hosts, i.e. local tests)."""
+    """A plain HTTPS URL; loopback hosts (plain http too) only when ``MEDBENCH_ALLOW_LOOPBACK=1`` (tests)."""
 
     kind: Literal["mirror"] = "mirror"
-    url: str = Field(description="https:// URL of the safetensors file")
+    url: Text(1000) = Field(description="https:// URL of the safetensors file")
 
     @field_validator("url")
     @classmethod
@@ -112,11 +116,13 @@ class MirrorSource(Strict):
         parts = urlsplit(v)
         if not parts.hostname:
             raise ValueError(f"url must be an absolute https:// URL with a host, got {v!r}")
-        if parts.scheme == "https":
+        local = is_loopback_host(parts.hostname)
+        if local and not loopback_allowed():
+            raise ValueError(f"url must point to a public https:// host, got the loopback address {parts.hostname!r} "
+                             f"(allowed only in medbench's own tests, {ALLOW_LOOPBACK_ENV}=1)")
+        if parts.scheme == "https" or (parts.scheme == "http" and local):
             return v
-        if parts.scheme == "http" and _is_loopback(parts.hostname):
-            return v
-        raise ValueError(f"url must use https:// (http is accepted only for loopback hosts), got {v!r}")
+        raise ValueError(f"url must use https:// (http is accepted only for loopback hosts in tests), got {v!r}")
 
     def describe(self) -> str:
         return f"mirror {self.url}"
@@ -126,7 +132,7 @@ class BundledSource(Strict):
     """A file shipped inside the package, next to the entry's YAML file."""
 
     kind: Literal["bundled"] = "bundled"
-    filename: str = Field(description="file name relative to the entry's folder (model_zoo/<dataset>/)")
+    filename: Text(300) = Field(description="file name relative to the entry's folder (model_zoo/<dataset>/)")
 
     @field_validator("filename")
     @classmethod
@@ -144,10 +150,10 @@ class Weights(Strict):
     """The weights file: safetensors, pinned by sha256 and size, with sources tried in order."""
 
     format: Literal["safetensors"] = "safetensors"
-    sha256: str = Field(pattern=SHA256_RE, description="sha256 of the file, 64 lowercase hex digits")
+    sha256: Text(64) = Field(pattern=SHA256_RE, description="sha256 of the file, 64 lowercase hex digits")
     size_bytes: int = Field(gt=0, description="size of the file in bytes")
     num_parameters: int = Field(gt=0, description="number of parameters of the built model (checked on load)")
-    sources: list[Source] = Field(min_length=1, description="where to get the file, tried in order")
+    sources: list[Source] = Field(min_length=1, max_length=10, description="where to get the file, tried in order")
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -155,8 +161,8 @@ class Weights(Strict):
 class Preprocessing(Strict):
     """Normalisation constants, applied inside the model (its first layer); inputs stay in [0, 1]."""
 
-    mean: list[float] = Field(min_length=1, description="one value, or one per channel")
-    std: list[float] = Field(min_length=1, description="one positive value, or one per channel")
+    mean: list[float] = Field(min_length=1, max_length=16, description="one value, or one per channel")
+    std: list[float] = Field(min_length=1, max_length=16, description="one positive value, or one per channel")
 
     @field_validator("std")
     @classmethod
@@ -177,19 +183,19 @@ class Recipe(Strict):
 
     method: Method
     epochs: int = Field(ge=1)
-    optimizer: str = Field(min_length=1, description="e.g. adam, sgd")
+    optimizer: Text(50) = Field(description="e.g. adam, sgd")
     lr: float = Field(gt=0)
     batch_size: int = Field(ge=1)
     seed: int | None = None
     extra_data: bool = Field(False, description="trained on data beyond the dataset's own train split")
     weight_decay: float | None = Field(None, ge=0)
-    schedule: str | None = Field(None, description="learning-rate schedule, e.g. 'x0.1 at 50% and 75%'")
+    schedule: Text(300) | None = Field(None, description="learning-rate schedule, e.g. 'x0.1 at 50% and 75%'")
     eps: float | None = Field(None, gt=0, le=1, description="adversarial-training radius, in [0, 1] pixel units")
     norm: Literal["Linf", "L2"] | None = None
     steps: int | None = Field(None, ge=1, description="attack steps per training example")
-    hyperparameters: dict[str, Scalar] = Field(default_factory=dict,
+    hyperparameters: dict[Key, Scalar] = Field(default_factory=dict, max_length=50,
                                                description="method-specific settings, e.g. {beta: 6.0} for TRADES")
-    selection: str | None = Field(None, description="how the checkpoint was chosen, e.g. 'best val AUC'")
+    selection: Text(300) | None = Field(None, description="how the checkpoint was chosen, e.g. 'best val AUC'")
 
     @model_validator(mode="after")
     def _adversarial_fields(self) -> "Recipe":
@@ -202,17 +208,24 @@ class Recipe(Strict):
 
 
 class Paper(Strict):
-    title: str = Field(min_length=1)
-    url: str = Field(pattern=r"^https?://", description="link to the paper (https)")
-    authors: list[str] = Field(min_length=1)
-    venue: str = Field(min_length=1)
+    title: Text(300)
+    url: Text(1000) = Field(pattern=r"^https?://", description="link to the paper (https)")
+    authors: list[Text(200)] = Field(min_length=1, max_length=100)
+    venue: Text(200)
     year: int = Field(ge=1990, le=2100)
+
+    @field_validator("year")
+    @classmethod
+    def _not_future(cls, v: int) -> int:
+        if v > latest_date().year:
+            raise ValueError(f"year {v} is in the future; give the year the paper appeared (preprints: its year)")
+        return v
 
 
 class Reported(Strict):
     """Numbers the authors claim. Shown as 'reported', never in a verified column."""
 
-    source: str = Field(min_length=1, description="where the claim comes from (paper table, README)")
+    source: Text(500) = Field(description="where the claim comes from (paper table, README)")
     clean_accuracy: float | None = Field(None, ge=0, le=1)
     clean_balanced_accuracy: float | None = Field(None, ge=0, le=1)
     clean_auc: float | None = Field(None, ge=0, le=1)
@@ -231,24 +244,44 @@ class ModelEntry(Strict):
     dataset: str = Field(description="MedMNIST flag, e.g. breastmnist")
     size: int = Field(28, description="image size the model takes (28, 64, 128, 224)")
     task: str = Field(description="medmnist task of the dataset, e.g. binary-class")
-    architecture: str = Field(min_length=1, description="name registered with medbench.architectures")
-    architecture_kwargs: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    architecture: Text(64) = Field(description="name registered with medbench.architectures")
+    architecture_kwargs: dict[Key, Scalar | list[Scalar]] = Field(default_factory=dict, max_length=20)
     preprocessing: Preprocessing
     recipe: Recipe
     paper: Paper | None = None
-    license: str = Field(min_length=1, description="licence of the weights, e.g. Apache-2.0, CC-BY-4.0")
+    license: Text(100) = Field(description="licence of the weights, e.g. Apache-2.0, CC-BY-4.0")
     date_added: _dt.date
-    description: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    description: Text(5000, multiline=True) | None = None
+    tags: list[Text(40)] = Field(default_factory=list, max_length=20)
     weights: Weights
     reported: Reported | None = None
 
     @field_validator("id")
     @classmethod
     def _id_format(cls, v: str) -> str:
+        if len(v) > 64:
+            raise ValueError(f"id has {len(v)} characters; at most 64 are allowed")
         if not (re.fullmatch(PAPER_ID_RE, v) or re.fullmatch(BASELINE_ID_RE, v)):
             raise ValueError(f"id must look like Author2026Keyword (e.g. Smith2025Trades) or "
                              f"Baseline_<Arch>_<Recipe> (e.g. Baseline_ResNet18_ERM), got {v!r}")
+        return v
+
+    @field_validator("date_added", mode="before")
+    @classmethod
+    def _iso_date(cls, v: Any) -> Any:
+        # YAML reads 2026-11-22 as a date and '2026-11-22' as a string; both mean the same day.
+        if isinstance(v, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v):
+            try:
+                return _dt.date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"date_added {v!r} is not a calendar date (YYYY-MM-DD)") from None
+        return v
+
+    @field_validator("date_added")
+    @classmethod
+    def _not_future(cls, v: _dt.date) -> _dt.date:
+        if v > latest_date():
+            raise ValueError(f"date_added {v.isoformat()} is in the future; give the day the entry was written")
         return v
 
     @field_validator("dataset")
@@ -286,19 +319,54 @@ class ModelEntry(Strict):
 
 # ----------------------------------------------------------------------------- reading
 
+_UNION_TAGS = {"bool", "int", "float", "str"}  # pydantic's names for the members of a scalar union
+_TYPE_WORDS = {"bool_type": "true or false", "int_type": "a whole number", "float_type": "a number",
+               "string_type": "text", "list_type": "a list", "dict_type": "a mapping",
+               "date_type": "a date (YYYY-MM-DD)"}
+
+
 def format_validation_error(exc: ValidationError, where: str) -> str:
-    """One line per problem, each naming the field (dotted path) and how to fix it."""
-    lines = []
+    """One line per bad field, naming the field (dotted path), what is wrong and how to fix it."""
+    by_field: dict[str, list[dict]] = {}
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        field = loc or "(entry)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown field (not part of the schema; check the spelling, see schemas/model_entry.schema.json)"
-        lines.append(f"  field '{field}': {msg}")
+        parts = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "list[", "union["))]
+        while parts and parts[-1] in _UNION_TAGS:  # a scalar union reports once per member
+            parts.pop()
+        by_field.setdefault(".".join(parts) or "(entry)", []).append(err)
+    lines = [f"  field '{field}': {_describe_errors(errs)}" for field, errs in by_field.items()]
     return f"{where} is not a valid model entry:\n" + "\n".join(lines)
+
+
+def _describe_errors(errs: list[dict]) -> str:
+    specific = [e for e in errs if e["type"] not in _TYPE_WORDS]
+    if specific:
+        return "; ".join(dict.fromkeys(_describe_error(e) for e in specific))
+    wanted = " or ".join(dict.fromkeys(_TYPE_WORDS[e["type"]] for e in errs))
+    return f"must be {wanted}, got {_got(errs[0].get('input'))}"
+
+
+def _describe_error(err: dict) -> str:
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "extra_forbidden":
+        return "unknown field (not part of the schema; check the spelling, see schemas/model_entry.schema.json)"
+    if err["type"] == "finite_number":
+        return f"must be a finite number, got {err.get('input')!r} (NaN and infinity are refused)"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean; booleans are not numbers)"
+    if isinstance(value, str):
+        hint = ("; write a plain number without quotes (YAML reads exponent forms only with a dot, e.g. 1.0e-3)"
+                if re.fullmatch(r"[-+0-9.eE]+", value.strip()) else "")
+        return f"the text {value[:40]!r}{hint}"
+    if isinstance(value, float) and value.is_integer():
+        return f"{value!r} (write a whole number without decimals)"
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    return f"{str(value)[:40]!r} ({type(value).__name__})"
 
 
 def parse_entry(data: Any, where: str = "model entry") -> ModelEntry:
@@ -312,18 +380,23 @@ def parse_entry(data: Any, where: str = "model entry") -> ModelEntry:
 
 
 def read_entry(path: str | Path) -> ModelEntry:
-    """Read and validate one ``<ModelId>.yaml`` file."""
-    import yaml
+    """Read and validate one ``<ModelId>.yaml`` file (duplicate keys and deep nesting are refused)."""
+    from ..safe_yaml import YamlError, load_yaml_text
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EntryError(f"{path} is not valid YAML: {exc}") from None
+        data = load_yaml_text(path.read_text(encoding="utf-8"), where=str(path))
+    except YamlError as exc:
+        raise EntryError(f"{exc} (not valid YAML for a model entry)") from None
     return parse_entry(data, str(path))
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def latest_date() -> _dt.date:
+    """The latest acceptable date: tomorrow in UTC (an author east of UTC may already be there)."""
+    return _dt.datetime.now(_dt.timezone.utc).date() + _dt.timedelta(days=1)
+
 
 def _relative_path(v: str) -> str:
     p = PurePosixPath(v)
@@ -332,7 +405,12 @@ def _relative_path(v: str) -> str:
     return v
 
 
-def _is_loopback(host: str) -> bool:
+def loopback_allowed() -> bool:
+    """Whether loopback URLs are accepted (only the test suite sets ``MEDBENCH_ALLOW_LOOPBACK=1``)."""
+    return os.environ.get(ALLOW_LOOPBACK_ENV) == "1"
+
+
+def is_loopback_host(host: str) -> bool:
     if host in LOOPBACK_HOSTS:
         return True
     try:

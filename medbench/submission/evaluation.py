@@ -62,9 +62,11 @@ def check_admission(report: Report, model: nn.Module, sub: Submission, protocol:
     try:
         net = prepare_model(model, spec, sub.size, dev)
     except InvalidModelError as exc:
+        dims = "3D" if spec.is_3d else "2D"
+        shape = " x ".join([str(spec.n_channels)] + [str(sub.size)] * (3 if spec.is_3d else 2))
         report.add("admission", "input and output shape", False, str(exc),
-                   fix=f"The model must take N x {spec.n_channels} x {sub.size} x {sub.size} inputs in [0, 1] and "
-                       f"return N x {spec.num_classes} logits.")
+                   fix=f"{sub.dataset} needs a {dims} model (architecture_kwargs dims: {dims[0]} where the builder has "
+                       f"dims) taking N x {shape} inputs in [0, 1] and returning N x {spec.num_classes} logits.")
         return None
     report.add("admission", "input and output shape", True,
                f"takes {spec.n_channels}-channel {sub.size}-px inputs, returns {spec.num_classes} logits")

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import re
 
+import torch
 from torch import nn
 
-from ..architectures import UnknownArchitectureError, count_parameters
+from ..errors import MedbenchError
 from ..data import get_spec
-from ..schema.entry import EntryError, ModelEntry
+from ..schema.entry import ModelEntry
 from ..weights import WeightsError, load_state_strict, read_safetensors
 from ..zoo import WeightsUnavailableError, build_model, fetch_weights
+from ..zoo.loader import declared_normalisation, estimate_model_parameters, normalisation_mismatch
 from .report import Report
 
 
 def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
-    """Fetch, verify and load the entry's weights, recording each step; the model (eval mode) or None."""
+    """Check the architecture, fetch, verify and load the entry's weights, recording each step.
+
+    The parameter count is estimated on the ``meta`` device before anything is downloaded or allocated:
+    a model above the hard cap, or larger than it declares, is never built.
+    Returns the model (eval mode) or None.
+    """
+    n = _check_architecture(report, entry)
+    if n is None:
+        report.skip("weights", "download", "skipped: fix the architecture or its size first (nothing was downloaded)")
+        return None
     label = f"{entry.id} ({entry.dataset})"
     try:
         path = fetch_weights(entry.weights, label=label)
@@ -33,19 +44,22 @@ def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
                        "medbench never unpickles files.")
         return None
     report.add("weights", "safetensors format", True, f"{len(state)} tensors")
+    # NaN/inf weights make every later check misfire (NaN logits look "non-deterministic"): name the cause.
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    report.add("weights", "finite weights", not bad,
+               f"{len(bad)} tensor(s) contain NaN or infinite values (e.g. {', '.join(bad[:3])})" if bad
+               else "every tensor is finite",
+               fix="Save the weights of a checkpoint whose values are all finite (a diverged run or an altered file "
+                   "has NaN/inf); check with torch.isfinite before uploading.")
+    if bad:
+        return None
     try:
         model = build_model(entry)
-    except (UnknownArchitectureError, EntryError, ValueError) as exc:
-        report.add("model", "architecture builds", False, str(exc),
-                   fix="Use an architecture registered in medbench.architectures with its keyword arguments; "
-                       "a new architecture is added by a separate pull request first.")
+    except Exception as exc:  # noqa: BLE001 - the estimate built it on meta; a real build may still fail
+        report.add("model", "architecture builds", False, f"building on the CPU failed: {_describe(exc)}",
+                   fix=BUILD_FIX)
         return None
-    report.add("model", "architecture builds", True, f"{entry.architecture} {entry.architecture_kwargs or ''}".strip())
-    n = count_parameters(model)
-    report.add("model", "parameter count", n == entry.weights.num_parameters,
-               f"built model has {n} parameters; the entry says {entry.weights.num_parameters}",
-               fix="Set weights.num_parameters to the built model's count (sum of p.numel()), "
-                   "or fix architecture_kwargs.")
+    declared = declared_normalisation(model)  # the entry's preprocessing, before loading overwrites it
     try:
         load_state_strict(model, state, source="the weights")
     except WeightsError as exc:
@@ -54,9 +68,50 @@ def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
                        "architecture_kwargs, and save its complete state dict (strict loading, no missing keys).")
         return None
     report.add("model", "strict load", True, "every tensor matches the architecture (strict=True)")
+    why = normalisation_mismatch(declared, state)
+    pre = entry.preprocessing
+    report.add("model", "preprocessing", why is None,
+               why or f"the weights' normalisation equals preprocessing (mean {pre.mean}, std {pre.std})",
+               fix="Set preprocessing.mean and preprocessing.std to the values the model was trained with (the "
+                   "Normalize buffers saved in the weights); the model uses the saved ones.")
+    if why is not None:
+        return None
     if n != entry.weights.num_parameters:
         return None
     return model.eval()
+
+
+BUILD_FIX = ("Use an architecture registered in medbench.architectures with keyword arguments its builder takes, "
+             "within their ranges; a new architecture is added by a separate pull request first.")
+
+
+def _check_architecture(report: Report, entry: ModelEntry) -> int | None:
+    """'architecture builds' and 'parameter count' from a meta-device build; the count, or None to stop here."""
+    from .static import MAX_PARAMETERS
+
+    try:
+        n = estimate_model_parameters(entry)
+    except Exception as exc:  # noqa: BLE001 - a builder may raise anything; the report must say what
+        report.add("model", "architecture builds", False, _describe(exc), fix=BUILD_FIX)
+        return None
+    report.add("model", "architecture builds", True, f"{entry.architecture} {entry.architecture_kwargs or ''}".strip())
+    declared = entry.weights.num_parameters
+    msg = (f"the built model has {n} parameters (estimated before building, on the meta device); "
+           f"the entry says {declared}")
+    if n > MAX_PARAMETERS:
+        report.add("model", "parameter count", False, f"{msg}; above the limit of {MAX_PARAMETERS} parameters",
+                   fix="Choose architecture_kwargs that give a model below the limit (CI evaluates it on a CPU).")
+        return None
+    report.add("model", "parameter count", n == declared, msg,
+               fix="Set weights.num_parameters to the built model's count (sum of p.numel()), "
+                   "or fix architecture_kwargs.")
+    # A model larger than it declares is not allocated (the declared size passed the limits; this one did not).
+    return n if n <= declared else None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, (MedbenchError, ValueError)) else f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 500 else text[:500] + "..."
 
 
 def _report_fetch_failure(report: Report, entry: ModelEntry, exc: WeightsUnavailableError) -> None:

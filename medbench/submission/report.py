@@ -39,12 +39,13 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def add(self, stage: str, name: str, ok: bool, message: str, fix: str = "", **values) -> Check:
-        check = Check(stage, name, "pass" if ok else "fail", message, "" if ok else fix, **values)
+        check = Check(stage, name, "pass" if ok else "fail", scrub_paths(message), "" if ok else scrub_paths(fix),
+                      **values)
         self.checks.append(check)
         return check
 
     def skip(self, stage: str, name: str, why: str) -> None:
-        self.checks.append(Check(stage, name, "skip", why))
+        self.checks.append(Check(stage, name, "skip", scrub_paths(why)))
 
     @property
     def passed(self) -> bool:
@@ -95,6 +96,15 @@ def combine_markdown(reports: list[Report]) -> str:
     head = (f"## medbench submission validator: {'✅ all checks pass' if ok else '❌ changes needed'}\n\n"
             f"{len(reports)} file(s) checked.\n")
     return "\n".join([head] + [r.to_markdown() for r in reports])
+
+
+# An absolute POSIX path of two or more components, not part of a URL or a fraction ("Linf-2/255").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])(?:/[^\s'\"/,;()<>|]+){2,}")
+
+
+def scrub_paths(text: str) -> str:
+    """Replace absolute paths (cache folders, the runner's checkout) by their last component: reports are public."""
+    return _ABSOLUTE_PATH.sub(lambda m: ".../" + m.group(0).rsplit("/", 1)[-1], text)
 
 
 def _cell(text: object) -> str:

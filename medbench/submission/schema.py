@@ -21,10 +21,13 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import MedbenchError
-from ..schema.base import Strict
+from ..safe_yaml import YamlError, load_yaml_text
+from ..schema.base import StrictInput as Strict
 from ..schema.entry import ModelEntry, format_validation_error
+from ..schema.text import Text
 
 MAX_FILE_BYTES = 64 * 1024  # a submission YAML larger than this is not a metadata file
+SUBMISSIONS_DIR = "submissions"
 
 
 class SubmissionError(MedbenchError, ValueError):
@@ -39,7 +42,7 @@ class Claimed(Strict):
     clean_auc: float | None = Field(None, ge=0, le=1, description="AUC on the full test split")
     robust_balanced_accuracy: float | None = Field(None, ge=0, le=1,
                                                    description="robust balanced accuracy under `threat` (AutoAttack)")
-    threat: str | None = Field(None, description="protocol threat label of the robust claim, e.g. Linf-2/255")
+    threat: Text(40) | None = Field(None, description="protocol threat label of the robust claim, e.g. Linf-2/255")
 
     @model_validator(mode="after")
     def _threat_with_robust(self) -> "Claimed":
@@ -59,25 +62,52 @@ class Submission(ModelEntry):
         return ModelEntry.model_validate(self.model_dump(exclude={"claimed"}))
 
 
-def load_yaml(path: str | Path) -> Any:
-    """Read a submission file as plain data (safe YAML, size-limited); raise :class:`SubmissionError`."""
-    import yaml
-
+def display_path(path: str | Path) -> str:
+    """How a report names the file: ``submissions/<name>`` (never an absolute path)."""
     path = Path(path)
+    return f"{SUBMISSIONS_DIR}/{path.name}" if path.absolute().parent.name == SUBMISSIONS_DIR else path.name
+
+
+def check_location(path: str | Path) -> None:
+    """Refuse symlinks and files that resolve outside a ``submissions/`` folder (they could read any file)."""
+    path = Path(path)
+    name = display_path(path)
+    folder = path.absolute().parent
+    if path.is_symlink() or folder.is_symlink():
+        raise SubmissionError(f"{name} is a symbolic link; a submission must be a regular file. "
+                              f"Fix: commit the YAML file itself in {SUBMISSIONS_DIR}/.")
     if not path.is_file():
-        raise SubmissionError(f"{path}: no such file. Fix: give the path of a submissions/<ModelId>.yaml file.")
+        what = "a folder" if path.is_dir() else "missing"
+        raise SubmissionError(f"{name} is {what}, not a file. "
+                              f"Fix: give the path of a {SUBMISSIONS_DIR}/<ModelId>.yaml file.")
+    if folder.name != SUBMISSIONS_DIR or path.resolve().parent != folder.resolve():
+        raise SubmissionError(f"{name} is outside submissions/; only files directly in the repository's "
+                              f"{SUBMISSIONS_DIR}/ folder are validated. "
+                              f"Fix: move it to {SUBMISSIONS_DIR}/{path.name}.")
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a submission file as plain data (location checked, size-limited, safe YAML without aliases).
+
+    Raise :class:`SubmissionError`; messages name the file as ``submissions/<name>`` and never quote its content.
+    """
+    path = Path(path)
+    check_location(path)
+    name = display_path(path)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise SubmissionError(f"{path} is {size} bytes; a submission file may have at most {MAX_FILE_BYTES} bytes. "
+        raise SubmissionError(f"{name} is {size} bytes; a submission file may have at most {MAX_FILE_BYTES} bytes. "
                               "Fix: shorten the description; weights go on the Hugging Face Hub, not in the file.")
     try:
-        text = path.read_text(encoding="utf-8")
-        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
-            raise SubmissionError(f"{path} uses YAML aliases (*name); they can blow up into huge documents. "
-                                  "Fix: write every value out in full.")
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SubmissionError(f"{path} is not valid UTF-8 YAML: {exc}") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(f"{name} is not UTF-8 text (invalid byte at position {exc.start}). "
+                              "Fix: save the file as UTF-8.") from None
+    try:
+        return load_yaml_text(text, where=name, aliases=False)
+    except YamlError as exc:
+        raise SubmissionError(f"{exc} (invalid YAML). Fix: correct the YAML at that line "
+                              "(start from submissions/TEMPLATE.yaml).") from None
 
 
 def parse_submission(data: Any, where: str = "submission") -> Submission:
@@ -94,4 +124,4 @@ def parse_submission(data: Any, where: str = "submission") -> Submission:
 
 def read_submission(path: str | Path) -> Submission:
     """Read and validate one submission file."""
-    return parse_submission(load_yaml(path), str(path))
+    return parse_submission(load_yaml(path), display_path(path))

@@ -7,15 +7,21 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from ..schema.entry import is_loopback_host, loopback_allowed
 from .report import Report
 from .schema import Submission, SubmissionError, parse_submission
 
 MAX_WEIGHTS_BYTES = 1 << 30  # 1 GiB: CI downloads and evaluates the file on a CPU
 MAX_PARAMETERS = 250_000_000
-MAX_TEXT = {"description": 5000, "paper.title": 500, "license": 100}
-MAX_TAGS = 20
-PLACEHOLDER_LICENCES = {"", "unknown", "none", "n/a", "na", "tbd", "todo", "?", "license", "licence",
-                        "all rights reserved", "proprietary"}
+RESERVED_PREFIX = "Baseline_"  # the maintained zoo's reference models only
+# SPDX ids whose terms let medbench download, keep and serve the weights (an allowlist: "UNLICENSED",
+# "proprietary" or a typo must not pass). No-derivatives licences are left out: converted files are derivatives.
+ALLOWED_LICENCES = (
+    "Apache-2.0", "MIT", "MIT-0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Zlib", "0BSD", "Unlicense", "BSL-1.0",
+    "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CDLA-Permissive-2.0",
+    "MPL-2.0", "EUPL-1.2", "LGPL-3.0-only", "LGPL-3.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
+    "AGPL-3.0-only", "AGPL-3.0-or-later",
+)
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _DOTDOT = re.compile(r"(^|[\\/])\.\.([\\/]|$)")
 _HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
@@ -39,6 +45,7 @@ def check_static(report: Report, data: Any, path: Path, registry: Path, threat_l
     report.model_id, report.dataset = sub.id, sub.dataset
     report.add("schema", "schema", True, "all fields valid (ModelEntry + claimed)")
     _check_filename(report, sub, path)
+    _check_reserved(report, sub)
     _check_unique(report, sub, registry)
     report.add("metadata", "dataset", True,
                f"{sub.dataset} at {sub.size} px ({sub.task}); the schema checked dataset, size, task and channels")
@@ -98,6 +105,16 @@ def _check_filename(report: Report, sub: Submission, path: Path) -> None:
                fix=f"Name the file submissions/{sub.id}.yaml (the file name must be the model id).")
 
 
+def _check_reserved(report: Report, sub: Submission) -> None:
+    # The site labels Baseline_* entries as reference baselines and BE / rBE use one of them as the reference:
+    # a pull request must not be able to claim either role.
+    reserved = sub.id.startswith(RESERVED_PREFIX)
+    report.add("metadata", "reserved id", not reserved,
+               f"id {sub.id!r} uses the prefix {RESERVED_PREFIX!r}, which is reserved for the reference models "
+               "medbench maintains" if reserved else f"id {sub.id!r} is not a reserved name",
+               fix="Use an Author2026Keyword id (first author, year, keyword: Smith2026Trades) and give the paper.")
+
+
 def _check_unique(report: Report, sub: Submission, registry: Path) -> None:
     from ..zoo import load_registry
 
@@ -112,11 +129,16 @@ def _check_unique(report: Report, sub: Submission, registry: Path) -> None:
 
 
 def _check_licence(report: Report, sub: Submission) -> None:
-    lic = sub.license.strip()
-    ok = lic.lower() not in PLACEHOLDER_LICENCES and not any(c.isspace() for c in lic.strip("-"))
-    report.add("metadata", "licence", ok, f"licence {lic!r}",
-               fix="Give the weights' licence as an SPDX identifier (e.g. Apache-2.0, MIT, CC-BY-4.0); "
-                   "a model without an open licence cannot be listed.")
+    lic = sub.license
+    if lic in ALLOWED_LICENCES:
+        report.add("metadata", "licence", True, f"licence {lic!r} allows redistributing the weights")
+        return
+    same = next((a for a in ALLOWED_LICENCES if a.lower() == lic.strip().lower()), None)
+    msg = (f"licence {lic!r} is not written as its SPDX identifier; did you mean {same!r}?" if same else
+           f"licence {lic!r} is not an SPDX licence that allows medbench to redistribute the weights")
+    report.add("metadata", "licence", False, msg,
+               fix=f"Give one of these SPDX identifiers, exactly as written: {', '.join(ALLOWED_LICENCES)}; "
+                   "weights under other terms cannot be listed.")
 
 
 def _check_links(report: Report, sub: Submission) -> None:
@@ -137,8 +159,10 @@ def _bad_url(url: str) -> str | None:
         return "contains spaces or characters not allowed in a URL"
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if parts.scheme == "http" and host in ("localhost", "127.0.0.1", "::1"):
-        return None  # loopback mirrors (local tests) are allowed by the schema
+    if is_loopback_host(host):
+        if loopback_allowed() and parts.scheme in ("http", "https"):
+            return None  # the test suite's loopback Hub and mirrors
+        return f"host {host!r} is a loopback address, not a public host"
     if parts.scheme != "https":
         return f"scheme {parts.scheme or 'missing'!r}; use https://"
     if not _HOST.match(host):
@@ -165,13 +189,9 @@ def _check_sizes(report: Report, sub: Submission) -> None:
         problems.append(f"weights.size_bytes {sub.weights.size_bytes} > {MAX_WEIGHTS_BYTES}")
     if sub.weights.num_parameters > MAX_PARAMETERS:
         problems.append(f"weights.num_parameters {sub.weights.num_parameters} > {MAX_PARAMETERS}")
-    texts = {"description": sub.description or "", "license": sub.license,
-             "paper.title": sub.paper.title if sub.paper else ""}
-    problems += [f"{k} has {len(v)} characters (max {MAX_TEXT[k]})" for k, v in texts.items() if len(v) > MAX_TEXT[k]]
-    if len(sub.tags) > MAX_TAGS:
-        problems.append(f"{len(sub.tags)} tags (max {MAX_TAGS})")
+    # text lengths and list lengths are limited by the schema itself (medbench.schema.text)
     report.add("metadata", "size limits", not problems, "; ".join(problems) or "within limits",
-               fix="Shorten the fields named; models above the limits cannot be evaluated by CI.")
+               fix="Use a smaller model: weights above the limits cannot be evaluated by CI on a CPU.")
 
 
 def _check_claims(report: Report, sub: Submission, labels: list[str]) -> None:

@@ -15,7 +15,7 @@ from ..protocol import Protocol, load_protocol
 from .evaluation import ReproduceSettings, check_admission, check_reproduce, reproduce_protocol, threat_labels
 from .model import load_checked_model
 from .report import Report
-from .schema import Submission, SubmissionError, load_yaml
+from .schema import Submission, SubmissionError, display_path, load_yaml
 from .static import check_static
 
 
@@ -30,14 +30,33 @@ def validate_submission(path: str | Path, *, registry: str | Path | None = None,
 
 def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root, device
               ) -> tuple[Report, tuple[Submission, nn.Module] | None]:
+    """Run every stage; any exception nobody anticipated becomes one failed check (never a traceback)."""
+    report = Report(path=Path(path).name)
+    try:
+        report.path = display_path(path)
+        return _stages(report, path, registry=registry, reproduce=reproduce, protocol=protocol, settings=settings,
+                       data_root=data_root, device=device)
+    except Exception as exc:  # noqa: BLE001 - a hostile file must get a report, whatever it triggers
+        stage = report.checks[-1].stage if report.checks else "schema"
+        text = f"{type(exc).__name__}: {exc}"
+        report.add(stage, "unexpected error", False,
+                   f"validation stopped after the checks above: {text[:300]}{'...' if len(text) > 300 else ''}",
+                   fix="Fix the entry field involved in the error if it names one; otherwise open an issue quoting "
+                       "this report (a maintainer will extend the validator).")
+        return report, None
+
+
+def _stages(report: Report, path: Path, *, registry, reproduce, protocol, settings, data_root, device
+            ) -> tuple[Report, tuple[Submission, nn.Module] | None]:
     from ..zoo import zoo_root
 
-    report = Report(path=str(path))
     proto = protocol or load_protocol()
     try:
         data = load_yaml(path)
     except SubmissionError as exc:
-        report.add("schema", "file", False, str(exc), fix="Give a UTF-8 YAML file in submissions/.")
+        problem, _, fix = str(exc).partition(" Fix: ")
+        report.add("schema", "file", False, problem,
+                   fix=fix[:1].upper() + fix[1:] if fix else "Commit one UTF-8 YAML file, submissions/<ModelId>.yaml.")
         return report, None
     sub = check_static(report, data, path, Path(registry) if registry else zoo_root(), threat_labels(proto))
     if sub is None:

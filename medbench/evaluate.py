@@ -237,6 +237,8 @@ def benchmark(
     """Evaluate ``model`` on the test split of ``dataset`` under the benchmark protocol.
 
     ``model`` is an ``nn.Module`` taking [0, 1] inputs and returning logits, or a zoo model id.
+    ``model_id`` names it in tables and figures (default: the zoo id, a ``model_id`` attribute
+    of the module (set by ``load_model``), else the module's class name).
     ``threats``: any of ``clean``, ``corruptions``, ``Linf``, ``L2``, ``curves``, or ``all`` (every
     threat the protocol defines for the dataset: no L2 for 3D, no attacks for ChestMNIST); clean is
     always included. With ``out``, the result JSON is written there and the run is
@@ -255,6 +257,8 @@ def benchmark(
         model_id = model_id or entry.id
         weights_sha256 = weights_sha256 or entry.weights.sha256
         model = load_model(entry.id, spec.name, device=str(dev))
+    if model_id is None:  # a readable title for tables and figures (pass model_id= to choose another)
+        model_id = str(getattr(model, "model_id", None) or type(model).__name__)
     if isinstance(reference, (str, os.PathLike)):
         reference = EvaluationResult.from_json(reference)
 

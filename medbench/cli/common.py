@@ -71,11 +71,12 @@ def parse_threats(text: str, budgets: dict[str, list[str]] | None = None) -> lis
         budget = re.match(r"^(l-?inf(?:inity)?|l_?inf|l-?2|l_2)\s*[-_:@=]?\s*(.+)$", key)
         if budget:
             norm = "L2" if "2" in budget.group(1) else "Linf"
-            fixed = ", ".join((budgets or {}).get(norm, [])) or "the protocol's budgets"
+            fixed = ", ".join((budgets or {}).get(norm, [])) or "set in the protocol"
+            sweep = "".join(f", {x}" for x in (budgets or {}).get("curves", []))
             raise ThreatsError(
                 f"--threats takes threat families, not budgets: {item!r} is not a threat. {norm!r} runs AutoAttack "
                 f"at the protocol's fixed budgets ({fixed}), so results stay comparable; epsilon sweeps (APGD-CE "
-                f"and FGSM up to 8/255) are the 'curves' threat. Fix: --threats clean,{norm} (or add curves).")
+                f"and FGSM{sweep}) are the 'curves' threat. Fix: --threats clean,{norm} (or add curves).")
         guess = THREAT_ALIASES.get(key) or next(iter(difflib.get_close_matches(
             key, [*canon, "all"], n=1, cutoff=0.6)), None)
         guess = canon.get(guess, guess) if guess else None

@@ -151,7 +151,7 @@ def file_md5(path: str | os.PathLike) -> str:
 
 def _download_command(spec: DatasetSpec, size: int, root: Path) -> str:
     size_arg = "" if size == 28 else f" --size {size}"
-    return f"medbench data download {spec.name}{size_arg} --root {root}"
+    return f"medbench data download {spec.name}{size_arg} --data-root {root}"
 
 
 def verify_file(name: str, size: int = 28, root: str | os.PathLike | None = None) -> Path:
@@ -163,7 +163,7 @@ def verify_file(name: str, size: int = 28, root: str | os.PathLike | None = None
             f"MedMNIST file for {spec.name} (size {size}) not found: looked for {path}. "
             f"Fix: run `{_download_command(spec, size, path.parent)}`, or download "
             f"{spec.urls.get(size, 'it from https://zenodo.org/records/10519652')} into {path.parent}, "
-            f"or point MEDBENCH_DATA (or root=/--root) at the folder that holds {path.name}."
+            f"or point MEDBENCH_DATA (or root=/--data-root) at the folder that holds {path.name}."
         )
     actual = file_md5(path)
     expected = spec.md5[size]

@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.utils.data
 from medmnist.info import INFO
 
 from .errors import ChecksumMismatchError, DataFileMissingError, UnknownDatasetError, UnsupportedSizeError
@@ -203,6 +204,42 @@ class Split:
     def __iter__(self):  # allows ``images, labels = load_dataset(...)``
         yield self.images
         yield self.labels
+
+    def as_float(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model-ready view: float32 images in [0, 1] and int64 label tensor (the whole split in memory)."""
+        return self.images.float().div_(255.0), torch.from_numpy(self.labels)
+
+    def loader(self, batch_size: int = 128, *, shuffle: bool | None = None, **kwargs) -> "torch.utils.data.DataLoader":
+        """A DataLoader of ``(float32 images in [0, 1], int64 labels)`` batches, converted per batch.
+
+        ``shuffle`` defaults to True for the train split and False otherwise; ``kwargs`` go to DataLoader.
+        """
+        from torch.utils.data import DataLoader
+
+        shuffle = self.split == "train" if shuffle is None else shuffle
+        return DataLoader(_FloatView(self), batch_size=batch_size, shuffle=shuffle, **kwargs)
+
+
+class _FloatView(torch.utils.data.Dataset):
+    """Per-item float view of a Split: ``(image / 255 as float32, label as int64 tensor)``."""
+
+    def __init__(self, split: Split):
+        self.images, self.labels = split.images, torch.from_numpy(split.labels)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i].float() / 255.0, self.labels[i]
+
+
+def data_loader(name: str, split: str = "train", size: int = 28, root: str | os.PathLike | None = None, *,
+                batch_size: int = 128, shuffle: bool | None = None, **kwargs) -> "torch.utils.data.DataLoader":
+    """A DataLoader over one split: ``(float32 images in [0, 1], int64 labels)`` batches, the model contract.
+
+    >>> for x, y in medbench.data_loader("breastmnist", "train", batch_size=64): ...
+    """
+    return load_dataset(name, split, size, root).loader(batch_size, shuffle=shuffle, **kwargs)
 
 
 def to_model_layout(images: np.ndarray, spec: DatasetSpec) -> np.ndarray:

@@ -14,11 +14,11 @@ GROUPS = ("evaluate", "data", "zoo", "corruptions", "train", "leaderboard", "sub
 
 EPILOG = """examples:
   medbench data info                                  datasets, and which files the data root holds
-  medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats clean,Linf
-  medbench evaluate --weights model.safetensors --arch resnet8 --dataset breastmnist --out result.json
+  medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats clean,Linf --out results/erm.json
+  medbench evaluate --weights model.safetensors --arch resnet8 --dataset breastmnist --out results/mine.json
   medbench zoo list --dataset breastmnist
   medbench corruptions list                           the corruption suites and the datasets they cover
-  medbench train Baseline_ResNet8_ERM --dataset breastmnist --out retrained/
+  medbench train Baseline_ResNet8_ERM --dataset breastmnist --out results/retrained/
   medbench submission validate submissions/my-model.yaml
   medbench leaderboard build --out site
 

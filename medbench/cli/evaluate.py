@@ -76,6 +76,10 @@ def build_checkpoint_model(args: argparse.Namespace):
     return load_weights(model, args.weights)
 
 
+# protocol keys that --set may add although the protocol file leaves them out
+OPTIONAL_KEYS = {"corruptions.include": "restrict the corruption suite, e.g. corruptions.include=[pixelate]"}
+
+
 def _protocol(settings: list[str]):
     """The current protocol, or a derived '+custom' one with the --set overrides (keys must exist)."""
     import yaml
@@ -88,10 +92,13 @@ def _protocol(settings: list[str]):
     for item in settings:
         key, sep, raw = item.partition("=")
         node = proto._data  # noqa: SLF001 (validating a dotted key against the protocol document)
-        for part in key.split("."):
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if key in OPTIONAL_KEYS and i == len(parts) - 1:
+                break
             if not sep or not isinstance(node, dict) or part not in node:
                 raise MedbenchError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol "
-                                    f"(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200); see "
+                                    f"(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, corruptions.include=[pixelate]); see "
                                     f"medbench/protocols/v{proto.version}.yaml.")
             node = node[part]
         changes[key] = yaml.safe_load(raw)

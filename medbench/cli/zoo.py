@@ -72,7 +72,7 @@ def _list(args: argparse.Namespace) -> int:
     elif frame.empty:
         print("no models match" + (f" for {args.dataset}" if args.dataset else ""))
     else:
-        print(frame[TABLE_COLUMNS].fillna("-").to_string(index=False))
+        print(frame[TABLE_COLUMNS].astype(object).fillna("-").to_string(index=False))
     return 0
 
 

@@ -98,8 +98,8 @@ def _protocol(settings: list[str]):
                 break
             if not sep or not isinstance(node, dict) or part not in node:
                 raise MedbenchError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol "
-                                    f"(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, corruptions.include=[pixelate]); see "
-                                    f"medbench/protocols/v{proto.version}.yaml.")
+                                    "(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, "
+                                    f"corruptions.include=[pixelate]); see medbench/protocols/v{proto.version}.yaml.")
             node = node[part]
         changes[key] = yaml.safe_load(raw)
     return proto.derive(**changes) if changes else proto

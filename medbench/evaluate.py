@@ -257,8 +257,6 @@ def benchmark(
         model_id = model_id or entry.id
         weights_sha256 = weights_sha256 or entry.weights.sha256
         model = load_model(entry.id, spec.name, device=str(dev))
-    if model_id is None:  # a readable title for tables and figures (pass model_id= to choose another)
-        model_id = str(getattr(model, "model_id", None) or type(model).__name__)
     if isinstance(reference, (str, os.PathLike)):
         reference = EvaluationResult.from_json(reference)
 
@@ -312,7 +310,7 @@ def benchmark(
         _merge(fields, {"checks": sanity_checks(ctx, fields)})
 
     result = EvaluationResult(
-        model_id=model_id, dataset=spec.name, size=size, task=spec.task, num_classes=spec.num_classes,
+        model_id=model_id or _model_name(model), dataset=spec.name, size=size, task=spec.task, num_classes=spec.num_classes,
         class_names=list(spec.class_names), threats=threat_list,
         provenance=Provenance(
             medbench_version=medbench_version(), protocol_version=proto.version, protocol_sha256=proto.sha256(),
@@ -329,6 +327,11 @@ def benchmark(
         if state_dir is not None and state_dir.exists():
             shutil.rmtree(state_dir)
     return result
+
+
+def _model_name(model: nn.Module) -> str:
+    """A readable title for tables and figures: a ``model_id`` attribute (set by ``load_model``), else the class."""
+    return str(getattr(model, "model_id", None) or type(model).__name__)
 
 
 def _device_name(dev: torch.device) -> str:

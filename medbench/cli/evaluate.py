@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--name", default=None,
                    help="model name in tables and figures (default: the zoo id, else the architecture's class name)")
     p.add_argument("--threats", default="clean",
-                   help="comma-separated: clean, corruptions, Linf, L2, curves, or all (default: clean)")
+                   help="comma-separated threat families: clean, corruptions, Linf, L2, curves, or all (default: clean); "
+                        "the budgets (e.g. Linf 2/255 and 4/255) are fixed by the protocol")
     p.add_argument("--size", type=int, default=28, help="image size track: 28 (default), 64, 128, 224")
     p.add_argument("--out", help="write the result JSON here (and make the run resumable)")
     p.add_argument("--plot", metavar="FILE", help="also save an overview figure (.png, .svg or .pdf)")

@@ -50,7 +50,7 @@ def _resolve_dataset(model_id: str, dataset: str | None, action: str) -> str:
         return found[0]
     if found:
         lines = "\n".join(f"  medbench zoo {action} {model_id} --dataset {d}" for d in found)
-        raise UnknownModelError(f"{model_id} exists for {len(found)} datasets ({', '.join(found)}); "
+        raise UnknownModelError(f"{model_id} exists for several datasets ({', '.join(found)}); "
                                 f"choose one with --dataset:\n{lines}")
     import difflib
 

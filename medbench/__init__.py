@@ -28,6 +28,12 @@ def __getattr__(name: str) -> Any:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value  # later look-ups skip __getattr__
         return value
+    if not name.startswith("_"):  # submodules (medbench.errors, medbench.attacks, ...) as attributes, as before
+        try:
+            return import_module(f"medbench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"medbench.{name}":
+                raise
     raise AttributeError(f"module 'medbench' has no attribute {name!r}")
 
 

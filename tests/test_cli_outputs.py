@@ -74,7 +74,8 @@ def test_attack_chunk_reuses_known_clean_predictions():
     torch.manual_seed(0)
     model = Counting().eval()
     spec = medbench.get_spec("breastmnist")
-    cfg = attack_config(spec, "Linf", 2 / 255, medbench.load_protocol(), batch_size=8)
+    quick = medbench.load_protocol().derive(**{"adversarial.n_iter": 2, "adversarial.square_queries": 5})
+    cfg = attack_config(spec, "Linf", 2 / 255, quick, batch_size=8)
     x, y = torch.rand(8, 1, 28, 28), torch.tensor([0, 1] * 4)
     wrong = 1 - y  # every point misclassified: nothing left to attack
     out = attack_chunk(make_autoattack(model, cfg, "cpu"), cfg, x, y, clean_pred=wrong)

@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.utils.data
 from medmnist.info import INFO
 
 from .errors import ChecksumMismatchError, DataFileMissingError, UnknownDatasetError, UnsupportedSizeError
@@ -151,7 +152,7 @@ def file_md5(path: str | os.PathLike) -> str:
 
 def _download_command(spec: DatasetSpec, size: int, root: Path) -> str:
     size_arg = "" if size == 28 else f" --size {size}"
-    return f"medbench data download {spec.name}{size_arg} --root {root}"
+    return f"medbench data download {spec.name}{size_arg} --data-root {root}"
 
 
 def verify_file(name: str, size: int = 28, root: str | os.PathLike | None = None) -> Path:
@@ -163,7 +164,7 @@ def verify_file(name: str, size: int = 28, root: str | os.PathLike | None = None
             f"MedMNIST file for {spec.name} (size {size}) not found: looked for {path}. "
             f"Fix: run `{_download_command(spec, size, path.parent)}`, or download "
             f"{spec.urls.get(size, 'it from https://zenodo.org/records/10519652')} into {path.parent}, "
-            f"or point MEDBENCH_DATA (or root=/--root) at the folder that holds {path.name}."
+            f"or point MEDBENCH_DATA (or root=/--data-root) at the folder that holds {path.name}."
         )
     actual = file_md5(path)
     expected = spec.md5[size]
@@ -203,6 +204,42 @@ class Split:
     def __iter__(self):  # allows ``images, labels = load_dataset(...)``
         yield self.images
         yield self.labels
+
+    def as_float(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model-ready view: float32 images in [0, 1] and int64 label tensor (the whole split in memory)."""
+        return self.images.float().div_(255.0), torch.from_numpy(self.labels)
+
+    def loader(self, batch_size: int = 128, *, shuffle: bool | None = None, **kwargs) -> "torch.utils.data.DataLoader":
+        """A DataLoader of ``(float32 images in [0, 1], int64 labels)`` batches, converted per batch.
+
+        ``shuffle`` defaults to True for the train split and False otherwise; ``kwargs`` go to DataLoader.
+        """
+        from torch.utils.data import DataLoader
+
+        shuffle = self.split == "train" if shuffle is None else shuffle
+        return DataLoader(_FloatView(self), batch_size=batch_size, shuffle=shuffle, **kwargs)
+
+
+class _FloatView(torch.utils.data.Dataset):
+    """Per-item float view of a Split: ``(image / 255 as float32, label as int64 tensor)``."""
+
+    def __init__(self, split: Split):
+        self.images, self.labels = split.images, torch.from_numpy(split.labels)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i].float() / 255.0, self.labels[i]
+
+
+def data_loader(name: str, split: str = "train", size: int = 28, root: str | os.PathLike | None = None, *,
+                batch_size: int = 128, shuffle: bool | None = None, **kwargs) -> "torch.utils.data.DataLoader":
+    """A DataLoader over one split: ``(float32 images in [0, 1], int64 labels)`` batches, the model contract.
+
+    >>> for x, y in medbench.data_loader("breastmnist", "train", batch_size=64): ...
+    """
+    return load_dataset(name, split, size, root).loader(batch_size, shuffle=shuffle, **kwargs)
 
 
 def to_model_layout(images: np.ndarray, spec: DatasetSpec) -> np.ndarray:

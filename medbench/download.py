@@ -56,7 +56,7 @@ def download(name: str, size: int = 28, root: str | os.PathLike | None = None, *
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataDownloadError(f"Cannot create the data folder {folder}: {exc}. Fix: choose a writable --root.") from None
+        raise DataDownloadError(f"Cannot create the data folder {folder}: {exc}. Fix: choose a writable --data-root.") from None
     part = dest.with_name(dest.name + ".part")
     md5 = hashlib.md5()
     try:

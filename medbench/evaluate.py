@@ -263,6 +263,8 @@ def benchmark(
     """Evaluate ``model`` on the test split of ``dataset`` under the benchmark protocol.
 
     ``model`` is an ``nn.Module`` taking [0, 1] inputs and returning logits, or a zoo model id.
+    ``model_id`` names it in tables and figures (default: the zoo id, a ``model_id`` attribute
+    of the module (set by ``load_model``), else the module's class name).
     ``threats``: any of ``clean``, ``corruptions``, ``Linf``, ``L2``, ``curves``, or ``all`` (every
     threat the protocol defines for the dataset: no L2 for 3D, no attacks for ChestMNIST); clean is
     always included. With ``out``, the result JSON is written there and the run is
@@ -374,8 +376,9 @@ def benchmark(
         _merge(fields, {"checks": sanity_checks(ctx, fields)})
 
     result = EvaluationResult(
-        model_id=model_id, dataset=spec.name, size=size, task=spec.task, num_classes=spec.num_classes,
-        class_names=list(spec.class_names), threats=[t for t in threat_list if t not in skipped], skipped=skipped,
+        model_id=model_id or _model_name(model), dataset=spec.name, size=size, task=spec.task,
+        num_classes=spec.num_classes, class_names=list(spec.class_names),
+        threats=[t for t in threat_list if t not in skipped], skipped=skipped,
         provenance=Provenance(
             medbench_version=medbench_version(), protocol_version=proto.version, protocol_sha256=proto.sha256(),
             dataset=spec.name, size=size, split="test", data_file=split.path.name, data_md5=split.md5,
@@ -406,6 +409,11 @@ def _refuse_unless_allowed(fields: dict[str, Any], allow_unranked: bool) -> None
             "To compute its result anyway (marked not admitted, never ranked, attacks skipped), pass "
             "allow_unranked=True (CLI: medbench evaluate ... --allow-unranked)."
         )
+
+
+def _model_name(model: nn.Module) -> str:
+    """A readable title for tables and figures: a ``model_id`` attribute (set by ``load_model``), else the class."""
+    return str(getattr(model, "model_id", None) or type(model).__name__)
 
 
 def _device_name(dev: torch.device) -> str:

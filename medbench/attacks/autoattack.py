@@ -145,17 +145,28 @@ def broken_by_names(config: AttackConfig, codes: np.ndarray) -> list[str | None]
 
 
 def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y: torch.Tensor,
-                 on_attack: Callable[[str, int], None] | None = None) -> ChunkOutcome:
-    """Run the configured attacks on one chunk (float inputs in [0, 1] on the attack device)."""
+                 on_attack: Callable[[str, int, int], None] | None = None, *,
+                 on_start: Callable[[str, int, int], None] | None = None,
+                 clean_pred: torch.Tensor | None = None) -> ChunkOutcome:
+    """Run the configured attacks on one chunk (float inputs in [0, 1] on the attack device).
+
+    ``clean_pred``: the model's clean predictions for ``x`` when already known (the run's clean pass);
+    otherwise they are computed here. ``on_start(attack, n_attacked, n_chunk)`` and
+    ``on_attack(attack, n_attacked, n_still_robust)`` report progress.
+    """
     model = adversary.model
-    with torch.no_grad():
-        clean_pred = model(x).argmax(1)
+    if clean_pred is None:
+        with torch.no_grad():
+            clean_pred = model(x).argmax(1)
+    clean_pred = torch.as_tensor(clean_pred, device=y.device).long()
     robust = clean_pred == y
     adv_pred = clean_pred.clone()
     codes = torch.where(robust, 0, 1).to(torch.int8)
     x_adv = x.clone()
     for i, attack in enumerate(config.attacks):
         idx = torch.nonzero(robust).flatten()
+        if on_start is not None:
+            on_start(attack, int(idx.numel()), len(x))
         if idx.numel():
             adversary.attacks_to_run = [attack]
             xa, ya = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=int(idx.numel()))
@@ -166,7 +177,7 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
             codes[hit] = 2 + i
             x_adv[hit] = xa.to(x_adv.device)[flipped]
         if on_attack is not None:
-            on_attack(attack, len(x))
+            on_attack(attack, int(idx.numel()), int(robust.sum()))
     with torch.no_grad():
         adv_logits = model(x_adv).float().cpu().numpy()
     delta = (x_adv - x).flatten(1)

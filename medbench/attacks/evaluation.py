@@ -19,6 +19,7 @@ from .. import metrics as M
 from ..inference import to_float
 from ..schema import AdversarialResult, CurvePoint, Curves, Interval
 from .autoattack import attack_chunk, attack_config, broken_by_names, make_autoattack
+from .progress import AttackProgress
 from .curves import apgd_ce, fgsm, noise_predictions
 from .resume import ChunkStore
 from .subset import Subset, evaluation_subset
@@ -52,6 +53,15 @@ def _finite(x: float) -> float | None:
     return None if x is None or np.isnan(x) else float(x)
 
 
+def _clean_predictions(ctx) -> np.ndarray | None:
+    """The run's clean-pass predictions on the full test split, when the clean threat already ran."""
+    clean = getattr(ctx, "results", {}).get("clean")
+    preds = getattr(clean, "predictions", None)
+    if preds is None or len(preds) != len(ctx.labels):
+        return None
+    return np.asarray(preds, dtype=np.int64)
+
+
 def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
     """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset."""
     spec, k = ctx.spec, ctx.spec.num_classes
@@ -61,22 +71,25 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
     store = _store(ctx, threat["label"], {"config": config.model_dump(), "subset": subset.info.indices_sha256})
     adversary = make_autoattack(ctx.model, config, ctx.device)
     parts: list[dict[str, np.ndarray]] = []
-    with tqdm(total=len(subset) * len(config.attacks), desc=f"{threat['label']} {spec.name}", unit="img",
-              disable=not ctx.progress, leave=False) as bar:
-        for i, idx in _chunks(subset, bs):
+    clean = _clean_predictions(ctx)
+    chunks = list(_chunks(subset, bs))
+    with AttackProgress(f"{threat['label']} {spec.name}", norm, list(config.attacks), [len(c) for _, c in chunks],
+                        enabled=ctx.progress) as bar:
+        for i, idx in chunks:
+            bar.chunk(i)
             saved = store.get(f"chunk{i:05d}")
             if saved is None:
                 t0 = time.perf_counter()
                 x, y = _batch(ctx, idx)
-                out = attack_chunk(adversary, config, x, y,
-                                   on_attack=lambda a, n: (bar.set_postfix_str(a), bar.update(n)))
+                out = attack_chunk(adversary, config, x, y, on_start=bar.start, on_attack=bar.done,
+                                   clean_pred=None if clean is None else torch.as_tensor(clean[idx]))
                 saved = dict(clean_pred=out.clean_pred, adv_pred=out.adv_pred, robust=out.robust,
                              broken_by=out.broken_by, adv_logits=out.adv_logits,
                              max_perturbation=np.float64(out.max_perturbation),
                              wall=np.float64(time.perf_counter() - t0))
                 store.put(f"chunk{i:05d}", **saved)
             else:
-                bar.update(len(idx) * len(config.attacks))
+                bar.skip_chunk()
             parts.append(saved)
     cat = {key: np.concatenate([p[key] for p in parts]) for key in ("clean_pred", "adv_pred", "robust", "broken_by")}
     adv_logits = np.concatenate([p["adv_logits"] for p in parts])
@@ -135,8 +148,11 @@ def run_curves(ctx) -> dict[str, Any]:
     jobs = [("apgd", j, e) for j, e in enumerate(apgd_eps)] + [("fgsm", j, e) for j, e in enumerate(fgsm_eps)] \
         + [("noise", j, s) for j, s in enumerate(sigmas)]
     results: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {(kind, j): [] for kind, j, _ in jobs}
-    with tqdm(total=len(subset) * len(jobs), desc=f"curves {ctx.spec.name}", unit="img",
-              disable=not ctx.progress, leave=False) as bar:
+    # the bar counts forward+backward passes, so APGD (n_iter steps) and FGSM (one) weigh what they cost
+    cost = {"apgd": n_iter + 1, "fgsm": 2, "noise": 1}
+    with tqdm(total=len(subset) * sum(cost[kind] for kind, _, _ in jobs), desc=f"curves {ctx.spec.name}",
+              unit="pass", disable=not ctx.progress, leave=False,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}") as bar:
         for kind, j, value in jobs:
             bar.set_postfix_str(f"{kind} {value:.4g}")
             for i, idx in _chunks(subset, bs):
@@ -155,7 +171,7 @@ def run_curves(ctx) -> dict[str, Any]:
                         saved = {"pred": pred.cpu().numpy(), "linf": linf.cpu().numpy(), "l2": l2.cpu().numpy()}
                     store.put(name, **saved)
                 results[(kind, j)].append(saved)
-                bar.update(len(idx))
+                bar.update(len(idx) * cost[kind])
     y = ctx.labels[subset.indices]
     k = ctx.spec.num_classes
 

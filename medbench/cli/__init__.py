@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import MedbenchError
@@ -13,11 +14,11 @@ GROUPS = ("evaluate", "data", "zoo", "corruptions", "train", "leaderboard", "sub
 
 EPILOG = """examples:
   medbench data info                                  datasets, and which files the data root holds
-  medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats clean,Linf
-  medbench evaluate --weights model.safetensors --arch resnet8 --dataset breastmnist --out result.json
+  medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats clean,Linf --out results/erm.json
+  medbench evaluate --weights model.safetensors --arch resnet8 --dataset breastmnist --out results/mine.json
   medbench zoo list --dataset breastmnist
-  medbench corruptions list
-  medbench train Baseline_ResNet8_ERM --dataset breastmnist --out retrained/
+  medbench corruptions list                           the corruption suites and the datasets they cover
+  medbench train Baseline_ResNet8_ERM --dataset breastmnist --out results/retrained/
   medbench submission validate submissions/my-model.yaml
   medbench leaderboard build --out site
 
@@ -44,19 +45,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
     try:
-        return int(args.func(args) or 0)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0 if args.command is None else 2
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at interpreter exit
+        return code
     except MedbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`medbench zoo list | head`): stop quietly, as Unix tools do. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise a second time.
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the closed pipe
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (e.g. captured in a test)
+        pass
 
 
 if __name__ == "__main__":

@@ -25,3 +25,61 @@ def fmt_ci(value: float | None, ci) -> str:
     if ci is None or ci.low is None:
         return fmt(value)
     return f"{value:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+
+# Threat names the CLI accepts (those of medbench.evaluate.THREAT_RUNNERS; kept here so that parsing
+# --threats does not import torch) and common misspellings, mapped to what the user most likely meant.
+THREATS = ("clean", "corruptions", "Linf", "L2", "curves")
+THREAT_ALIASES = {
+    "corruption": "corruptions", "corrupted": "corruptions", "medmnist-c": "corruptions", "c": "corruptions",
+    "linfinity": "Linf", "l-inf": "Linf", "l_inf": "Linf", "linf-inf": "Linf", "inf": "Linf", "l-infinity": "Linf",
+    "l_2": "L2", "l-2": "L2", "curve": "curves", "noise": "curves", "fgsm": "curves", "sweep": "curves",
+    "autoattack": "Linf,L2", "adversarial": "Linf,L2", "aa": "Linf,L2",
+}
+
+
+class ThreatsError(ValueError):
+    """A --threats value the harness does not know; the message says what to write instead."""
+
+
+def parse_threats(text: str, budgets: dict[str, list[str]] | None = None) -> list[str]:
+    """Validate a comma-separated --threats value and return its canonical names ('all' kept as is).
+
+    ``budgets`` maps a norm to the protocol's threat labels (e.g. Linf -> Linf-2/255, Linf-4/255), used
+    to explain that budgets are fixed by the protocol when someone writes ``Linf-8/255``.
+    """
+    import difflib
+    import re
+
+    choose = ("choose from clean, corruptions, Linf, L2, curves, or all (comma-separated, e.g. "
+              "--threats clean,Linf,corruptions)")
+    items = [t.strip() for t in str(text).split(",")]
+    if not any(items):
+        raise ThreatsError(f"--threats is empty; {choose}.")
+    canon = {t.lower(): t for t in THREATS}
+    out: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        key = item.lower()
+        if key == "all":
+            out.append("all")
+            continue
+        if key in canon:
+            out.append(canon[key])
+            continue
+        budget = re.match(r"^(l-?inf(?:inity)?|l_?inf|l-?2|l_2)\s*[-_:@=]?\s*(.+)$", key)
+        if budget:
+            norm = "L2" if "2" in budget.group(1) else "Linf"
+            fixed = ", ".join((budgets or {}).get(norm, [])) or "set in the protocol"
+            sweep = "".join(f", {x}" for x in (budgets or {}).get("curves", []))
+            raise ThreatsError(
+                f"--threats takes threat families, not budgets: {item!r} is not a threat. {norm!r} runs AutoAttack "
+                f"at the protocol's fixed budgets ({fixed}), so results stay comparable; epsilon sweeps (APGD-CE "
+                f"and FGSM{sweep}) are the 'curves' threat. Fix: --threats clean,{norm} (or add curves).")
+        guess = THREAT_ALIASES.get(key) or next(iter(difflib.get_close_matches(
+            key, [*canon, "all"], n=1, cutoff=0.6)), None)
+        guess = canon.get(guess, guess) if guess else None
+        hint = f" Did you mean {guess!r}?" if guess else ""
+        raise ThreatsError(f"--threats: unknown threat {item!r}.{hint} {choose[0].upper()}{choose[1:]}.")
+    return list(dict.fromkeys(out))

@@ -13,19 +13,25 @@ def register(sub) -> None:
                                    "Sets are cached under $MEDBENCH_CACHE/corruptions (default ~/.cache/medbench).")
     csub = p.add_subparsers(dest="corruptions_command", metavar="ACTION", required=True)
 
-    ls = csub.add_parser("list", help="the dataset's corruptions and their parameters per severity at SIZE")
-    ls.add_argument("dataset")
+    ls = csub.add_parser("list", help="the corruption suites; with DATASET, its parameters per severity at SIZE",
+                         epilog="examples:\n  medbench corruptions list\n  medbench corruptions list breastmnist --size 28",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ls.add_argument("dataset", nargs="?", help="a dataset (default: list the suites and the datasets they cover)")
     ls.add_argument("--size", type=int, default=28, help="image size (default 28)")
     ls.set_defaults(func=_list)
 
-    build = csub.add_parser("build", help="generate (or verify) the dataset's corrupted test sets")
+    build = csub.add_parser("build", help="generate (or verify) the dataset's corrupted test sets",
+                            epilog="examples:\n  medbench corruptions build breastmnist --only pixelate,motion_blur",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     build.add_argument("dataset")
     build.add_argument("--size", type=int, default=28, help="image size (default 28)")
     build.add_argument("--only", default=None, metavar="NAMES", help="comma-separated subset of corruptions")
     add_data_args(build)
     build.set_defaults(func=_build)
 
-    show = csub.add_parser("show", help="write a PNG grid of one test image under every corruption and severity")
+    show = csub.add_parser("show", help="write a PNG grid of one test image under every corruption and severity",
+                           epilog="examples:\n  medbench corruptions show retinamnist --out results/grid.png",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("dataset")
     show.add_argument("--size", type=int, default=28, help="image size (default 28)")
     show.add_argument("--index", type=int, default=0, help="test image to show (default 0)")
@@ -49,6 +55,8 @@ def _list(args: argparse.Namespace) -> int:
     from ..corruptions.params import corruption_parameters, suite_name
     from ..data import get_spec
 
+    if args.dataset is None:
+        return _list_suites()
     spec = get_spec(args.dataset)
     spec.check_size(args.size)
     params = corruption_parameters(spec, args.size, _protocol(None))
@@ -56,6 +64,30 @@ def _list(args: argparse.Namespace) -> int:
                                     for i, p in enumerate(plist, 1)}} for name, plist in params.items()]
     print(f"{spec.name} at {args.size} px, suite {suite_name(spec)}:")
     print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _list_suites() -> int:
+    """Every corruption suite of the protocol: its corruptions and the datasets it covers."""
+    from ..corruptions.params import corruption_parameters, suite_name
+    from ..data import dataset_names, get_spec
+
+    proto = _protocol(None)
+    suites: dict[str, tuple[list[str], list[str]]] = {}
+    for name in dataset_names():
+        spec = get_spec(name)
+        try:
+            names = list(corruption_parameters(spec, 28, proto))
+        except ValueError:  # no parameters for this dataset in the protocol
+            continue
+        corr, datasets = suites.setdefault(suite_name(spec), ([], []))
+        corr.extend(c for c in names if c not in corr)
+        datasets.append(name)
+    for suite, (corr, datasets) in suites.items():
+        print(f"{suite}: {len(corr)} corruptions x {len(proto['corruptions']['severities'])} severities")
+        print(f"  corruptions: {', '.join(corr)}")
+        print(f"  datasets:    {', '.join(datasets)}")
+    print("\nParameters per severity: medbench corruptions list DATASET [--size N]")
     return 0
 
 

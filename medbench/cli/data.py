@@ -13,12 +13,16 @@ def register(sub) -> None:
                                    "and whether their MD5 matches medmnist's official checksums.")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    info = dsub.add_parser("info", help="table of datasets (task, classes, channels, splits, licence, present sizes)")
+    info = dsub.add_parser("info", help="table of datasets (task, classes, channels, splits, licence, present sizes)",
+                           epilog="examples:\n  medbench data info\n  medbench data info breastmnist",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     info.add_argument("name", nargs="?", help="one dataset (default: all 18)")
     add_data_args(info)
     info.set_defaults(func=_info)
 
-    verify = dsub.add_parser("verify", help="check the MD5 of every file present (or of NAME's files)")
+    verify = dsub.add_parser("verify", help="check the MD5 of every file present (or of NAME's files)",
+                             epilog="examples:\n  medbench data verify\n  medbench data verify breastmnist --size 28",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("name", nargs="?", help="one dataset (default: every file found)")
     verify.add_argument("--size", type=int, default=None, help="only this size (28, 64, 128, 224)")
     add_data_args(verify)
@@ -30,12 +34,14 @@ def register(sub) -> None:
                     "$MEDBENCH_DATA_MIRROR / --mirror, verify each against medmnist's MD5, and move it into the "
                     "data root only when it matches. Files already present and valid are kept.",
         epilog="examples:\n  medbench data download breastmnist pneumoniamnist\n"
-               "  medbench data download adrenalmnist3d --size 64 --root ~/data/medmnist\n"
+               "  medbench data download adrenalmnist3d --size 64 --data-root ~/data/medmnist\n"
                "  medbench data download breastmnist --mirror https://mirror.example.org/medmnist/",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     dl.add_argument("names", nargs="+", metavar="NAME", help="dataset names (see `medbench data info`)")
     dl.add_argument("--size", type=int, default=28, help="image size: 28 (default), 64, 128 or 224")
-    dl.add_argument("--root", dest="data_root", default=None, help="target folder (default: the data root)")
+    dl.add_argument("--data-root", dest="data_root", metavar="DIR", default=None,
+                    help="target folder (default: $MEDBENCH_DATA, else ~/.medmnist)")
+    dl.add_argument("--root", dest="data_root", help=argparse.SUPPRESS)  # the old name, kept working
     dl.add_argument("--mirror", default=None, help="folder URL holding the files under medmnist's names")
     dl.add_argument("--force", action="store_true", help="download again even when a valid file is present")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .common import add_data_args, add_device_args, fmt, fmt_ci
+from .common import ThreatsError, add_data_args, add_device_args, fmt, fmt_ci, parse_threats
 
 DESCRIPTION = """Evaluate a classifier under the medbench protocol and print the results.
 
@@ -17,9 +17,13 @@ normalisation layer inside the architecture (default 0.5/0.5)."""
 
 EXAMPLES = """examples:
   medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist
-  medbench evaluate --weights run/model.safetensors --arch resnet8 --dataset breastmnist --out result.json
-  medbench evaluate MODEL --dataset pneumoniamnist --threats clean,corruptions,Linf,L2,curves --out r.json
-  (with --out the run is resumable: re-run the same command to continue after an interruption)
+  medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats clean,Linf,corruptions --out results/erm.json
+  medbench evaluate --weights run/model.safetensors --arch resnet8 --dataset breastmnist --out results/mine.json
+  medbench evaluate MODEL --dataset pneumoniamnist --threats all --out results/r.json --plot results/r.png
+  medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats Linf --set adversarial.subset_size=32
+  medbench evaluate --list-archs
+  (with --out the run is resumable: re-run the same command to continue after an interruption;
+   --set derives a custom protocol for a quick look: such results are marked '+custom' and never ranked)
 """
 
 
@@ -27,19 +31,26 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a zoo model or a checkpoint", description=DESCRIPTION,
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_id", nargs="?", help="zoo model id (omit when using --weights)")
-    p.add_argument("--dataset", required=True, help="MedMNIST dataset, e.g. breastmnist")
+    p.add_argument("--dataset", help="MedMNIST dataset, e.g. breastmnist (required)")
     p.add_argument("--weights", help="safetensors checkpoint (state dict of --arch)")
     p.add_argument("--arch", help="registered architecture name (see --list-archs)")
+    p.add_argument("--list-archs", action="store_true", help="print the registered architecture names and exit")
     p.add_argument("--arch-kwargs", default="{}", help='JSON of extra builder arguments, e.g. \'{"width": 16}\'')
     p.add_argument("--mean", type=float, nargs="+", default=[0.5], help="normalisation mean, one value or per channel")
     p.add_argument("--std", type=float, nargs="+", default=[0.5], help="normalisation std, one value or per channel")
+    p.add_argument("--name", default=None,
+                   help="model name in tables and figures (default: the zoo id, else the architecture's class name)")
     p.add_argument("--threats", default="clean",
-                   help="comma-separated: clean, corruptions, Linf, L2, curves, or all (default: clean)")
+                   help="comma-separated threat families: clean, corruptions, Linf, L2, curves, or all (default: clean); "
+                        "the budgets (e.g. Linf 2/255 and 4/255) are fixed by the protocol")
     p.add_argument("--size", type=int, default=28, help="image size track: 28 (default), 64, 128, 224")
     p.add_argument("--out", help="write the result JSON here (and make the run resumable)")
     p.add_argument("--plot", metavar="FILE", help="also save an overview figure (.png, .svg or .pdf)")
     p.add_argument("--reference", help="reference model's result JSON, for corruption BE / rBE")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="protocol_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one protocol value (dotted key, e.g. adversarial.subset_size=32); repeatable; "
+                        "the result is marked as a custom protocol and never ranked")
     p.add_argument("--no-checks", action="store_true", help="skip admission and sanity checks (results then unranked)")
     p.add_argument("--allow-unranked", action="store_true",
                    help="compute the result of a model that fails an admission check (e.g. near-constant "
@@ -69,23 +80,101 @@ def build_checkpoint_model(args: argparse.Namespace):
     return load_weights(model, args.weights)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..evaluate import benchmark
-    from ..weights import sha256sum
+# protocol keys that --set may add although the protocol file leaves them out
+OPTIONAL_KEYS = {"corruptions.include": "restrict the corruption suite, e.g. corruptions.include=[pixelate]"}
 
+
+def _protocol(settings: list[str]):
+    """The current protocol, or a derived '+custom' one with the --set overrides (keys must exist)."""
+    import yaml
+
+    from ..errors import MedbenchError
+    from ..protocol import load_protocol
+
+    proto = load_protocol()
+    changes = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        node = proto._data  # noqa: SLF001 (validating a dotted key against the protocol document)
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if key in OPTIONAL_KEYS and i == len(parts) - 1:
+                break
+            if not sep or not isinstance(node, dict) or part not in node:
+                raise MedbenchError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol "
+                                    "(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, "
+                                    f"corruptions.include=[pixelate]); see medbench/protocols/v{proto.version}.yaml.")
+            node = node[part]
+        changes[key] = yaml.safe_load(raw)
+    return proto.derive(**changes) if changes else proto
+
+
+def _threat_list(args: argparse.Namespace, proto) -> list[str]:
+    """Validate --threats against the dataset before any work starts; the expanded list of threats."""
+    from ..attacks.autoattack import UnsupportedTaskError, check_supported
+    from ..data import get_spec
+    from ..evaluate import protocol_threats
+
+    budgets = {norm: [t["label"] for t in entries] for norm, entries in proto["adversarial"]["threats"].items()}
+    budgets["curves"] = [f"up to {max(proto['curves']['apgd_eps_255'])}/255"]
+    try:
+        names = parse_threats(args.threats, budgets)
+    except ThreatsError as exc:
+        raise UsageError(str(exc)) from None
+    spec = get_spec(args.dataset)
+    out: list[str] = []
+    for name in names:
+        out.extend(protocol_threats(spec, proto) if name == "all" else [name])
+    for name in out:
+        norm = {"Linf": "Linf", "L2": "L2", "curves": "Linf"}.get(name)
+        if norm:
+            try:
+                check_supported(spec, norm, proto)
+            except UnsupportedTaskError as exc:
+                raise UsageError(f"--threats {name}: {exc}") from None
+    return list(dict.fromkeys(["clean", *out]))
+
+
+class UsageError(Exception):
+    """A bad command-line value: printed as an error with exit status 2."""
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.list_archs:
+        from ..architectures import list_architectures
+
+        print("\n".join(list_architectures()))
+        return 0
+    if not args.dataset:
+        print("error: --dataset is required, e.g. --dataset breastmnist (see `medbench data info`).", file=sys.stderr)
+        return 2
     if bool(args.model_id) == bool(args.weights):
         print("error: give either a zoo MODEL_ID or --weights FILE --arch NAME (not both, not neither).", file=sys.stderr)
         return 2
+    if args.weights and not args.arch:
+        print("error: --weights needs --arch NAME (see `medbench evaluate --list-archs`).", file=sys.stderr)
+        return 2
+    proto = _protocol(args.protocol_set)
+    try:
+        threats = _threat_list(args, proto)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from ..evaluate import benchmark
+    from ..weights import sha256sum
+    from .estimate import estimate_text
+
     if args.weights:
-        if not args.arch:
-            print("error: --weights needs --arch (one of `python -c \"import medbench.architectures as a; "
-                  "print(a.list_architectures())\"`).", file=sys.stderr)
-            return 2
-        model, sha, model_id = build_checkpoint_model(args), sha256sum(args.weights), None
+        model, sha, model_id = build_checkpoint_model(args), sha256sum(args.weights), args.name
     else:
-        model, sha, model_id = args.model_id, None, args.model_id
-    result = benchmark(model, args.dataset, threats=args.threats, size=args.size, device=args.device,
-                       batch_size=args.batch_size, data_root=args.data_root, seed=args.seed,
+        model, sha, model_id = args.model_id, None, args.name
+    if not args.quiet and not args.protocol_set:
+        text = estimate_text(args.dataset.lower(), args.size, [t for t in threats], checks=not args.no_checks)
+        if text:
+            print(text, file=sys.stderr)
+    result = benchmark(model, args.dataset, threats=threats, size=args.size, device=args.device,
+                       batch_size=args.batch_size, data_root=args.data_root, seed=args.seed, protocol=proto,
                        model_id=model_id, weights_sha256=sha, out=args.out, reference=args.reference,
                        checks=not args.no_checks, allow_unranked=args.allow_unranked, progress=not args.quiet)
     if args.json:
@@ -105,7 +194,7 @@ def print_result(result) -> None:
     import pandas as pd
 
     p = result.provenance
-    print(f"{result.model_id or 'model'} on {result.dataset} ({result.size}px, {result.task}), "
+    print(f"{result.model_id or 'unnamed model'} on {result.dataset} ({result.size}px, {result.task}), "
           f"protocol {p.protocol_version}, {p.device}, {p.wall_time_s:.1f}s")
     c = result.clean
     if c:
@@ -117,10 +206,7 @@ def print_result(result) -> None:
             print(f"  {name:<18} {value}")
         print("  per-class recall: " + "; ".join(f"{k}: {fmt(v)}" for k, v in c.per_class_recall.items()))
     if result.corruptions:
-        cr = result.corruptions
-        print(f"\ncorruptions ({cr.suite}): balanced accuracy {fmt(cr.balanced_accuracy)}, "
-              f"relative robustness {fmt(cr.relative_robustness)}")
-        print(pd.Series(cr.per_corruption, name="balanced accuracy").to_string())
+        print_corruptions(result.corruptions)
     for label, adv in result.adversarial.items():
         print(f"\n{label}: robust balanced accuracy {fmt_ci(adv.robust_balanced_accuracy, adv.robust_balanced_accuracy_ci)}, "
               f"robust accuracy {fmt(adv.robust_accuracy)} (n={adv.subset.n}, attacks {', '.join(adv.config.attacks)})")
@@ -140,3 +226,27 @@ def print_result(result) -> None:
             print(f"  {threat}: {why}")
     if not result.admitted:
         print("\nNOT ADMITTED: this result is never ranked (see the failed admission checks above).")
+
+
+def print_corruptions(cr) -> None:
+    """The corruption block: balanced accuracy per corruption, and BE / rBE where they are defined."""
+    be = {r.corruption: r.be for r in cr.relative_errors}
+    rbe = {r.corruption: r.rbe for r in cr.relative_errors}
+    severities = sorted({c.severity for c in cr.cells})
+    print(f"\ncorruptions ({cr.suite}: {len(cr.per_corruption)} corruptions x {len(severities)} severities, "
+          f"n={len(cr.cells)} cells): mean balanced accuracy {fmt(cr.balanced_accuracy)}")
+    cols = ["balanced acc."] + (["BE"] if any(v is not None for v in be.values()) else []) \
+        + (["rBE"] if any(v is not None for v in rbe.values()) else [])
+    width = max(len(k) for k in cr.per_corruption) if cr.per_corruption else 10
+    print(f"  {'corruption':<{width}}  " + "  ".join(f"{c:>13}" for c in cols))
+    for name, ba in cr.per_corruption.items():
+        vals = [fmt(ba)] + ([fmt(be.get(name))] if "BE" in cols else []) + ([fmt(rbe.get(name))] if "rBE" in cols else [])
+        print(f"  {name:<{width}}  " + "  ".join(f"{v:>13}" for v in vals))
+    n = len(cr.relative_errors)
+    if n:
+        print(f"  mean BE {fmt(cr.be)} over the {cr.be_defined} of {n} corruptions where it is defined, mean rBE "
+              f"{fmt(cr.rbe)} over {cr.rbe_defined} of {n} (against {cr.reference_model}; '-' where undefined: "
+              "the reference barely degrades there, see result.corruptions.relative_errors)")
+    else:
+        print(f"  BE / rBE (MedMNIST-C's errors relative to the pinned reference model): "
+              f"{cr.be_rbe_note or 'not computed'}")

@@ -15,8 +15,8 @@ ENTRY is a registry YAML file or a zoo model id (with --dataset). The run is det
 given the recipe's seed: the printed sha256 is compared with the entry's weights.sha256."""
 
 EXAMPLES = """examples:
-  medbench train Baseline_ResNet8_ERM --dataset breastmnist --out runs/
-  medbench train model_zoo/breastmnist/Baseline_ResNet8_TRADES.yaml --out runs/
+  medbench train Baseline_ResNet8_ERM --dataset breastmnist --out results/runs/
+  medbench train model_zoo/breastmnist/Baseline_ResNet8_TRADES.yaml --out results/runs/
   medbench train Baseline_ResNet8_SAM --dataset breastmnist --epochs 2   (a short smoke run)
 """
 

@@ -112,7 +112,9 @@ def load_model(model_id: str, dataset: str, *, device: str | torch.device = "cpu
     >>> model = medbench.load_model("Baseline_SmallCNN_ERM", dataset="breastmnist")
     """
     entry = get_entry(model_id, dataset)
-    return load_entry_model(entry, folder=entry_folder(entry), device=device)
+    model = load_entry_model(entry, folder=entry_folder(entry), device=device)
+    model.model_id = entry.id  # benchmark(model, ...) titles its tables and figures with it
+    return model
 
 
 def download(model_id: str, dataset: str) -> Path:

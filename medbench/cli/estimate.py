@@ -1,0 +1,54 @@
+"""An up-front estimate of an ``evaluate`` run's duration, from the committed full-protocol results.
+
+Every committed result records its wall time per threat (``provenance.wall_time_per_threat_s``); the
+reference zoo's results on the same dataset and size give a typical duration and a range. Robust
+models take longer (more points survive into the expensive attacks), bigger models proportionally so.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[2] / "leaderboard" / "results"
+
+
+def _fmt(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def measured_times(dataset: str, size: int, root: Path = RESULTS) -> list[dict[str, float]]:
+    """wall_time_per_threat_s of every committed result for ``dataset`` at ``size``."""
+    out = []
+    for path in sorted((root / dataset).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+            if int(doc.get("size", 28)) == size:
+                out.append({k: float(v) for k, v in doc["provenance"]["wall_time_per_threat_s"].items()})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def estimate_text(dataset: str, size: int, threats: list[str], *, checks: bool = True,
+                  root: Path = RESULTS) -> str | None:
+    """A one-line estimate (median and range over the reference zoo), or None without measurements."""
+    runs = measured_times(dataset, size, root)
+    wanted = [*(["admission"] if checks else []), *threats]
+    totals = [sum(r.get(t, 0.0) for t in wanted) for r in runs if all(t in r for t in threats)]
+    if not totals:
+        return None
+    parts = []
+    for t in threats:
+        vals = [r[t] for r in runs if t in r]
+        if vals and statistics.median(vals) >= 1:
+            parts.append(f"{t} ~{_fmt(statistics.median(vals))}")
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return (f"expected duration: ~{_fmt(statistics.median(totals))}{detail}, {_fmt(min(totals))} to "
+            f"{_fmt(max(totals))} for the {len(totals)} reference models of {dataset} at {size} px on one CPU "
+            "thread; robust and larger models take longer.")

@@ -109,7 +109,8 @@ def test_identity_parameters_are_the_identity():
         assert torch.equal(corrupt(v, spec3, name, 1, p), v), name
 
 
-@pytest.mark.parametrize("dataset", ["retinamnist", "pneumoniamnist", "pathmnist", "dermamnist", "adrenalmnist3d"])
+@pytest.mark.parametrize("dataset", ["retinamnist", "pneumoniamnist", "pathmnist", "dermamnist", "adrenalmnist3d",
+                                     "organmnist3d"])
 def test_determinism_across_batch_sizes_and_order(dataset):
     spec = medbench.get_spec(dataset)
     if spec.is_3d:

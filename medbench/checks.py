@@ -4,7 +4,8 @@
 Admission (a failing model is not ranked; ``benchmark`` raises ``InvalidModelError``):
 ``deterministic_forward``, ``outputs_are_logits``, ``nonzero_input_gradients``,
 ``no_autograd_in_forward``, ``buffers_unchanged``, ``input_contract``. They run on the protocol's
-evaluation subset.
+evaluation subset. Two more need the clean pass and run after it, before any attack (protocol
+section ``admission``): ``predictions_not_constant`` and ``clean_above_chance``.
 
 Sanity (a failing result is flagged "potentially unreliable"): ``eps0_equals_clean``,
 ``apgd_curve_non_increasing``, ``robust_le_clean``, ``whitebox_beats_square``,
@@ -251,6 +252,65 @@ def admission_checks(ctx) -> list[CheckVerdict]:
     order = ["deterministic_forward", "outputs_are_logits", "nonzero_input_gradients", "no_autograd_in_forward",
              "buffers_unchanged", "input_contract"]
     return sorted(verdicts, key=lambda v: order.index(v.name))
+
+
+# ----------------------------------------------------------------------------- admission after the clean pass
+
+def chance_balanced_accuracy(task: str, num_classes: int) -> float:
+    """Balanced accuracy of a constant (or random) predictor: 1/C; 0.5 for binary and multi-label (mean per-label BA)."""
+    return 0.5 if task == M.MULTILABEL else 1.0 / num_classes
+
+
+def predictions_not_constant(clean, task: str, max_fraction: float, class_names: list[str] | None = None) -> CheckVerdict:
+    """The most frequent test prediction (a class; for multi-label, a whole label set) covers less than
+    ``max_fraction`` of the test split."""
+    pred = np.asarray(clean.predictions)
+    keys = [tuple(p) for p in pred] if pred.ndim == 2 else pred.tolist()
+    values, counts = np.unique(np.asarray(keys), axis=0, return_counts=True)
+    top = int(counts.argmax())
+    frac = float(counts[top] / len(keys))
+    what = "label set" if task == M.MULTILABEL else "class"
+    shown = np.asarray(values[top]).tolist()
+    if pred.ndim == 1 and class_names:
+        shown = f"{shown}: {class_names[shown]}"
+    ok = frac < max_fraction
+    msg = (f"most frequent predicted {what} ({shown}) covers {frac:.1%} of the "
+           f"{len(keys)} test images (limit {max_fraction:.0%})")
+    if not ok:
+        msg += (" - the model (nearly) always predicts the same thing, so it cannot be attacked and its robust "
+                "accuracy would only echo the class balance. Fix: train it until it separates the classes "
+                "(e.g. class-balanced loss, more epochs).")
+    return _verdict("predictions_not_constant", "admission", ok, frac, max_fraction, msg)
+
+
+def clean_above_chance(clean, task: str, num_classes: int, margin: float) -> CheckVerdict:
+    """The lower end of the clean balanced accuracy's bootstrap CI lies above chance (+ ``margin``)."""
+    chance = chance_balanced_accuracy(task, num_classes)
+    ci = clean.ci.get("balanced_accuracy")
+    low = ci.low if ci is not None else None
+    ok = low is not None and low > chance + margin
+    level = f"{clean.ci_level:.0%}"
+    shown = "undefined" if low is None else f"[{low:.3f}, {ci.high:.3f}]"
+    msg = f"clean balanced accuracy {clean.balanced_accuracy:.3f}, {level} CI {shown}; chance {chance:.3f}"
+    if not ok:
+        msg += (f" - the {level} interval does not lie above chance: the model is not shown to be better than a "
+                "constant predictor, so its robustness numbers would mean nothing. Fix: train a model that "
+                "beats chance on the clean test split.")
+    return _verdict("clean_above_chance", "admission", ok, low, chance + margin, msg)
+
+
+def clean_verdicts(clean, spec, protocol) -> list[CheckVerdict]:
+    """The admission checks on clean metrics (none when the protocol has no ``admission`` section, e.g. v1)."""
+    rules = protocol.get("admission")
+    if not rules or clean is None:
+        return []
+    return [predictions_not_constant(clean, spec.task, float(rules["max_majority_fraction"]), list(spec.class_names)),
+            clean_above_chance(clean, spec.task, spec.num_classes, float(rules["min_ci_low_above_chance"]))]
+
+
+def clean_admission_checks(ctx, fields) -> list[CheckVerdict]:
+    """The admission checks on the clean pass of a run (``fields``: the result fields computed so far)."""
+    return clean_verdicts(fields.get("clean"), ctx.spec, ctx.protocol)
 
 
 # ----------------------------------------------------------------------------- sanity

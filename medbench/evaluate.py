@@ -42,6 +42,7 @@ THREAT_RUNNERS: dict[str, str] = {
     "curves": "medbench.attacks.evaluation:run_curves",
 }
 ALL_THREATS = tuple(THREAT_RUNNERS)
+ATTACK_THREATS = ("Linf", "L2", "curves")  # skipped for a model that is not admitted
 
 
 @dataclass
@@ -210,10 +211,9 @@ def _normalise_threats(threats: str | Iterable[str], spec: DatasetSpec, protocol
                 if match is None:
                     raise ValueError(f"Unknown threat {t!r}; choose from {', '.join(ALL_THREATS)} or 'all'.")
                 out.append(match)
-    seen = list(dict.fromkeys(out))
-    if "clean" not in seen:  # relative robustness and sanity checks need the clean numbers
-        seen.insert(0, "clean")
-    return seen
+    # clean always runs first: relative robustness, the admission checks on the clean pass and the
+    # sanity checks need its numbers
+    return ["clean"] + [t for t in dict.fromkeys(out) if t != "clean"]
 
 
 def benchmark(
@@ -232,6 +232,7 @@ def benchmark(
     out: str | os.PathLike | None = None,
     reference: EvaluationResult | str | os.PathLike | None = None,
     checks: bool = True,
+    allow_unranked: bool = False,
     progress: bool = True,
     reuse: EvaluationResult | str | os.PathLike | None = None,
 ) -> EvaluationResult:
@@ -245,6 +246,11 @@ def benchmark(
     ``reuse``: an earlier result (object or JSON path) of the same weights on the same data whose
     attack sections (Linf, L2, curves) are carried over when they were computed exactly as this run
     would compute them (see ``medbench.reuse``); recorded in ``provenance.reused``.
+
+    A model that fails an admission check (including the ones on the clean pass: near-constant
+    predictions, clean balanced accuracy not above chance) raises ``InvalidModelError``; with
+    ``allow_unranked=True`` its result is computed anyway, marked not admitted (never ranked), and
+    its attack stages (Linf, L2, curves) are skipped and listed in ``result.skipped``.
     """
     spec = get_spec(dataset)
     spec.check_size(size)
@@ -261,6 +267,10 @@ def benchmark(
         model = load_model(entry.id, spec.name, device=str(dev))
     if isinstance(reference, (str, os.PathLike)):
         reference = EvaluationResult.from_json(reference)
+    if reference is not None and "corruptions" in threat_list:  # fail before any work, not after the clean pass
+        from .corruptions.evaluation import check_reference
+
+        check_reference(reference, spec.name, proto)
 
     split = load_dataset(spec.name, "test", size, data_root)
     net = prepare_model(model, spec, size, dev)
@@ -285,19 +295,13 @@ def benchmark(
     ctx.results = fields
 
     reused: dict[str, Any] = {}
+    found: dict[str, Any] = {}  # merged in the threat loop, after admission (a refused model gets none)
     if reuse is not None:
         from .reuse import reusable_sections
 
         found, notes = reusable_sections(reuse, ctx, [t for t in threat_list if t not in done.get("threats", {})],
                                          weights_sha256)
-        for threat, (update, record) in found.items():
-            _merge(fields, update)
-            times[threat] = 0.0
-            reused[threat] = record
         if progress:
-            for threat in found:
-                print(f"{threat}: reused from the earlier result (protocol {found[threat][1].from_protocol_version})",
-                      file=sys.stderr)
             for note in notes:
                 print(f"not reused, recomputing {note}", file=sys.stderr)
 
@@ -308,20 +312,37 @@ def benchmark(
         verdicts = admission_checks(ctx)
         _merge(fields, {"checks": verdicts})
         times["admission"] = time.perf_counter() - t0
-        failed = [v for v in verdicts if not v.passed]
-        if failed:
-            lines = "\n".join(f"  - {v.name}: {v.message}" for v in failed)
-            raise InvalidModelError(f"The model fails {len(failed)} admission check(s) and cannot be ranked:\n{lines}")
+        _refuse_unless_allowed(fields, allow_unranked)
         _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"])
+    elif checks:  # resumed: a refusal stored by an earlier --allow-unranked run still needs the flag
+        _refuse_unless_allowed(fields, allow_unranked)
 
+    skipped: dict[str, str] = {}
     for threat in threat_list:
-        if threat in done.get("threats", {}) or threat in reused:
+        if threat in ATTACK_THREATS and (failed := _failed_admission(fields)):
+            skipped[threat] = ("not run: the model is not admitted (" + ", ".join(v.name for v in failed)
+                               + "), and attacking it would measure nothing")
+            print(f"medbench: skipping {threat}: {skipped[threat]}", file=sys.stderr, flush=True)
             continue
-        t0 = time.perf_counter()
-        update = _resolve_runner(threat)(ctx)
-        times[threat] = time.perf_counter() - t0
-        _merge(fields, update)
-        _save_state(state_dir, identity, done, threat, update, times[threat])
+        if threat in found:
+            update, reused[threat] = found[threat]
+            _merge(fields, update)
+            times[threat] = 0.0
+            if progress:
+                print(f"{threat}: reused from the earlier result (protocol {reused[threat].from_protocol_version})",
+                      file=sys.stderr)
+            continue
+        if threat not in done.get("threats", {}):
+            t0 = time.perf_counter()
+            update = _resolve_runner(threat)(ctx)
+            times[threat] = time.perf_counter() - t0
+            _merge(fields, update)
+            _save_state(state_dir, identity, done, threat, update, times[threat])
+        if threat == "clean" and checks:  # admission on the clean pass: before any attack
+            from .checks import clean_admission_checks
+
+            _merge(fields, {"checks": clean_admission_checks(ctx, fields)})
+            _refuse_unless_allowed(fields, allow_unranked)
 
     if checks:
         from .checks import sanity_checks
@@ -330,7 +351,7 @@ def benchmark(
 
     result = EvaluationResult(
         model_id=model_id, dataset=spec.name, size=size, task=spec.task, num_classes=spec.num_classes,
-        class_names=list(spec.class_names), threats=threat_list,
+        class_names=list(spec.class_names), threats=[t for t in threat_list if t not in skipped], skipped=skipped,
         provenance=Provenance(
             medbench_version=medbench_version(), protocol_version=proto.version, protocol_sha256=proto.sha256(),
             dataset=spec.name, size=size, split="test", data_file=split.path.name, data_md5=split.md5,
@@ -346,6 +367,21 @@ def benchmark(
         if state_dir is not None and state_dir.exists():
             shutil.rmtree(state_dir)
     return result
+
+
+def _failed_admission(fields: dict[str, Any]) -> list:
+    return [v for v in fields.get("checks", []) if v.kind == "admission" and not v.passed]
+
+
+def _refuse_unless_allowed(fields: dict[str, Any], allow_unranked: bool) -> None:
+    failed = _failed_admission(fields)
+    if failed and not allow_unranked:
+        lines = "\n".join(f"  - {v.name}: {v.message}" for v in failed)
+        raise InvalidModelError(
+            f"The model fails {len(failed)} admission check(s) and cannot be ranked:\n{lines}\n"
+            "To compute its result anyway (marked not admitted, never ranked, attacks skipped), pass "
+            "allow_unranked=True (CLI: medbench evaluate ... --allow-unranked)."
+        )
 
 
 def _device_name(dev: torch.device) -> str:

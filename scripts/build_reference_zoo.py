@@ -180,18 +180,22 @@ def _guard_uncommitted_threats() -> None:
 
 
 def reference_result(dataset: str) -> Path:
-    """The corruption reference (the dataset's ERM baseline): its full result, else a clean + corruptions
-    run of the same model under the same protocol (identical numbers, kept in the medbench cache)."""
+    """The corruption reference (the model the protocol pins for ``dataset``): its full result, else a clean +
+    corruptions run of the same model under the same protocol (identical numbers, kept in the medbench cache)."""
     import medbench
+    from medbench.corruptions.evaluation import pinned_reference
     from medbench.paths import cache_root
 
-    erm = model_id(dataset, "erm")
-    final = RESULTS / dataset / f"{erm}.json"
-    if final.exists():
+    ref = pinned_reference(dataset, medbench.load_protocol())  # never chosen by id order
+    if ref is None:
+        raise SystemExit(f"the protocol pins no BE / rBE reference for {dataset} (corruptions.reference_models)")
+    proto = medbench.load_protocol()
+    final = RESULTS / dataset / f"{ref}.json"
+    if final.exists() and medbench.EvaluationResult.from_json(final).provenance.protocol_version == proto.version:
         return final
-    path = cache_root() / "reference_zoo" / dataset / f"{erm}.clean_corruptions.json"
+    path = cache_root() / "reference_zoo" / dataset / f"v{proto.version}" / f"{ref}.clean_corruptions.json"
     if not path.exists():
-        medbench.benchmark(erm, dataset, threats="clean,corruptions", out=path, model_id=erm, progress=True)
+        medbench.benchmark(ref, dataset, threats="clean,corruptions", out=path, model_id=ref, progress=True)
     return path
 
 
@@ -273,6 +277,7 @@ def do_reevaluate(datasets, only) -> None:
     unchanged (``benchmark(..., reuse=old result)``: same config, subset, seed and torch; recorded in
     ``provenance.reused``) and recomputing everything else (clean, admission, corruptions, sanity)."""
     import medbench
+    from medbench.corruptions.evaluation import pinned_reference
     from medbench.evaluate import protocol_threats
     from medbench.schema import EvaluationResult
     from medbench.schema.entry import read_entry
@@ -291,7 +296,8 @@ def do_reevaluate(datasets, only) -> None:
             entry = read_entry(ZOO / dataset / f"{mid}.yaml")
             defined = protocol_threats(get_spec(dataset), medbench.load_protocol())
             threats = [t for t in old.threats if t in defined]
-            ref = None if method == "erm" else reference_result(dataset)
+            pinned = pinned_reference(dataset, medbench.load_protocol())  # re-evaluated first (PLAN: ERM first)
+            ref = None if mid == pinned else reference_result(dataset)
             result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
                                         weights_sha256=entry.weights.sha256, reuse=old, progress=True)
             print(f"re-evaluated {dataset}/{mid} under protocol {current}: reused "

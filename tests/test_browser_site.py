@@ -187,6 +187,52 @@ def test_sort_filter_navigate_offline(server, browser):
     assert errors == [], errors
 
 
+def test_view_state_lives_in_the_address(server, browser):
+    """Sorting, filters and chosen columns are in the URL (a reload or a shared link restores them);
+    an empty filter says so; tie-group shading shows only in rank order."""
+    base, _ = server
+    d = browser
+    d.get(f"{base}/dermamnist/index.html")
+    table = d.find_element(By.CSS_SELECTOR, "table.board")
+    ranked = _visible_ids(d)
+    assert not d.find_element(By.CSS_SELECTOR, "p.nomatch").is_displayed()
+    assert "resorted" not in table.get_attribute("class")
+    shaded = d.execute_script("return getComputedStyle(document.querySelector('table.board tr.g1 td')).backgroundColor")
+
+    d.find_element(By.XPATH, "//table[contains(@class,'board')]//th[@data-col='clean']/button").click()
+    by_clean = _visible_ids(d)
+    assert by_clean != ranked and "sort=clean%3Adesc" in d.current_url.replace(":", "%3A")
+    assert "resorted" in table.get_attribute("class")  # shading of tie groups is off out of rank order
+    assert d.execute_script("return getComputedStyle(document.querySelector('table.board tr.g1 td')).backgroundColor") != shaded
+
+    form = d.find_element(By.CSS_SELECTOR, "form.filters")
+    form.find_element(By.NAME, "q").send_keys("no-such-model-xyz")
+    assert _visible_ids(d) == [] and d.find_element(By.CSS_SELECTOR, "p.nomatch").is_displayed()
+    form.find_element(By.NAME, "q").clear()
+    form.find_element(By.NAME, "q").send_keys("Synth")
+    filtered = _visible_ids(d)
+    assert filtered and all("Synth" in m for m in filtered) and not d.find_element(By.CSS_SELECTOR, "p.nomatch").is_displayed()
+
+    form.find_element(By.CSS_SELECTOR, "details.columns summary").click()
+    form.find_element(By.CSS_SELECTOR, "details.columns input[value='auc']").click()  # hide AUC
+    assert not d.find_element(By.CSS_SELECTOR, "th[data-col='auc']").is_displayed()
+    form.find_element(By.CSS_SELECTOR, "details.columns input[value='arch']").click()  # show a default-hidden one
+    assert d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
+
+    url = d.current_url
+    d.get("about:blank")
+    d.get(url)  # a shared link restores the whole view
+    assert _visible_ids(d) == filtered
+    assert d.find_element(By.CSS_SELECTOR, "form.filters input[name='q']").get_attribute("value") == "Synth"
+    assert d.find_element(By.XPATH, "//th[@data-col='clean']").get_attribute("aria-sort") == "descending"
+    assert not d.find_element(By.CSS_SELECTOR, "th[data-col='auc']").is_displayed()
+    assert d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
+
+    d.find_element(By.XPATH, "//th[@data-col='rank']/button").click()  # back to rank order: shading returns
+    assert "resorted" not in d.find_element(By.CSS_SELECTOR, "table.board").get_attribute("class")
+    assert [e for e in d.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
 def test_hostile_text_stays_text(server, browser):
     base, _ = server
     from selenium.common.exceptions import NoAlertPresentException
@@ -196,7 +242,8 @@ def test_hostile_text_stays_text(server, browser):
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # the titles' <script>alert(...)</script> must not run
         assert browser.execute_script("return document.querySelectorAll('main script, main img').length") == 0
-        assert '<script>alert("x")</script>' in browser.find_element(By.TAG_NAME, "main").text
+        # as text in the page (textContent: columns the chooser hides by default count too)
+        assert '<script>alert("x")</script>' in browser.execute_script("return document.querySelector('main').textContent")
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
@@ -220,3 +267,105 @@ def test_works_from_disk(server, browser):
     assert browser.find_element(By.CSS_SELECTOR, "form.filters").is_displayed()  # script ran under file://
     assert len(browser.find_elements(By.CSS_SELECTOR, "table.board thead th button")) > 5
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+# --- layout and accessibility of every page type, at phone and desktop widths, light and dark ---
+
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+REPO = Path(__file__).resolve().parents[1]
+WIDTHS = (390, 1400, 1920)
+# one page of each type from the committed site (real results), and the synthetic board (14 models,
+# long names, published rows)
+PAGE_TYPES = {"home": "index.html", "board": "breastmnist/index.html",
+              "model": "breastmnist/Baseline_ResNet8_PGDAT.html", "protocol": "protocol/v2.html"}
+
+_OVERFLOW_JS = """
+const vw = document.documentElement.clientWidth;
+function scrolls(el) {
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    const o = getComputedStyle(p).overflowX;
+    if (o === 'auto' || o === 'scroll' || o === 'hidden') return true;
+  }
+  return false;
+}
+const bad = [];
+for (const el of document.body.querySelectorAll('*')) {
+  const r = el.getBoundingClientRect();
+  if (r.width && (r.right > vw + 1 || r.left < -1) && !scrolls(el) && !el.closest('.vh, .skip'))
+    bad.push(el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined ? '.' + el.className : '') +
+             ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+}
+return {page: document.documentElement.scrollWidth - vw, bad: bad.slice(0, 8),
+        tables: Array.from(document.querySelectorAll('.scroll')).filter(s => s.offsetParent !== null).map(
+          s => [s.getAttribute('aria-label') || s.firstElementChild.id, s.scrollWidth - s.clientWidth])};
+"""
+
+
+@pytest.fixture(scope="module")
+def committed_site():
+    if not (REPO / "site" / "index.html").is_file():
+        pytest.skip("no committed site/")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(REPO / "site")))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _emulate(d, width: int, dark: bool) -> None:
+    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                      {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600})
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                      {"features": [{"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
+
+
+def _axe(d) -> list[str]:
+    """axe-core's violations on the current page (WCAG 2.1 A/AA and best practices), one line each."""
+    if not d.execute_script("return typeof window.axe !== 'undefined'"):
+        d.execute_script(AXE.read_text(encoding="utf-8"))
+    d.set_script_timeout(60)
+    found = d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
+        "v => v.id + ': ' + v.help + ' [' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ') + ']')),"
+        " e => done(['axe failed: ' + e]));")
+    return found
+
+
+def _check_page(d, url: str, name: str) -> list[str]:
+    """Screenshots at every width (and dark at 1400), overflow checks at every width, axe-core at
+    390 px (light) and 1400 px (light and dark); the problems found."""
+    problems = []
+    d.get(url)
+    # check what folded sections hold (the first and last: one of each kind, keeps the page small)
+    d.execute_script("const x = document.querySelectorAll('main details');"
+                     "if (x.length) { x[0].open = true; x[x.length - 1].open = true; }")
+    for width, dark in ((390, False), (1400, False), (1400, True), (1920, False)):
+        _emulate(d, width, dark)
+        o = d.execute_script(_OVERFLOW_JS)
+        if o["page"] > 0 or o["bad"]:
+            problems.append(f"{name} at {width} px overflows the page by {o['page']} px: {o['bad']}")
+        if width >= 1400 and not dark:
+            problems += [f"{name} at {width} px: table {t} is {w} px wider than the page" for t, w in o["tables"] if w > 0]
+        if width != 1920:
+            problems += [f"{name} at {width} px{' (dark)' if dark else ''}: {v}" for v in _axe(d)]
+        _screenshot(d, f"{name}-{width}{'-dark' if dark else ''}", width, dark=dark)
+    d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    return problems
+
+
+@pytest.mark.skipif(not AXE.is_file(), reason="axe-core is not installed (run: npm ci --prefix tests)")
+def test_every_page_type_fits_and_has_no_axe_violations(committed_site, server, browser):
+    problems = []
+    for name, page in PAGE_TYPES.items():
+        problems += _check_page(browser, f"{committed_site}/{page}", name)
+    base, _ = server
+    problems += _check_page(browser, f"{base}/dermamnist/index.html", "synthetic-board")
+    problems += _check_page(browser, f"{base}/breastmnist/Synth2000Model0000.html", "hostile-model")
+    assert problems == [], "\n".join(problems)

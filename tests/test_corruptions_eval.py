@@ -96,10 +96,22 @@ def test_corruption_threat_fills_the_result(real_root, breast_model, tmp_path):
     assert c.per_severity["1"] >= c.per_severity["5"] - 0.05  # harder corruptions do not help
     assert c.relative_robustness == pytest.approx(c.balanced_accuracy / res.clean.balanced_accuracy)
     assert c.parameters_sha256 and c.cache_manifest_sha256 and c.be is None
-    # against itself as the reference, BE and rBE are exactly 1
+    assert c.be_rbe_note == "no reference result was given (the reference is Baseline_ResNet8_ERM)"
+    # against itself as the (pinned) reference, BE and rBE are exactly 1 wherever defined
+    pinned = PROTO.derive(**{"corruptions.reference_models": {"breastmnist": "Small"}})
+    ref = medbench.benchmark(breast_model, "breastmnist", threats=("corruptions",), data_root=real_root,
+                             checks=False, progress=False, protocol=pinned, model_id="Small", out=tmp_path / "s.json")
     again = medbench.benchmark(breast_model, "breastmnist", threats=("corruptions",), data_root=real_root,
-                               checks=False, progress=False, reference=tmp_path / "r.json")
+                               checks=False, progress=False, protocol=pinned, reference=tmp_path / "s.json")
     assert again.corruptions.be == pytest.approx(1.0) and again.corruptions.rbe == pytest.approx(1.0)
+    assert again.corruptions.reference_model == "Small" and ref.corruptions.cache_manifest_sha256 == c.cache_manifest_sha256
+    rel = again.corruptions.relative_errors
+    assert [r.corruption for r in rel] == names  # every corruption, defined or not
+    assert again.corruptions.rbe_defined + again.corruptions.rbe_undefined == len(names)
+    for r in rel:
+        assert (r.rbe is None) == (r.reference_gap < 0.25), r
+        assert r.rbe is None or r.rbe == pytest.approx(1.0)
+        assert (r.undefined is None) == (r.rbe is not None and r.be is not None)
     assert again.corruptions.cache_manifest_sha256 == c.cache_manifest_sha256
 
 

@@ -1,7 +1,11 @@
-/* medbench leaderboard: sort by any column, filter rows. Without JavaScript the table keeps its
-   server-side order (by rank) and the filter form stays hidden. No network, no dependencies. */
+/* medbench leaderboard: sort by any column, filter rows, choose columns; the view is kept in the
+   page's address (#...), so a link reproduces it. Without JavaScript the table keeps its
+   server-side order (by rank), shows every column, and the filter form stays hidden.
+   No network, no dependencies. */
 (function () {
   "use strict";
+
+  var tables = Array.prototype.slice.call(document.querySelectorAll("table.board"));
 
   function cellValue(cell, type) {
     var text = cell.textContent.trim();
@@ -10,14 +14,14 @@
     return isNaN(v) ? null : v;
   }
 
-  function sortTable(table, col, th) {
+  function headers(table) { return Array.prototype.slice.call(table.tHead.rows[0].cells); }
+
+  function sortTable(table, col, asc) {
+    var th = headers(table)[col];
     var type = th.getAttribute("data-type") || "num";
-    var state = th.getAttribute("aria-sort");
-    // first click: text and rank ascending, metrics descending (higher is better); then toggle
-    var asc = state ? state === "descending" : (type === "text" || col === 0);
     var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows).map(function (row, i) {
-      return { row: row, i: i, v: cellValue(row.cells[col], type) };
+    var rows = Array.prototype.slice.call(body.rows).map(function (row) {
+      return { row: row, i: +row.getAttribute("data-i"), v: cellValue(row.cells[col], type) };
     });
     rows.sort(function (a, b) {
       if (a.v === null || a.v === "") return (b.v === null || b.v === "") ? a.i - b.i : 1;
@@ -27,8 +31,11 @@
       return a.i - b.i;
     });
     rows.forEach(function (r) { body.appendChild(r.row); });
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
+    headers(table).forEach(function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+    // tie-group shading means something only in rank order
+    var inRankOrder = rows.every(function (r, k) { return r.i === k; });
+    table.classList.toggle("resorted", !inRankOrder);
   }
 
   function applyFilter(form, table) {
@@ -46,25 +53,124 @@
       if (ok) shown++;
     }
     form.elements.count.value = shown + " of " + rows.length + " shown";
+    var empty = table.parentNode.nextElementSibling;
+    if (empty && empty.classList.contains("nomatch")) empty.hidden = shown > 0;
   }
 
-  function init(table) {
-    var headers = table.tHead.rows[0].cells;
-    Array.prototype.forEach.call(headers, function (th, col) {
+  function showColumn(table, col, visible) {
+    Array.prototype.forEach.call(table.rows, function (row) {
+      if (row.cells[col]) row.cells[col].hidden = !visible;
+    });
+  }
+
+  // --- the view in the address: #<table id>.sort=<col>:<asc|desc>&<table id>.q=...&... ---
+  function readState() {
+    var out = {};
+    var hash = location.hash.slice(1);
+    if (hash.indexOf("=") === -1) return out;  // a plain anchor (#datasets): not ours
+    hash.split("&").forEach(function (part) {
+      var kv = part.split("=");
+      try { out[decodeURIComponent(kv[0])] = decodeURIComponent(kv.slice(1).join("=")); } catch (e) { /* ignore */ }
+    });
+    return out;
+  }
+
+  function writeState() {
+    var parts = [];
+    tables.forEach(function (table) {
+      var st = table._state;
+      Object.keys(st).sort().forEach(function (k) {
+        if (st[k] !== "") parts.push(encodeURIComponent(table.id + "." + k) + "=" + encodeURIComponent(st[k]));
+      });
+    });
+    var url = location.pathname + location.search + (parts.length ? "#" + parts.join("&") : "");
+    try { history.replaceState(null, "", url); } catch (e) { /* file:// in some browsers: keep the view, skip the address */ }
+  }
+
+  function init(table, saved) {
+    var ths = headers(table);
+    table._state = {};
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row, i) { row.setAttribute("data-i", i); });
+    function get(k) { return saved[table.id + "." + k]; }
+
+    ths.forEach(function (th, col) {
       var button = document.createElement("button");
       button.type = "button";
       while (th.firstChild) button.appendChild(th.firstChild);
       th.appendChild(button);
-      button.addEventListener("click", function () { sortTable(table, col, th); });
+      button.addEventListener("click", function () {
+        var state = th.getAttribute("aria-sort");
+        var type = th.getAttribute("data-type") || "num";
+        // first click: text and rank ascending, metrics descending (higher is better); then toggle
+        var asc = state ? state === "descending" : (type === "text" || col === 0);
+        sortTable(table, col, asc);
+        table._state.sort = th.getAttribute("data-col") + ":" + (asc ? "asc" : "desc");
+        writeState();
+      });
     });
+
     var form = document.querySelector('form.filters[data-for="' + table.id + '"]');
     if (!form) return;
     form.hidden = false;
-    form.addEventListener("input", function () { applyFilter(form, table); });
-    form.addEventListener("change", function () { applyFilter(form, table); });
+
+    // column chooser: one checkbox per column but the model's; some start hidden to fit the page
+    var fieldset = form.querySelector("details.columns fieldset");
+    var hiddenCols = get("hide");
+    var hide = hiddenCols !== undefined ? hiddenCols.split(",") :
+      ths.filter(function (th) { return th.getAttribute("data-hide"); }).map(function (th) { return th.getAttribute("data-col"); });
+    ths.forEach(function (th, col) {
+      var key = th.getAttribute("data-col");
+      if (!key || key === "model" || !fieldset) return;
+      var label = document.createElement("label");
+      var box = document.createElement("input");
+      box.type = "checkbox";
+      box.name = "col";
+      box.value = key;
+      box.checked = hide.indexOf(key) === -1;
+      label.appendChild(box);
+      label.appendChild(document.createTextNode(" " + th.textContent.trim()));
+      fieldset.appendChild(label);
+      showColumn(table, col, box.checked);
+      box.addEventListener("change", function (e) {
+        e.stopPropagation();
+        showColumn(table, col, box.checked);
+        table._state.hide = Array.prototype.filter.call(fieldset.querySelectorAll("input"), function (b) { return !b.checked; })
+          .map(function (b) { return b.value; }).join(",") || "none";
+        writeState();
+      });
+    });
+    table._state.hide = hiddenCols !== undefined ? hiddenCols : "";
+
+    ["q", "a", "m", "x"].forEach(function (k) {
+      var v = get(k);
+      if (v !== undefined && form.elements[k]) {
+        form.elements[k].value = v;
+        if (form.elements[k].value !== v) form.elements[k].value = "";  // an option that no longer exists
+        table._state[k] = form.elements[k].value;
+      }
+    });
+    function onFilter(e) {
+      if (e && e.target && e.target.name === "col") return;
+      applyFilter(form, table);
+      ["q", "a", "m", "x"].forEach(function (k) { table._state[k] = form.elements[k].value; });
+      writeState();
+    }
+    form.addEventListener("input", onFilter);
+    form.addEventListener("change", onFilter);
     form.addEventListener("submit", function (e) { e.preventDefault(); });
     applyFilter(form, table);
+
+    var sort = get("sort");
+    if (sort) {
+      var bits = sort.split(":");
+      var col = ths.map(function (th) { return th.getAttribute("data-col"); }).indexOf(bits[0]);
+      if (col !== -1) {
+        sortTable(table, col, bits[1] === "asc");
+        table._state.sort = sort;
+      }
+    }
   }
 
-  document.querySelectorAll("table.board").forEach(init);
+  var saved = readState();
+  tables.forEach(function (t) { init(t, saved); });
 })();

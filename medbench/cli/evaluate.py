@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--reference", help="reference model's result JSON, for corruption BE / rBE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-checks", action="store_true", help="skip admission and sanity checks (results then unranked)")
+    p.add_argument("--allow-unranked", action="store_true",
+                   help="compute the result of a model that fails an admission check (e.g. near-constant "
+                        "predictions) instead of stopping; it is marked not admitted and its attacks are skipped")
     p.add_argument("--json", action="store_true", help="print the result JSON instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_args(p)
@@ -84,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     result = benchmark(model, args.dataset, threats=args.threats, size=args.size, device=args.device,
                        batch_size=args.batch_size, data_root=args.data_root, seed=args.seed,
                        model_id=model_id, weights_sha256=sha, out=args.out, reference=args.reference,
-                       checks=not args.no_checks, progress=not args.quiet)
+                       checks=not args.no_checks, allow_unranked=args.allow_unranked, progress=not args.quiet)
     if args.json:
         print(result.to_json())
     else:
@@ -131,3 +134,9 @@ def print_result(result) -> None:
         print("\nchecks")
         for v in result.checks:
             print(f"  [{'pass' if v.passed else 'FAIL'}] {v.kind:<9} {v.name}: {v.message}")
+    if result.skipped:
+        print("\nskipped")
+        for threat, why in result.skipped.items():
+            print(f"  {threat}: {why}")
+    if not result.admitted:
+        print("\nNOT ADMITTED: this result is never ranked (see the failed admission checks above).")

@@ -74,6 +74,7 @@ class EvaluationResult(Strict):
     num_classes: int
     class_names: list[str]
     threats: list[str]  # what was evaluated
+    skipped: dict[str, str] = Field(default_factory=dict)  # threat -> why it was not run (e.g. model not admitted)
     clean: CleanMetrics | None = None
     corruptions: CorruptionResults | None = None
     adversarial: dict[str, AdversarialResult] = Field(default_factory=dict)  # keyed by threat label
@@ -87,9 +88,15 @@ class EvaluationResult(Strict):
         return all(c.passed for c in self.checks if c.kind == "admission")
 
     @property
+    def not_admitted_because(self) -> list[str]:
+        """``"<check>: <message>"`` of every failed admission check (empty when admitted)."""
+        return [f"{c.name}: {c.message}" for c in self.checks if c.kind == "admission" and not c.passed]
+
+    @property
     def reliable(self) -> bool:
-        """False when a sanity check failed: the result is "potentially unreliable"."""
-        return all(c.passed for c in self.checks if c.kind == "sanity")
+        """False when a sanity check failed (the result is "potentially unreliable") or the model was not
+        admitted (its numbers say nothing about robustness)."""
+        return self.admitted and all(c.passed for c in self.checks if c.kind == "sanity")
 
     def plot(self, path: str | Path) -> Path:
         """Save a one-figure overview (summary bars, corruption heatmap, eps and noise curves) to ``path``."""

@@ -7,15 +7,20 @@ write are removed from it. A non-empty folder without the marker is never touche
 from __future__ import annotations
 
 import multiprocessing
+import os
+import re
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 
 from ..data import DATASETS
 from ..errors import MedbenchError
-from . import export, meta, plots
+from ..protocol import CURRENT_VERSION
+from . import export, marks, meta, plots, protocol_page
 from .load import load_inputs
 from .table import DatasetBoard, build_boards
 
@@ -49,12 +54,42 @@ def scalar(value) -> str:
     return str(value)
 
 
+def inline_code(text: str, links: dict[str, str] | None = None) -> Markup:
+    """Escaped text with `backticked` spans as <code>; outside code, threats spelled the site's way
+    and each exact ``links`` key (e.g. a published file's repository path) made a link to its value."""
+    out = []
+    for i, part in enumerate(re.split(r"`([^`]+)`", str(text))):
+        if i % 2:
+            out.append(Markup("<code>{}</code>").format(part))
+            continue
+        pieces = [escape(marks.threat_label(part))]
+        for needle, href in (links or {}).items():
+            needle = str(escape(marks.threat_label(needle)))
+            pieces = [Markup(str(x).replace(needle, str(Markup('<a href="{}">{}</a>').format(href, Markup(needle)))))
+                      for x in pieces]
+        out += pieces
+    return Markup("").join(out)
+
+
+def build_date(inputs) -> str:
+    """The date the site's data is from: SOURCE_DATE_EPOCH when set (reproducible builds), otherwise
+    the latest evaluation record's start date (so an unchanged input always builds the same bytes)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d")
+    dates = [lr.result.provenance.started_at[:10] for lr in inputs.results.values() if lr.result.provenance.started_at]
+    return max(dates) if dates else "1970-01-01"
+
+
 def environment(templates: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
-    env.filters.update(pct=pct, num=num, scalar=scalar)
-    env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS)
+    env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)
+    env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
+                       chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
+                       top_group=marks.top_group, corruption_errors=marks.corruption_errors,
+                       repository=meta.repository_url())
     return env
 
 
@@ -123,12 +158,23 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
         if asset.is_file():
             w.bytes(f"static/{asset.name}", asset.read_bytes())
 
-    common = {"version": __version__, "n_models": sum(len(b.rows) for b in boards.values())}
+    date = build_date(inputs)
+    protocols = protocol_page.versions()
+    common = {"version": __version__, "n_models": sum(len(b.rows) for b in boards.values()), "build_date": date,
+              "protocols": protocols, "current_protocol": CURRENT_VERSION,
+              "citation": meta.citation(__version__, date[:4])}
     best = [b.best for b in boards.values() if b.best] + [r for b in boards.values() for r in b.rows + b.unevaluated]
     example = {"model_id": best[0].model_id, "dataset": best[0].dataset} if best else \
         {"model_id": "Baseline_ResNet18_ERM", "dataset": "breastmnist"}
     w.text("index.html", env.get_template("home.html").render(root="", boards=boards, example=example, **common))
     report.pages += 1
+    proto_tpl = env.get_template("protocol.html")
+    for v in protocols:
+        page = protocol_page.load_page(v)
+        w.text(f"protocol/v{v}.html", proto_tpl.render(root="../", page=page, **common))
+        for fname, data in page.files.items():
+            w.bytes(f"protocol/{fname}", data)
+        report.pages += 1
     dataset_tpl, model_tpl = env.get_template("dataset.html"), env.get_template("model.html")
     records: dict[str, dict] = {}
     for name, board in boards.items():
@@ -182,9 +228,21 @@ def _model_pages(w: _Writer, tpl, boards: dict[str, DatasetBoard], pages: list, 
         track = board.tracks[ti] if ti >= 0 else None
         row = track.rows[ri] if track else board.unevaluated[ri]
         figures = plots.model_figures(row.result) if row.result else {}
+        log = training_log(row)
         w.text(f"{name}/{row.slug}.html", tpl.render(root="../", board=board, spec=DATASETS[name], row=row,
-                                                     track=track, figures=figures, **common))
+                                                     track=track, figures=figures,
+                                                     train_log=log.name if log else None, **common))
         if row.loaded:
             w.bytes(f"results/{name}/{row.loaded.path.name}", row.loaded.path.read_bytes())
+            if log is not None:
+                w.bytes(f"results/{name}/{log.name}", log.read_bytes())
+
+
+def training_log(row) -> Path | None:
+    """The training log published with a result (``<id>.train.jsonl`` beside ``<id>.json``), if any."""
+    if not row.loaded:
+        return None
+    log = row.loaded.path.with_name(row.loaded.path.stem + ".train.jsonl")
+    return log if log.is_file() else None
 
 

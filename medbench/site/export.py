@@ -4,7 +4,9 @@ API version 1 (``api_version``): ``datasets.<name>.tracks[]`` holds one ranked t
 protocol) with ``entries[]`` best first; numbers are fractions in [0, 1] exactly as the harness
 wrote them, ``null`` when not measured. Numbers the authors report are only under
 ``reported_by_authors``; numbers from the literature (not zoo entries) only under
-``datasets.<name>.reported_in_literature``. Fields are only ever added within a version.
+``datasets.<name>.reported_in_literature``. ``at_chance`` says, per number, whether its 95% interval
+reaches ``chance_balanced_accuracy``; ``corruptions.be``/``rbe`` are ``null`` unless the record marks them
+defined. Fields are only ever added within a version.
 """
 
 from __future__ import annotations
@@ -14,9 +16,17 @@ import io
 import json
 
 from ..data import DATASETS
+from .marks import at_chance, chance_level, corruption_errors
 from .table import DatasetBoard, Row, Track
 
 API_VERSION = 1
+
+
+def _errors(cor) -> dict:
+    """BE/rBE only where the record marks them defined (``null`` otherwise; see ``marks.corruption_errors``)."""
+    err = corruption_errors(cor)
+    return {"be": err["be"], "rbe": err["rbe"],
+            "per_corruption_errors": {k: {"be": be, "rbe": rbe} for k, (be, rbe) in err["per_corruption"].items()}}
 
 
 def row_record(row: Row, track: Track | None) -> dict:
@@ -36,6 +46,8 @@ def row_record(row: Row, track: Track | None) -> dict:
     rec["reported_by_authors"] = e.reported.model_dump(mode="json") if e and e.reported else None
     if res is None:
         return rec
+    rec["admitted"] = res.admitted
+    rec["skipped"] = dict(res.skipped)  # threat -> why it was not run (e.g. the model is not admitted)
     clean = res.clean
     rec["clean"] = None if clean is None else {
         "n": clean.n, "balanced_accuracy": clean.balanced_accuracy, "accuracy": clean.accuracy, "auc": clean.auc,
@@ -43,7 +55,12 @@ def row_record(row: Row, track: Track | None) -> dict:
     cor = res.corruptions
     rec["corruptions"] = None if cor is None else {
         "suite": cor.suite, "balanced_accuracy": cor.balanced_accuracy, "auc": cor.auc,
-        "relative_robustness": cor.relative_robustness, "be": cor.be, "rbe": cor.rbe}
+        "relative_robustness": cor.relative_robustness, **_errors(cor),
+        # BE / rBE means are over the corruptions where each is defined; every corruption is listed
+        "reference_model": cor.reference_model, "be_defined": cor.be_defined, "be_undefined": cor.be_undefined,
+        "rbe_defined": cor.rbe_defined, "rbe_undefined": cor.rbe_undefined,
+        "rbe_min_reference_gap": cor.rbe_min_reference_gap, "be_rbe_note": cor.be_rbe_note,
+        "relative_errors": [r.model_dump(mode="json") for r in cor.relative_errors]}
     rec["adversarial"] = {
         t: {"robust_balanced_accuracy": a.robust_balanced_accuracy,
             "ci": [a.robust_balanced_accuracy_ci.low, a.robust_balanced_accuracy_ci.high]
@@ -53,6 +70,9 @@ def row_record(row: Row, track: Track | None) -> dict:
             "subset_n": a.subset.n, "subset_sha256": a.subset.indices_sha256,
             "attacks": a.config.attacks, "norm": a.config.norm, "eps": a.config.eps}
         for t, a in sorted(res.adversarial.items())}
+    ch = chance_level(row.dataset)
+    rec["at_chance"] = {"clean": at_chance(row.clean_ba, *row.clean_ci, ch),
+                        **{t: at_chance(*row.robust(t), ch) for t in sorted(res.adversarial)}}
     p = res.provenance
     rec["provenance"] = {
         "result_file": f"results/{row.dataset}/{lr.path.name}", "result_sha256": lr.sha256,
@@ -67,6 +87,7 @@ def board_record(board: DatasetBoard) -> dict:
     spec = DATASETS[board.dataset]
     return {
         "name": board.dataset, "task": spec.task, "num_classes": spec.num_classes, "is_3d": spec.is_3d,
+        "chance_balanced_accuracy": chance_level(board.dataset),
         "license": spec.license, "page": f"{board.dataset}/index.html",
         "tracks": [{"size": t.size, "protocol_version": t.protocol, "standard_protocol": t.standard,
                     "rank_by": t.rank_by, "tie_method": t.tie_method, "tie_note": t.tie_note,
@@ -87,19 +108,37 @@ def results_json(records: dict[str, dict], medbench_version: str) -> str:
 
 
 CSV_COLUMNS = ["dataset", "size", "protocol_version", "rank", "tie_group", "model_id", "flags",
-               "clean_balanced_accuracy", "clean_ba_ci_low", "clean_ba_ci_high", "clean_accuracy", "clean_auc",
-               "corruption_balanced_accuracy", "relative_robustness"]
+               "clean_balanced_accuracy", "clean_balanced_accuracy_ci_low", "clean_balanced_accuracy_ci_high",
+               "clean_accuracy", "clean_auc", "corruption_balanced_accuracy", "relative_robustness"]
+
+# Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str | int | float:
+    """A CSV cell that no spreadsheet runs: text starting with a formula character gets a leading
+    apostrophe; numbers (negative ones included) stay numbers; None is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float)):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def results_csv(boards: dict[str, DatasetBoard], only: str | None = None) -> str:
+    """One row per ranked-table entry. Fractions in [0, 1]; every interval is a pair of columns
+    ``<metric>_ci_low`` and ``<metric>_ci_high`` (95% bootstrap)."""
     threats = sorted({t for b in boards.values() for tr in b.tracks for t in tr.threats
                       if only is None or b.dataset == only})
-    cols = CSV_COLUMNS + [f"robust_ba_{t}" for t in threats] + [f"robust_ba_ci_{t}" for t in threats] + [
-        "architecture", "method", "extra_data", "venue", "reported_clean_auc", "reported_clean_accuracy",
-        "reported_robust_accuracy", "result_sha256"]
+    cols = list(CSV_COLUMNS)
+    for t in threats:
+        cols += [f"robust_ba_{t}", f"robust_ba_{t}_ci_low", f"robust_ba_{t}_ci_high"]
+    cols += ["architecture", "method", "extra_data", "venue", "reported_clean_auc", "reported_clean_accuracy",
+             "reported_robust_accuracy", "result_sha256"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
+    w.writerow([csv_cell(c) for c in cols])
     for b in boards.values():
         if only is not None and b.dataset != only:
             continue
@@ -111,10 +150,10 @@ def results_csv(boards: dict[str, DatasetBoard], only: str | None = None) -> str
                         ";".join(f.code for f in r.flags), r.clean_ba, lo, hi,
                         res.clean.accuracy if res.clean else None, r.clean_auc, r.corruption_ba,
                         res.corruptions.relative_robustness if res.corruptions else None]
-                rob = [r.robust(th) for th in threats]
-                vals += [x[0] for x in rob] + [f"{x[1]};{x[2]}" if x[1] is not None else None for x in rob]
+                for th in threats:
+                    vals += list(r.robust(th))
                 vals += [r.architecture, r.method, r.extra_data, r.venue,
                          rep.clean_auc if rep else None, rep.clean_accuracy if rep else None,
                          rep.robust_accuracy if rep else None, r.loaded.sha256]
-                w.writerow(["" if v is None else v for v in vals])
+                w.writerow([csv_cell(v) for v in vals])
     return buf.getvalue()

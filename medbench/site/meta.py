@@ -34,3 +34,25 @@ TASK_LABEL = {
 
 def modality(name: str) -> str:
     return MODALITY.get(name, "")
+
+
+# The project's public repository: the one place the site's repository, pull-request and citation
+# links come from (change it here, or set MEDBENCH_REPOSITORY_URL when building a fork's site).
+REPOSITORY_URL = "https://github.com/medbench/medbench"
+
+
+def repository_url() -> str:
+    import os
+
+    return (os.environ.get("MEDBENCH_REPOSITORY_URL") or REPOSITORY_URL).rstrip("/")
+
+
+def citation(version: str, year: str) -> str:
+    """BibTeX for the benchmark (the software and its leaderboard)."""
+    return ("@misc{medbench,\n"
+            "  title        = {medbench: a robustness benchmark for MedMNIST classifiers},\n"
+            "  author       = {{medbench contributors}},\n"
+            f"  year         = {{{year}}},\n"
+            f"  howpublished = {{\\url{{{repository_url()}}}}},\n"
+            f"  note         = {{medbench {version}; leaderboard results as of {year}}}\n"
+            "}")

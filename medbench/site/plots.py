@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
-from ..data import DATASETS
 from ..schema.result import EvaluationResult
 from . import svg
+from .marks import chance_level, threat_label
 from .table import Track
 
 
 def chance(dataset: str) -> float:
-    spec = DATASETS[dataset]
-    return 0.5 if spec.is_multilabel else 1.0 / spec.num_classes
+    return chance_level(dataset)
 
 
 def _point_class(method: str) -> str:
@@ -24,14 +23,14 @@ def track_scatters(track: Track) -> list[Markup]:
     out = []
     pairs = []
     if track.rank_by != "clean":
-        pairs.append((track.rank_by, lambda r: r.robust(track.rank_by)[0], f"robust BA, {track.rank_by} (%)"))
+        pairs.append((track.rank_by, lambda r: r.robust(track.rank_by)[0], f"robust BA, {threat_label(track.rank_by)} (%)"))
     pairs.append(("corruptions", lambda r: r.corruption_ba, "corruption BA (%)"))
     for name, get, ylabel in pairs:
         pts = [svg.Point(r.clean_ba, get(r), r.model_id, f"{r.slug}.html", _point_class(r.method))
                for r in track.rows if r.clean_ba is not None and get(r) is not None]
         if pts:
             out.append(svg.scatter(pts, xlabel="clean balanced accuracy (%)", ylabel=ylabel,
-                                   title=f"{track.dataset}: clean vs {name} balanced accuracy, {len(pts)} models",
+                                   title=f"{track.dataset}: clean vs {threat_label(name)} balanced accuracy, {len(pts)} models",
                                    chance=chance(track.dataset)))
     return out
 
@@ -55,14 +54,20 @@ def model_figures(res: EvaluationResult) -> dict[str, Markup]:
         idx = {x: i for i, x in enumerate(xs)}
         series = [svg.Series(name, cls, [(idx[p.x], p.balanced_accuracy) for p in sorted(pts, key=lambda p: p.x)])
                   for name, cls, pts in (("APGD-CE", "s0", res.curves.apgd_ce), ("FGSM", "s1", res.curves.fgsm)) if pts]
-        figs["eps"] = svg.line_chart([_eps_label(x) for x in xs], series, xlabel="Linf eps (x/255)",
+        figs["eps"] = svg.line_chart([_eps_label(x) for x in xs], series,
+                                     xlabel="L∞ eps (/255), equally spaced, not to scale",
                                      ylabel="balanced accuracy (%)", chance=ch,
                                      title="balanced accuracy under APGD-CE and FGSM as eps grows")
     if res.curves and res.curves.noise:
-        pts = sorted(res.curves.noise, key=lambda p: p.x)
-        figs["noise"] = svg.line_chart([f"{p.x:g}" for p in pts],
-                                       [svg.Series("Gaussian noise", "s2", [(i, p.balanced_accuracy) for i, p in enumerate(pts)])],
-                                       xlabel="noise sigma", ylabel="balanced accuracy (%)", chance=ch,
+        pts = [(p.x, p.balanced_accuracy) for p in sorted(res.curves.noise, key=lambda p: p.x)]
+        # the clean point: eps 0 of the APGD-CE curve is the same subset without perturbation
+        clean = [p.balanced_accuracy for p in res.curves.apgd_ce if p.x == 0]
+        if clean and pts[0][0] > 0:
+            pts.insert(0, (0.0, clean[0]))
+        figs["noise"] = svg.line_chart([f"{x:g}" for x, _ in pts],
+                                       [svg.Series("Gaussian noise", "s2", [(i, v) for i, (_, v) in enumerate(pts)])],
+                                       xlabel="noise sigma, equally spaced, not to scale", ylabel="balanced accuracy (%)",
+                                       chance=ch,
                                        title="balanced accuracy under Gaussian noise")
     if res.clean and res.clean.per_class_recall:
         names = list(res.clean.per_class_recall)

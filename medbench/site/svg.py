@@ -32,9 +32,19 @@ def colour(value: float | None, lo: float = 0.0, hi: float = 1.0) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def _text_on(fill: str) -> str:
+def _luminance(fill: str) -> float:
+    def lin(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
     r, g, b = (int(fill[k:k + 2], 16) for k in (1, 3, 5))
-    return "#000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else "#fff"
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+def _text_on(fill: str) -> str:
+    """CSS class of the cell text with the higher WCAG contrast on ``fill`` (black or white; the
+    stylesheet sets the colour, so a scheme's text colour never overrides it)."""
+    lum = _luminance(fill)
+    return "on-light" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "on-dark"
 
 
 def _svg(width: int, height: int, title: str, body: list[str], cls: str = "plot", fixed: bool = False) -> Markup:
@@ -121,10 +131,10 @@ def scatter(points: list[Point], *, xlabel: str, ylabel: str, title: str, chance
     if chance is not None and chance >= lo:
         body.append(f'<line class="chance" x1="{_f(fr.x(lo))}" x2="{_f(fr.x(1))}" y1="{_f(fr.y(chance))}" '
                     f'y2="{_f(fr.y(chance))}"/>')
-    for p in points:
-        body.append(f'<a href="{escape(p.href)}"><circle class="{escape(p.cls)}" cx="{_f(fr.x(p.x))}" '
+    for p in points:  # no links: an image (role="img") must hold nothing focusable; the table links the models
+        body.append(f'<circle class="{escape(p.cls)}" cx="{_f(fr.x(p.x))}" '
                     f'cy="{_f(fr.y(p.y))}" r="4"><title>{escape(p.label)}: {p.x * 100:.1f} / {p.y * 100:.1f}'
-                    f'</title></circle></a>')
+                    f'</title></circle>')
     return _svg(fr.width, fr.height, title, body)
 
 
@@ -137,9 +147,10 @@ class Series:
 
 def line_chart(categories: list[str], series: list[Series], *, xlabel: str, ylabel: str, title: str,
                chance: float | None) -> Markup:
-    """Balanced accuracy (percent) over categorical x values (eps or sigma), with a legend."""
-    vals = [v for s in series for _, v in s.points] + ([chance] if chance is not None else [])
-    lo = _range(vals)
+    """Balanced accuracy (percent) over categorical x values (eps or sigma), with a legend.
+
+    The y axis is always 0-100%, so curves of different models compare at a glance."""
+    lo = 0.0
     n = max(1, len(categories) - 1)
     fr = Frame(x0=0, x1=n, y0=lo, top=12 + 16 * len(series))
     body = fr.axes([(i, c) for i, c in enumerate(categories)], _ticks(lo, 1, 0.1), xlabel, ylabel)
@@ -180,7 +191,7 @@ def heatmap(rows: list[str], cols: list[str], values: dict[tuple[str, str], floa
             body.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}">'
                         f'<title>{escape(r)}, {escape(c)}: {text}</title></rect>'
                         f'<text x="{x + (cell_w - 2) / 2:g}" y="{y + (cell_h - 2) / 2:g}" dy="0.32em" '
-                        f'text-anchor="middle" class="cell" fill="{_text_on(fill)}">{text}</text>')
+                        f'text-anchor="middle" class="cell {_text_on(fill)}">{text}</text>')
     return _svg(width, height, title, body, cls="plot heatmap", fixed=True)
 
 

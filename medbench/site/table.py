@@ -192,10 +192,12 @@ def _flags(row: Row, expected_threats: list[str]) -> list[Flag]:
     res, entry, flags = row.result, row.entry, []
     if res is None:
         return flags
-    failed_adm = [c.name for c in res.checks if c.kind == "admission" and not c.passed]
+    # the measurement part of each message (before " - why it matters"), so the reason is visible
+    failed_adm = [f"{c.name} ({c.message.split(' - ')[0]})" for c in res.checks if c.kind == "admission" and not c.passed]
     failed_san = [c.name for c in res.checks if c.kind == "sanity" and not c.passed]
     if failed_adm:
-        flags.append(Flag("not-admitted", "not admitted", "failed admission checks: " + ", ".join(failed_adm)))
+        flags.append(Flag("not-admitted", "not admitted", "failed admission checks, so never ranked: "
+                          + "; ".join(failed_adm)))
     if failed_san:
         flags.append(Flag("unreliable", "potentially unreliable", "failed sanity checks: " + ", ".join(failed_san)))
     if entry is None:
@@ -209,7 +211,8 @@ def _flags(row: Row, expected_threats: list[str]) -> list[Flag]:
     if res.corruptions is None:
         missing.append("corruptions")
     if missing:
-        flags.append(Flag("incomplete", "incomplete", "not evaluated: " + ", ".join(missing)))
+        why = f" ({'; '.join(f'{t} {r}' for t, r in res.skipped.items())})" if res.skipped else ""
+        flags.append(Flag("incomplete", "incomplete", "not evaluated: " + ", ".join(missing) + why))
     return flags
 
 
@@ -245,8 +248,8 @@ def _subset_labels(results: list[EvaluationResult], sha: str, num_classes: int, 
             if clash.any():
                 return None
             labels = np.where(labels >= 0, labels, known)
-    if labels is None or (labels < 0).any() or (labels >= num_classes).any():
-        return None
+    if labels is None or labels.size == 0 or (labels < 0).any() or (labels >= num_classes).any():
+        return None  # nothing recovered (an empty subset cannot be ranked by a paired test)
     return labels
 
 

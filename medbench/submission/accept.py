@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from ..evaluate import benchmark
+from ..data import get_spec
+from ..evaluate import _normalise_threats, benchmark
 from ..protocol import Protocol, load_protocol
 from ..schema import EvaluationResult, read_entry
 from .evaluation import ReproduceSettings
@@ -69,8 +70,8 @@ def accept_submission(path: str | Path, *, registry: str | Path | None = None, r
     result_path = results_dir / entry.dataset / f"{entry.id}.json"
     if entry_path.exists():
         raise SubmissionError(f"{entry_path} already exists; refusing to overwrite a registered model.")
-    if reference is None:
-        reference = find_reference(registry_dir, results_dir, entry.dataset, entry.size)
+    if reference is None and "corruptions" in _normalise_threats(threats, get_spec(entry.dataset), proto):
+        reference = find_reference(registry_dir, results_dir, entry.dataset, entry.size, proto)
     result = benchmark(model, entry.dataset, threats=threats, size=entry.size, device=device, data_root=data_root,
                        protocol=proto, model_id=entry.id, weights_sha256=entry.weights.sha256, out=result_path,
                        reference=reference, progress=progress)
@@ -84,23 +85,35 @@ def accept_submission(path: str | Path, *, registry: str | Path | None = None, r
     return Accepted(entry_path, result_path, site_dir, result, report)
 
 
-def find_reference(registry: Path, results: Path, dataset: str, size: int) -> Path | None:
-    """The corruption reference (BE / rBE): the dataset's registered ERM baseline with a corruption result.
+def find_reference(registry: Path, results: Path, dataset: str, size: int, protocol: Protocol | None = None) -> Path | None:
+    """The corruption reference (BE / rBE) of ``dataset``: the result of the model the protocol pins
+    (``corruptions.reference_models``), never chosen by id order, so no submission can become it.
 
-    PROTOCOL.md section 3: the reference is the zoo's ERM baseline; when several qualify, the first id
-    in sorted order. None when there is none (BE / rBE are then left empty).
+    None when the protocol pins no reference for the dataset (BE / rBE are then left empty, with the
+    reason in the result). A pinned reference that is not registered, or has no clean + corruption
+    result at ``size``, is an error: evaluating it first is the fix.
     """
+    from ..corruptions.evaluation import pinned_reference
     from ..zoo import load_registry
 
-    for e in sorted(load_registry(registry).entries, key=lambda e: e.id):
-        if e.dataset != dataset or e.size != size or not e.is_baseline or e.recipe.method != "erm":
-            continue
-        path = results / dataset / f"{e.id}.json"
-        if path.is_file():
-            res = EvaluationResult.from_json(path)
-            if res.corruptions is not None and res.clean is not None and res.size == size:
-                return path
-    return None
+    proto = protocol or load_protocol()
+    pinned = pinned_reference(dataset, proto)
+    if pinned is None:
+        return None
+    if not any(e.id == pinned and e.dataset == dataset for e in load_registry(registry).entries):
+        raise SubmissionError(f"Protocol {proto.version} pins {pinned} as the BE / rBE reference for {dataset}, but "
+                              f"{registry / dataset / (pinned + '.yaml')} is not a registered entry. Fix: restore it.")
+    path = results / dataset / f"{pinned}.json"
+    fix = (f"Fix: evaluate it first (medbench evaluate {pinned} --dataset {dataset} --size {size} "
+           f"--threats all --out {path}).")
+    if not path.is_file():
+        raise SubmissionError(f"The BE / rBE reference for {dataset} ({pinned}, pinned by protocol {proto.version}) "
+                              f"has no result at {path}. {fix}")
+    res = EvaluationResult.from_json(path)
+    if res.model_id != pinned or res.size != size or res.corruptions is None or res.clean is None:
+        raise SubmissionError(f"{path} is not a {size} px clean + corruption result of {pinned}, the BE / rBE "
+                              f"reference that protocol {proto.version} pins for {dataset}. {fix}")
+    return path
 
 
 def _write_entry(submission: Path, target: Path) -> None:

@@ -124,6 +124,11 @@ def check_reproduce(report: Report, model: nn.Module, sub: Submission, protocol:
                        "if it differs from your own evaluation, check preprocessing (mean/std inside the model, "
                        "inputs in [0, 1]) and the exact weights file.",
                    measured=measured, claimed=claimed)
+    from ..checks import clean_verdicts  # admission on the clean pass (accept would refuse the model)
+
+    for v in clean_verdicts(clean, get_spec(sub.dataset), protocol):
+        report.add("admission", v.name, v.passed, v.message,
+                   fix=f"{v.message} Admission rules: submissions/README.md and the README's checks section.")
     if c.threat is not None:
         adv = result.adversarial[c.threat]
         ci = adv.robust_balanced_accuracy_ci

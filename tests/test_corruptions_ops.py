@@ -13,7 +13,7 @@ import medbench
 from medbench.corruptions import corrupt, corruption_parameters
 from medbench.corruptions.common import image_rngs
 from medbench.corruptions.ops2d import OPS_2D
-from medbench.corruptions.registry import CORRUPTION_OPS_2D, IDENTITY_2D, IDENTITY_3D, PUBLISHED_224, SUITE_3D_28
+from medbench.corruptions.registry import CORRUPTION_OPS_2D, IDENTITY_2D, IDENTITY_3D, PUBLISHED_224, RANDOM_3D
 from medbench.protocol import CURRENT_VERSION, load_protocol
 
 from conftest import need_real
@@ -109,7 +109,8 @@ def test_identity_parameters_are_the_identity():
         assert torch.equal(corrupt(v, spec3, name, 1, p), v), name
 
 
-@pytest.mark.parametrize("dataset", ["retinamnist", "pneumoniamnist", "pathmnist", "dermamnist", "adrenalmnist3d"])
+@pytest.mark.parametrize("dataset", ["retinamnist", "pneumoniamnist", "pathmnist", "dermamnist", "adrenalmnist3d",
+                                     "organmnist3d"])
 def test_determinism_across_batch_sizes_and_order(dataset):
     spec = medbench.get_spec(dataset)
     if spec.is_3d:
@@ -124,7 +125,8 @@ def test_determinism_across_batch_sizes_and_order(dataset):
         assert torch.equal(full[perm], corrupt(x[perm], spec, name, 4, p, seed=0, indices=perm.tolist())), name
         if name not in ("pixelate", "jpeg_compression"):  # deterministic ops have no seed to vary
             other = corrupt(x, spec, name, 4, p, seed=1)
-            random_op = any(k in name for k in ("noise", "motion", "bubble", "stain", "characters"))
+            random_op = (name in RANDOM_3D if spec.is_3d else
+                         any(k in name for k in ("noise", "motion", "bubble", "stain", "characters")))
             assert torch.equal(other, full) != random_op, name
 
 
@@ -142,25 +144,6 @@ def test_severity_increases_distance_on_real_images(real_root, dataset):
         d = [_distance(corrupt(x, spec, name, s, p), x) for s, p in enumerate(plist, 1)]
         assert all(b >= a - 1e-9 for a, b in zip(d, d[1:])), (name, d)
         assert d[-1] > d[0] > 0, (name, d)
-
-
-@pytest.mark.realdata
-def test_3d_suite_on_real_volumes(real_root):
-    need_real(real_root, "adrenalmnist3d.npz")
-    spec = medbench.get_spec("adrenalmnist3d")
-    masks = medbench.load_dataset("adrenalmnist3d", "test", 28, real_root).images[:6]
-    params = corruption_parameters(spec, 28, PROTO)
-    assert list(params) == list(SUITE_3D_28)
-    # the real 3D files hold binary masks (0/255): gamma and a contrast increase leave them unchanged
-    # (0 and 255 stay put, or clip back); smoothed masks have grey levels, where every corruption acts
-    unchanged_on_masks = {"gamma_up", "gamma_down", "contrast_up"}
-    smooth = corrupt(masks, spec, "gaussian_blur", 5, params["gaussian_blur"][4])
-    for name, plist in params.items():
-        for x, strict in ((masks, name not in unchanged_on_masks), (smooth, True)):
-            d = [_distance(corrupt(x, spec, name, s, p), x) for s, p in enumerate(plist, 1)]
-            assert all(b >= a - 1e-9 for a, b in zip(d, d[1:])), (name, d)
-            if strict:
-                assert d[-1] > d[0] > 0, (name, d)
 
 
 def test_bad_input_is_rejected_with_a_clear_message():
@@ -191,4 +174,4 @@ def test_protocol_parameter_file_is_complete_and_justified():
                 if e["source"] == "calibrated" and e["params"] != published:
                     # successive severities are distinct parameters
                     assert all(a != b for a, b in zip(e["params"], e["params"][1:])), (ds, name, size)
-    assert set(doc["medbench-3d"]) == {"28", "64"}
+    assert set(doc["medbench-3d"]["parameters"]) == {"28", "64"}

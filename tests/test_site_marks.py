@@ -149,11 +149,16 @@ def test_protocol_pages_show_the_protocol_files_numbers():
             for corruption, sizes in table.items():
                 for size, cell in sizes.items():
                     assert seen[(ds, corruption, size)] == [text(p) for p in cell["params"]], (ds, corruption, size)
-        for size, table in params.get("medbench-3d", {}).items():
-            for corruption, cell in table.items():
-                assert seen[("medbench-3d", corruption, size)] == [text(p) for p in cell["params"]]
-        assert n_rows == sum(len(s) for t in params["medmnist-c"].values() for s in t.values()) + \
-            sum(len(t) for t in params.get("medbench-3d", {}).values())
+        td = params.get("medbench-3d", {})  # v1: {size: table}; v2: per-kind suites over td["parameters"]
+        n_3d = 0
+        for kind, suite in (td.get("suites") or {None: {}}).items():
+            label = "medbench-3d" if kind is None else f"{kind} volumes ({', '.join(suite['datasets'])})"
+            for size, table in td.get("parameters", td).items():
+                for corruption, cell in table.items():
+                    if kind is None or corruption in suite["corruptions"]:
+                        assert seen[(label, corruption, size)] == [text(p) for p in cell["params"]]
+                        n_3d += 1
+        assert n_rows == sum(len(s) for t in params["medmnist-c"].values() for s in t.values()) + n_3d
 
 
 def test_training_logs_are_published_and_linked(tmp_path):

@@ -3,15 +3,18 @@
 The random stream of each image depends only on (protocol seed, dataset, corruption, severity,
 image index), so the output never depends on batch size, order or device. Sets live under
 ``cache_root()/corruptions/<dataset>_<size>/<key>/`` (the data root may be read-only), where
-``<key>`` hashes everything that determines their content: the source file's MD5, the seed and
-the parameters. Each file is checked against the manifest every time it is loaded and is
-regenerated when it is missing or does not match.
+``<key>`` hashes everything that determines their content: the source file's MD5, the seed, the
+parameters and the code of the operations (the sha256 of the modules that implement them), so
+that changing an operation regenerates its sets even when its parameters stay the same. Each
+file is checked against the manifest every time it is loaded and is regenerated when it is
+missing or does not match.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -32,7 +35,17 @@ from .ops2d import OPS_2D
 from .ops3d import OPS_3D
 from .params import op_name, parameters_sha256, suite_name
 
-FORMAT_VERSION = 2  # bump when an operation changes its output, so old caches are not reused
+FORMAT_VERSION = 3  # bump when the cache's layout changes (operation code is keyed by ops_code_sha256)
+_OPS_MODULES = {False: ("medbench.corruptions.ops2d", "medbench.corruptions.common"),
+                True: ("medbench.corruptions.ops3d", "medbench.corruptions.common")}
+
+
+def ops_code_sha256(is_3d: bool) -> str:
+    """sha256 of the source of the modules that implement a suite's operations (2D or 3D)."""
+    h = hashlib.sha256()
+    for name in _OPS_MODULES[bool(is_3d)]:
+        h.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return h.hexdigest()
 
 
 def corrupt(
@@ -107,7 +120,8 @@ class CorruptedSets:
 
 def cache_key(spec: DatasetSpec, size: int, data_md5: str, seed: int, params: dict) -> str:
     ident = {"format": FORMAT_VERSION, "dataset": spec.name, "size": size, "data_md5": data_md5, "seed": seed,
-             "parameters_sha256": parameters_sha256(params)}
+             "parameters_sha256": parameters_sha256(params), "ops_code_sha256": ops_code_sha256(spec.is_3d),
+             "ops": {c: op_name(spec, c) for c in params}}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -163,7 +177,7 @@ def build_corrupted_sets(
         manifest = {
             "format": FORMAT_VERSION, "suite": suite_name(spec), "dataset": spec.name, "size": size,
             "source_file": split.path.name, "source_md5": split.md5, "seed": seed,
-            "parameters_sha256": parameters_sha256(params),
+            "parameters_sha256": parameters_sha256(params), "ops_code_sha256": ops_code_sha256(spec.is_3d),
             "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "files": {c: files[c] for c in sorted(files)},
         }

@@ -48,9 +48,16 @@ def corruption_parameters(spec: DatasetSpec, size: int, protocol: Protocol) -> d
     key = str(size)
     if spec.is_3d:
         table = doc["medbench-3d"]
-        if key not in table:
-            raise ValueError(f"The 3D suite has no parameters at size {size}; sizes: {', '.join(table)}.")
-        params = {name: entry["params"] for name, entry in table[key].items()}
+        sizes = table.get("parameters", table)  # version 1: {size: ...}, every 3D dataset gets every corruption
+        if key not in sizes:
+            raise ValueError(f"The 3D suite has no parameters at size {size}; sizes: {', '.join(sizes)}.")
+        names = list(sizes[key])
+        if "suites" in table:
+            kinds = [s for s in table["suites"].values() if spec.name in s["datasets"]]
+            if not kinds:
+                raise ValueError(f"{spec.name} is in no 3D suite of protocol {protocol.version}.")
+            names = kinds[0]["corruptions"]
+        params = {name: sizes[key][name]["params"] for name in names}
     else:
         table = doc["medmnist-c"].get(spec.name)
         if table is None:
@@ -63,11 +70,12 @@ def corruption_parameters(spec: DatasetSpec, size: int, protocol: Protocol) -> d
 
     severities = protocol.get("corruptions.severities", [1, 2, 3, 4, 5])
     overrides = protocol.get("corruptions.parameters") or {}
-    known = CORRUPTION_OPS_3D if spec.is_3d else CORRUPTION_OPS_2D
+    # a 3D dataset's suite depends on the kind of its volumes: only its own corruptions can be overridden
+    known = list(params) if spec.is_3d else list(CORRUPTION_OPS_2D)
     for name, plist in overrides.items():
         if name not in known:
             raise ValueError(f"corruptions.parameters names {name!r}, which is not a corruption of the "
-                             f"{suite_name(spec)} suite; known: {', '.join(known)}.")
+                             f"{suite_name(spec)} suite for {spec.name}; known: {', '.join(known)}.")
         if len(plist) != len(severities):
             raise ValueError(f"corruptions.parameters[{name!r}] has {len(plist)} entries; one per severity "
                              f"({len(severities)}) is needed.")

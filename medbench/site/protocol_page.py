@@ -86,8 +86,16 @@ def load_page(version: str) -> ProtocolPage:
                 page.suites.append(("medmnist-c", dataset, rows))
             td = doc.get("medbench-3d") or {}
             if td:
-                rows = [_row(c, s, cell) for s in _sizes(td) for c, cell in td[s].items()]
-                page.suites.append(("medbench-3d", "", rows))
+                # version 1: {size: {corruption: cell}}; version 2: per-kind suites over a shared parameter table
+                by_size = td.get("parameters", td)
+                for kind, suite in (td.get("suites") or {"": {}}).items():
+                    names = suite.get("corruptions")
+                    rows = [_row(c, s, cell) for s in _sizes(by_size) for c, cell in by_size[s].items()
+                            if names is None or c in names]
+                    label = f"{kind} volumes ({', '.join(suite['datasets'])})" if kind else ""
+                    page.suites.append(("medbench-3d", label, rows))
+                    if suite.get("not_applied"):
+                        page.other[f"medbench-3d {kind}: left out"] = suite["not_applied"]
         except (AttributeError, TypeError, KeyError, ValueError):
             # a layout this page does not know: show the parameters raw rather than fail the build
             page.suites = []

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .common import area_resize, quantize, to_unit
+from .common import area_resize, pil_luminance, quantize, to_unit, truncate
 
 Op = Callable[[torch.Tensor, dict, list], torch.Tensor]
 OPS_2D: dict[str, Op] = {}
@@ -129,42 +129,55 @@ def jpeg(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
 # ---------------------------------------------------------------- noise
 
 
-def _normal(x: torch.Tensor, rngs: list) -> torch.Tensor:
-    shape = tuple(x.shape[1:])
+def _per_channel(x: torch.Tensor, noise: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Apply ``noise`` (float [0, 1] in, float out) the way MedMNIST-C does, truncating to uint8.
+
+    MedMNIST-C corrupts every image as RGB: a grey image becomes three equal channels, each gets
+    its own noise, and the result goes back to grey with Pillow's ``convert('L')``. Averaging
+    three independent noises weakens them (about 3.5 dB for Gaussian noise), so grey images are
+    treated the same way here.
+    """
+    grey = x.shape[1] == 1
+    y = truncate(noise(to_unit(x.expand(-1, 3, -1, -1) if grey else x)))
+    return pil_luminance(y) if grey else y
+
+
+def _normal(v: torch.Tensor, rngs: list) -> torch.Tensor:
+    shape = tuple(v.shape[1:])
     return torch.from_numpy(np.stack([g.standard_normal(shape) for g in rngs]))
 
 
 @op("gaussian_noise")
 def gaussian_noise(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
-    """Additive Gaussian noise, ``sigma`` in [0, 1] intensity units."""
-    return quantize(to_unit(x) + p["sigma"] * _normal(x, rngs))
+    """Additive Gaussian noise, ``sigma`` in [0, 1] intensity units, per RGB channel."""
+    return _per_channel(x, lambda v: v + p["sigma"] * _normal(v, rngs))
 
 
 @op("speckle_noise")
 def speckle_noise(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
-    """Multiplicative Gaussian noise: x + x * N(0, sigma)."""
-    v = to_unit(x)
-    return quantize(v + v * p["sigma"] * _normal(x, rngs))
+    """Multiplicative Gaussian noise: x + x * N(0, sigma), per RGB channel."""
+    return _per_channel(x, lambda v: v + v * (p["sigma"] * _normal(v, rngs)))
 
 
 @op("impulse_noise")
 def impulse_noise(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
     """Salt and pepper (scikit-image ``s&p``): each value flips with prob. ``amount``, to 0 or 1 equally."""
-    shape = tuple(x.shape[1:])
-    u = torch.from_numpy(np.stack([g.random((2,) + shape) for g in rngs]))
-    v = to_unit(x)
-    flip = u[:, 0] < p["amount"]
-    salt = u[:, 1] < 0.5
-    v = torch.where(flip & salt, 1.0, torch.where(flip & ~salt, 0.0, v))
-    return quantize(v)
+    def noise(v: torch.Tensor) -> torch.Tensor:
+        shape = tuple(v.shape[1:])
+        draws = [(g.random(shape), g.random(shape)) for g in rngs]  # flipped, then salted, as scikit-image draws
+        flip = torch.from_numpy(np.stack([d[0] for d in draws])) <= p["amount"]
+        salt = torch.from_numpy(np.stack([d[1] for d in draws])) <= 0.5
+        return torch.where(flip & salt, 1.0, torch.where(flip & ~salt, 0.0, v))
+    return _per_channel(x, noise)
 
 
 @op("shot_noise")
 def shot_noise(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
-    """Poisson noise: Poisson(x * photons) / photons (fewer photons is worse)."""
-    lam = (to_unit(x) * p["photons"]).numpy()
-    noisy = np.stack([g.poisson(lam[i]) for i, g in enumerate(rngs)]) / p["photons"]
-    return quantize(torch.from_numpy(noisy))
+    """Poisson noise: Poisson(x * photons) / photons (fewer photons is worse), per RGB channel."""
+    def noise(v: torch.Tensor) -> torch.Tensor:
+        lam = (v * p["photons"]).numpy()
+        return torch.from_numpy(np.stack([g.poisson(lam[i]) for i, g in enumerate(rngs)]) / p["photons"])
+    return _per_channel(x, noise)
 
 
 # ---------------------------------------------------------------- blur
@@ -172,22 +185,28 @@ def shot_noise(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
 
 @lru_cache(maxsize=256)
 def defocus_kernel(radius: float, alias_blur: float) -> torch.Tensor:
-    """MedMNIST-C's (ImageNet-C's) aliased disk, smoothed by a 3x3 (5x5 above radius 8) Gaussian, cropped."""
+    """MedMNIST-C's (ImageNet-C's) aliased disk, smoothed by a 3x3 (5x5 above radius 8) Gaussian, cropped.
+
+    In float32 like the original (``np.float32`` disk, ``cv2.GaussianBlur``): the kernel's exact
+    sum decides whether a flat region keeps its level or truncates one below it.
+    """
     half = 8 if radius <= 8 else int(math.ceil(radius))
     ksize = 3 if radius <= 8 else 5
     ax = np.arange(-half, half + 1)
     xx, yy = np.meshgrid(ax, ax)
-    disk = ((xx ** 2 + yy ** 2) <= radius ** 2).astype(np.float64)
-    disk /= disk.sum()
-    # cv2.GaussianBlur(disk, (ksize, ksize), sigmaX=alias_blur) with its default BORDER_REFLECT_101
+    disk = ((xx ** 2 + yy ** 2) <= radius ** 2).astype(np.float32)
+    disk /= np.sum(disk)
+    # cv2.GaussianBlur(disk, (ksize, ksize), sigmaX=alias_blur): a float32 separable filter with its
+    # default BORDER_REFLECT_101; the 1D kernel is computed in float64 and stored as float32
     if alias_blur > 0:
         g = np.exp(-((np.arange(ksize) - ksize // 2) ** 2) / (2 * alias_blur ** 2))
-        g /= g.sum()
+        g = (g / g.sum()).astype(np.float32)
         t = torch.from_numpy(disk)[None, None]
         t = F.pad(t, (ksize // 2,) * 4, mode="reflect")
         t = F.conv2d(t, torch.from_numpy(g).view(1, 1, 1, -1))
         t = F.conv2d(t, torch.from_numpy(g).view(1, 1, -1, 1))
         disk = t[0, 0].numpy()
+    disk = disk.astype(np.float64)
     # crop to the non-zero support (zero weights add nothing), keeping the kernel centred and odd
     nz = np.argwhere(disk > 1e-12)
     r = int(np.abs(nz - half).max()) if len(nz) else 0
@@ -197,7 +216,7 @@ def defocus_kernel(radius: float, alias_blur: float) -> torch.Tensor:
 @op("defocus_blur")
 def defocus_blur(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
     """Correlation with an aliased disk of ``radius`` smoothed by ``alias_blur`` (cv2 reflect-101 border)."""
-    return quantize(_correlate(to_unit(x), defocus_kernel(float(p["radius"]), float(p["alias_blur"])), "reflect"))
+    return truncate(_correlate(to_unit(x), defocus_kernel(float(p["radius"]), float(p["alias_blur"])), "reflect"))
 
 
 def motion_taps(radius: float, sigma: float) -> np.ndarray:
@@ -239,20 +258,25 @@ def motion_blur(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
 
 @op("zoom_blur")
 def zoom_blur(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
-    """Average of the image and its centre zoomed by 1, 1+step, ... < stop (scipy order-1 zoom)."""
+    """Average of the image and its centre zoomed by 1, 1+step, ... < stop (scipy order-1 zoom).
+
+    In float32 like the original (each zoom interpolated in float64 and stored as float32, summed in
+    float32), then truncated.
+    """
     zooms = np.arange(1.0, p["stop"], p["step"])
-    v = to_unit(x)
+    v = to_unit(x).float()
     h = v.shape[-1]
-    acc = v.clone()
+    acc = torch.zeros_like(v)
     for z in zooms:
         ch = int(np.ceil(h / z))
         top = (h - ch) // 2
-        crop = v[..., top:top + ch, top:top + ch]
+        crop = v[..., top:top + ch, top:top + ch].double()
         size = int(round(ch * z))
         zoomed = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=True) if size != ch else crop
         trim = (size - h) // 2
-        acc += zoomed[..., trim:trim + h, trim:trim + h]
-    return quantize(acc / (len(zooms) + 1))
+        acc += zoomed[..., trim:trim + h, trim:trim + h].float()
+    out = ((v + acc) / (len(zooms) + 1)).clamp(0, 1) * 255
+    return out.to(torch.uint8)
 
 
 def gaussian_kernel1d(sigma: float, radius: int) -> torch.Tensor:
@@ -334,7 +358,8 @@ def _rgb_to_hsv(v: torch.Tensor) -> torch.Tensor:
     delta = mx - mn
     s = torch.where(mx > 0, delta / mx.clamp_min(1e-300), torch.zeros_like(mx))
     safe = delta.clamp_min(1e-300)
-    h = torch.where(mx == r, (g - b) / safe, torch.where(mx == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    # scikit-image assigns red, then green, then blue: on ties the later channel's formula wins
+    h = torch.where(mx == b, 4.0 + (r - g) / safe, torch.where(mx == g, 2.0 + (b - r) / safe, (g - b) / safe))
     h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
     return torch.stack([h, s, mx], 1)
 
@@ -362,7 +387,7 @@ def saturate(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
         raise ValueError(f"saturate needs RGB images (3 channels); got {x.shape[1]} channel(s).")
     hsv = _rgb_to_hsv(to_unit(x))
     hsv[:, 1] = (hsv[:, 1] + p["shift"]).clamp(0, 1)
-    return quantize(_hsv_to_rgb(hsv))
+    return truncate(_hsv_to_rgb(hsv))
 
 
 # ---------------------------------------------------------------- drawn artefacts (224-px geometry)

@@ -72,7 +72,8 @@ def run_original(images, dataset: str, cells: list[tuple[str, int]], *, seed: in
 
     ``cells`` are (corruption, severity 1..5) of ``dataset``'s MedMNIST-C set. Returns
     ({cell: uint8 array shaped like ``images``}, {cell: CPU seconds the original spent on it},
-    {corruption: the original's five severity parameters for ``dataset``}).
+    {corruption: the original's five severity parameters for ``dataset``, and ``"_inks"``: its
+    stain_deposit ink masks {24: ..., 32: ...}}).
     """
     import numpy as np
 
@@ -88,7 +89,47 @@ def run_original(images, dataset: str, cells: list[tuple[str, int]], *, seed: in
                 out[(c, s)] = z[f"{c}/{s}"].copy()
                 cpu[(c, s)] = float(z[f"cpu/{c}/{s}"])
             params = json.loads(str(z["params"]))
+            params["_inks"] = {24: z["inks/3"].copy(), 32: z["inks/4"].copy()}
     return out, cpu, params
+
+
+class Replay:
+    """The original's random draws for one (corruption, severity) cell, served to medbench's operations.
+
+    The worker seeds Python's ``random``, NumPy's legacy global state and a ``default_rng`` with the
+    same seed for every cell, and the original then draws image after image from them. medbench's
+    operations draw per image from a ``numpy.random.Generator`` in the same order; passing one
+    ``Replay`` as every image's generator makes them consume exactly the original's numbers:
+    ``integers`` from ``random.randint`` (shapes, text), ``uniform`` / ``standard_normal`` /
+    ``poisson`` from ``np.random`` (motion angles, noises), ``random`` from the generator
+    (scikit-image's salt and pepper). Arrays are drawn in the original's H x W x C order.
+    """
+
+    def __init__(self, seed: int = 0):
+        import random
+
+        import numpy as np
+
+        self._py = random.Random(seed)
+        self._legacy = np.random.RandomState(seed)
+        self._gen = np.random.default_rng(seed)
+
+    def integers(self, low: int, high: int, size=None):
+        if size is not None:
+            raise TypeError("Replay serves scalar integers only (the original draws them one by one)")
+        return self._py.randint(int(low), int(high) - 1)
+
+    def uniform(self, low: float, high: float):
+        return self._legacy.uniform(low, high)
+
+    def standard_normal(self, shape):
+        return self._legacy.standard_normal((*shape[1:], shape[0])).transpose(2, 0, 1)
+
+    def poisson(self, lam):
+        return self._legacy.poisson(lam.transpose(1, 2, 0)).transpose(2, 0, 1)
+
+    def random(self, shape):
+        return self._gen.random((*shape[1:], shape[0])).transpose(2, 0, 1)
 
 
 # ------------------------------------------------------------------ worker (runs in the medmnistc venv)
@@ -125,6 +166,8 @@ def _worker(src: str, dst: str) -> None:
         return [plain(u) for u in v] if isinstance(v, (list, tuple, np.ndarray)) else float(v)
 
     out = {"params": np.array(json.dumps({n: plain(c.severity_params[:5]) for n, c in corruptions[ds].items()}))}
+    inks = corruptions["pathmnist"]["stain_deposit"].inks  # plain integer arrays: no pickle needed
+    out.update({f"inks/{k}": np.asarray(inks[k], dtype=np.uint8) for k in ("3", "4")})
     for name, sev in spec["cells"]:
         corruptor = corruptions[ds][name]
         rng = seed_everything(spec["seed"])

@@ -123,7 +123,11 @@ def compare(dataset: str, images: np.ndarray, corruptions: list[str] | None = No
             # lies on an integer a hair below it: truncation then differs by one level, rarely
             tie = row["max_abs_diff"] <= 1 and row["frac_pixels_differ"] <= DETERMINISTIC_TIES
             row["verdict"] = "exact" if row["max_abs_diff"] == 0 else ("within tolerance" if tie else "off")
-        if not row["same_params_as_original"]:
+        if c == "stain_deposit":  # the vendored ink masks must be the original's
+            from medbench.corruptions.inks import inks
+
+            row["same_inks_as_original"] = all(np.array_equal(inks(k), v) for k, v in original_params["_inks"].items())
+        if not row["same_params_as_original"] or not row.get("same_inks_as_original", True):
             row["verdict"] = "off"
         rows.append(row)
     return rows

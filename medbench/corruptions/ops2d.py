@@ -284,7 +284,7 @@ def gaussian_blur_params(p: dict) -> tuple[float, int]:
 def gaussian_blur(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
     """torchvision's ``gaussian_blur`` on a uint8 image: float32 2D kernel, reflect border, rounded."""
     sigma, radius = gaussian_blur_params(p)
-    if radius == 0 or sigma <= 0:
+    if radius == 0 or sigma <= 0 or len(x) == 0:
         return x.clone()
     # torchvision's _get_gaussian_kernel1d / 2d, in float32 (the reference's arithmetic)
     t = torch.linspace(-float(radius), float(radius), steps=2 * radius + 1)
@@ -292,8 +292,10 @@ def gaussian_blur(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
     k1 = pdf / pdf.sum()
     k2 = torch.mm(k1[:, None], k1[None, :])
     c = x.shape[1]
-    v = _pad(x.float(), radius, "reflect")
-    out = F.conv2d(v, k2.expand(c, 1, *k2.shape), groups=c)
+    weight = k2.expand(c, 1, *k2.shape)
+    # image by image, as the reference calls it: a float32 convolution's summation order may depend
+    # on the batch shape, and an image's output must not depend on the batch it is processed in
+    out = torch.cat([F.conv2d(_pad(x[i:i + 1].float(), radius, "reflect"), weight, groups=c) for i in range(len(x))])
     return torch.round(out).clamp(0, 255).to(torch.uint8)
 
 

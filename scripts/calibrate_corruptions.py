@@ -106,7 +106,10 @@ def candidates(name: str, p224: dict, size: int, n: int = 120) -> list[dict]:
     if name == "shot_noise":  # fewer photons is stronger
         return [{"photons": _r(p224["photons"] * f)} for f in np.geomspace(2000, 0.5, n)]
     if name == "defocus_blur":  # disk radius scales with the geometry; its (continuous) alias blur is calibrated
-        return [{"radius": _r(p224["radius"] * size / 224), "alias_blur": _r(a)} for a in np.linspace(0.01, 3.0, n)]
+        r = _r(p224["radius"] * size / 224)
+        cands = [{"radius": r, "alias_blur": _r(a)} for a in np.linspace(0.01, 3.0, n)]
+        # then, where the largest alias blur is still too weak (sub-pixel disks), larger disks
+        return cands + [{"radius": _r(q), "alias_blur": 3.0} for q in np.linspace(1.0, 4.0, n // 4) if q > r]
     ts = np.linspace(0.01, 1.2, n)
     if name == "motion_blur":
         return [{"radius": _r(p224["radius"] * t), "sigma": _r(p224["sigma"] * t)} for t in ts]

@@ -233,6 +233,7 @@ def benchmark(
     reference: EvaluationResult | str | os.PathLike | None = None,
     checks: bool = True,
     progress: bool = True,
+    reuse: EvaluationResult | str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on the test split of ``dataset`` under the benchmark protocol.
 
@@ -241,6 +242,9 @@ def benchmark(
     threat the protocol defines for the dataset: no L2 for 3D, no attacks for ChestMNIST); clean is
     always included. With ``out``, the result JSON is written there and the run is
     resumable: finished threats are kept in ``<out>.partial/`` until the run completes.
+    ``reuse``: an earlier result (object or JSON path) of the same weights on the same data whose
+    attack sections (Linf, L2, curves) are carried over when they were computed exactly as this run
+    would compute them (see ``medbench.reuse``); recorded in ``provenance.reused``.
     """
     spec = get_spec(dataset)
     spec.check_size(size)
@@ -280,6 +284,23 @@ def benchmark(
         times[name] = payload["wall_time_s"]
     ctx.results = fields
 
+    reused: dict[str, Any] = {}
+    if reuse is not None:
+        from .reuse import reusable_sections
+
+        found, notes = reusable_sections(reuse, ctx, [t for t in threat_list if t not in done.get("threats", {})],
+                                         weights_sha256)
+        for threat, (update, record) in found.items():
+            _merge(fields, update)
+            times[threat] = 0.0
+            reused[threat] = record
+        if progress:
+            for threat in found:
+                print(f"{threat}: reused from the earlier result (protocol {found[threat][1].from_protocol_version})",
+                      file=sys.stderr)
+            for note in notes:
+                print(f"not reused, recomputing {note}", file=sys.stderr)
+
     if checks and "admission" not in done.get("threats", {}):
         t0 = time.perf_counter()
         from .checks import admission_checks
@@ -294,7 +315,7 @@ def benchmark(
         _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"])
 
     for threat in threat_list:
-        if threat in done.get("threats", {}):
+        if threat in done.get("threats", {}) or threat in reused:
             continue
         t0 = time.perf_counter()
         update = _resolve_runner(threat)(ctx)
@@ -316,7 +337,7 @@ def benchmark(
             weights_sha256=weights_sha256, seed=seed, device=_device_name(dev), torch_version=torch.__version__,
             library_versions=dict(_library_versions()), python_version=platform.python_version(),
             platform=platform.platform(), started_at=done.get("started_at", started),
-            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
+            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()}, reused=reused,
         ),
         **fields,
     )

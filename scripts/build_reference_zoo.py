@@ -3,6 +3,7 @@
 
     python scripts/build_reference_zoo.py train [--dataset D ...] [--only ID ...] [--force]
     python scripts/build_reference_zoo.py evaluate [--dataset D ...] [--only ID ...] [--threats all]
+    python scripts/build_reference_zoo.py reevaluate [--dataset D ...] [--only ID ...]  # to the current protocol
     python scripts/build_reference_zoo.py plan | summary
 
 ``train`` writes ``model_zoo/<dataset>/<ModelId>.{yaml,safetensors}`` and the training log
@@ -266,6 +267,38 @@ def _evaluate_one(dataset: str, mid: str, yaml_path: Path, out: Path, threats: s
           flush=True)
 
 
+def do_reevaluate(datasets, only) -> None:
+    """Bring every committed result to the current protocol version: each result computed under an older
+    version is re-run with the same threats, carrying over the attack sections that the new version left
+    unchanged (``benchmark(..., reuse=old result)``: same config, subset, seed and torch; recorded in
+    ``provenance.reused``) and recomputing everything else (clean, admission, corruptions, sanity)."""
+    import medbench
+    from medbench.evaluate import protocol_threats
+    from medbench.schema import EvaluationResult
+    from medbench.schema.entry import read_entry
+
+    current = medbench.load_protocol().version
+    for dataset in datasets:
+        for method in PLAN[dataset]:  # ERM first: the corruption reference of the others
+            mid = model_id(dataset, method)
+            out = RESULTS / dataset / f"{mid}.json"
+            if (only and mid not in only) or not out.exists():
+                continue
+            old = EvaluationResult.from_json(out)
+            if old.provenance.protocol_version == current:
+                print(f"skip {dataset}/{mid}: already under protocol {current}", flush=True)
+                continue
+            entry = read_entry(ZOO / dataset / f"{mid}.yaml")
+            defined = protocol_threats(get_spec(dataset), medbench.load_protocol())
+            threats = [t for t in old.threats if t in defined]
+            ref = None if method == "erm" else reference_result(dataset)
+            result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
+                                        weights_sha256=entry.weights.sha256, reuse=old, progress=True)
+            print(f"re-evaluated {dataset}/{mid} under protocol {current}: reused "
+                  f"{', '.join(result.provenance.reused) or 'nothing'}, wall {result.provenance.wall_time_s:.0f}s",
+                  flush=True)
+
+
 def do_summary(datasets) -> None:
     """One row per entry: clean / corruption / robust balanced accuracy and training time (from the files)."""
     import json
@@ -305,7 +338,7 @@ def do_summary(datasets) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("train", "evaluate", "plan", "summary"))
+    p.add_argument("command", choices=("train", "evaluate", "reevaluate", "plan", "summary"))
     p.add_argument("--dataset", nargs="+", default=list(PLAN), choices=list(PLAN))
     p.add_argument("--only", nargs="+", default=None, help="model ids to include")
     p.add_argument("--force", action="store_true", help="retrain entries that already exist")
@@ -324,6 +357,8 @@ def main(argv=None) -> int:
         do_summary(args.dataset)
     elif args.command == "train":
         do_train(args.dataset, args.only, args.force)
+    elif args.command == "reevaluate":
+        do_reevaluate(args.dataset, args.only)
     else:
         do_evaluate(args.dataset, args.only, args.threats)
     return 0

@@ -29,6 +29,20 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + (0.5 + _ROUND_EPS)).to(torch.uint8)
 
 
+def truncate(x: torch.Tensor) -> torch.Tensor:
+    """float [0, 1] (clipped) -> uint8, truncating as MedMNIST-C does (``(np.clip(x, 0, 1) * 255).astype(np.uint8)``).
+
+    ``(v / 255) * 255`` is exactly ``v`` in float64 for every level, so an identity stays the identity.
+    """
+    return (x.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+
+
+def pil_luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``convert('L')`` of uint8 ``N x 3 x H x W`` (ITU-R 601-2 in 16-bit fixed point) -> ``N x 1 x H x W``."""
+    v = rgb.to(torch.int32)
+    return ((v[:, 0:1] * 19595 + v[:, 1:2] * 38470 + v[:, 2:3] * 7471 + 0x8000) >> 16).to(torch.uint8)
+
+
 def stable_id(name: str) -> int:
     """A stable 32-bit integer for a name (Python's hash() is salted per process)."""
     return zlib.crc32(name.encode("utf-8"))

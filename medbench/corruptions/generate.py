@@ -32,7 +32,7 @@ from .ops2d import OPS_2D
 from .ops3d import OPS_3D
 from .params import op_name, parameters_sha256, suite_name
 
-FORMAT_VERSION = 2  # bump when an operation changes its output, so old caches are not reused
+FORMAT_VERSION = 3  # bump when an operation changes its output, so old caches are not reused
 
 
 def corrupt(

@@ -59,6 +59,12 @@ def _zoom(stops_steps) -> list[dict]:
     return [{"stop": stop, "step": step} for stop, step in stops_steps]
 
 
+def _stains(max_marks) -> list[dict]:
+    # the reference picks its ink masks by severity, not by max_marks: inks["3"] (24 px) for
+    # severities 1-4 and inks["4"] (32 px) for severity 5 (``inks[str(max(3, severity_index))]``)
+    return [{"max_marks": m, "ink_size": 32 if s == 5 else 24} for s, m in enumerate(max_marks, 1)]
+
+
 _GREY_13 = ["pixelate", "jpeg_compression", "gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise",
             "gaussian_blur", "brightness_up", "brightness_down", "contrast_up", "contrast_down",
             "gamma_corr_up", "gamma_corr_down"]
@@ -90,7 +96,7 @@ PUBLISHED_224: dict[str, dict[str, list[dict]]] = {
         "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),
         "contrast_down": _f("factor", [0.8, 0.7, 0.6, 0.55, 0.5]),
         "saturate": _f("shift", [0.05, 0.10, 0.15, 0.20, 0.25]),
-        "stain_deposit": _f("max_marks", [1, 2, 3, 4, 5]),
+        "stain_deposit": _stains([1, 2, 3, 4, 5]),
         "bubble": _pairs("max_radius", "max_bubbles", [(7, 15), (10, 15), (12, 15), (15, 20), (17, 25)]),
     },
     "bloodmnist": {
@@ -103,7 +109,7 @@ PUBLISHED_224: dict[str, dict[str, list[dict]]] = {
         "contrast_up": _f("factor", [1.1, 1.15, 1.2, 1.25, 1.3]),
         "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
         "saturate": _f("shift", [0.05, 0.10, 0.15, 0.17, 0.20]),
-        "stain_deposit": _f("max_marks", [1, 2, 3, 3, 3]),
+        "stain_deposit": _stains([1, 2, 3, 3, 3]),
         "bubble": _pairs("max_radius", "max_bubbles", [(5, 10), (7, 10), (10, 10), (12, 12), (15, 12)]),
     },
     "dermamnist": {

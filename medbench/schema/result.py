@@ -28,6 +28,18 @@ class CleanMetrics(Strict):
     predictions: list[int] | list[list[int]]  # per test example, for paired comparisons
 
 
+class ReusedSection(Strict):
+    """A threat section carried over from an earlier result of the same weights on the same data
+    (``benchmark(..., reuse=...)``, ``medbench.reuse``): where its numbers were computed."""
+
+    from_protocol_version: str
+    from_protocol_sha256: str
+    from_result_sha256: str | None = None  # sha256 of the result file it was read from
+    from_started_at: str
+    from_medbench_version: str
+    original_wall_time_s: float | None = None
+
+
 class Provenance(Strict):
     medbench_version: str
     protocol_version: str
@@ -47,6 +59,8 @@ class Provenance(Strict):
     started_at: str  # ISO 8601, UTC
     wall_time_s: float
     wall_time_per_threat_s: dict[str, float] = Field(default_factory=dict)
+    # threat -> where its section was computed, when carried over from an earlier result
+    reused: dict[str, ReusedSection] = Field(default_factory=dict)
 
 
 class EvaluationResult(Strict):

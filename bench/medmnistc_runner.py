@@ -16,6 +16,8 @@ Requests:
 The calling protocol is the original's (DatasetManager), per image: ``Image.fromarray(x).convert('RGB')``,
 ``apply(img, severity - 1)``, then ``Image.fromarray(out).convert('L')`` for grey datasets and
 ``np.array``. Its StainDeposit reads the package's own ``assets/inks.npz`` (plain float arrays).
+The import (and its torchvision work-around) is shared with the fidelity checks (bench/_medmnistc.py,
+a one-shot batch runner); this one stays up between requests so that timings can be interleaved.
 Usage: /work/venv-medmnistc/bin/python bench/medmnistc_runner.py [--threads 1]
 """
 
@@ -24,39 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 
 
-def _import_original():
-    """Import medmnistc's corruption registry; the torchvision wheel's compiled ops may not load with a
-    CPU torch, so declare the two op schemas torchvision registers at import (no kernels: unused)."""
-    import torch
-
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError:
-        for name in list(sys.modules):
-            if name.startswith("torchvision"):
-                del sys.modules[name]
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _import_original.lib = lib  # keep the registration alive
-    from medmnistc.corruptions.registry import CORRUPTIONS_DS
-
-    return CORRUPTIONS_DS
-
-
-def run_original(corruption, images, severity: int, grey: bool, seed: int):
+def run_original(corruption, images, severity: int, grey: bool, seed: int, seed_everything):
     """Apply one original corruption to uint8 ``N x C x H x W`` images; returns (uint8 array, process_s, wall_s)."""
     import numpy as np
     from PIL import Image
 
-    random.seed(seed)
-    np.random.seed(seed)
-    corruption.rng = np.random.default_rng(seed)  # ImpulseNoise reads self.rng (DatasetManager sets it)
+    corruption.rng = seed_everything(seed)  # as DatasetManager does; ImpulseNoise reads self.rng
     out = np.empty_like(images)
     c0, w0 = time.process_time(), time.perf_counter()
     for i, a in enumerate(images):
@@ -79,7 +58,9 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    registry = _import_original()
+    from _medmnistc import _import_medmnistc  # the fidelity checks' import (torchvision op schemas)
+
+    registry, is_rgb, seed_everything = _import_medmnistc()
     print("@@RESULT " + json.dumps({"ok": True, "ready": True, "pid": os.getpid()}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
@@ -89,8 +70,11 @@ def main() -> int:
             with np.load(req["input"], allow_pickle=False) as f:
                 images = f["images"]
             corruption = registry[req["dataset"]][req["corruption"]]
-            out, cpu, wall = run_original(corruption, images, int(req["severity"]), images.shape[1] == 1,
-                                          int(req.get("seed", 0)))
+            grey = not is_rgb[req["dataset"]]
+            if grey != (images.shape[1] == 1):
+                raise ValueError(f"{req['dataset']} is {'grey' if grey else 'RGB'}; got {images.shape[1]}-channel images")
+            out, cpu, wall = run_original(corruption, images, int(req["severity"]), grey, int(req.get("seed", 0)),
+                                          seed_everything)
             if req.get("output"):
                 np.savez(req["output"], images=out)
             reply = {"ok": True, "images": len(images), "process_s": cpu, "wall_s": wall}

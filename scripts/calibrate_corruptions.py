@@ -132,7 +132,8 @@ def candidates(name: str, p224: dict, size: int, n: int = 120) -> list[dict]:
     if name == "bubble":
         return [{"max_radius": r, "max_bubbles": max(7, int(p224["max_bubbles"]))} for r in range(3, 41)]
     if name == "characters":
-        return [{"max_words": k, "max_letters": min(5 + k, 12), "max_font_scale": _r(0.13 + 0.01 * k)} for k in range(1, 13)]
+        return [{"max_words": k, "max_letters": min(5 + k, 12), "max_font_scale": _r(0.13 + 0.01 * min(k, 12))}
+                for k in range(1, 81)]  # the original's thin lettering: many words for a small mean |delta|
     raise KeyError(name)
 
 

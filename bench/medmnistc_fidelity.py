@@ -5,7 +5,8 @@ as scripts/calibrate_corruptions.py does: grey = pneumoniamnist + breastmnist, R
 each dataset's corruption set runs on the family of its images), with the protocol's 224-px
 parameters on medbench's side and the original's own registry on the other (the parameter lists
 themselves are compared too). Per dataset x corruption x severity:
-- deterministic operations must be pixel-exact (max |medbench - original| == 0);
+- deterministic operations must be pixel-exact (max |medbench - original| == 0), up to rounding
+  ties (at most 0.1% of values one level apart, from a different floating-point summation order);
 - random ones (noise, random angles, random shapes) run twice: with medbench's own random streams
   (reported), and with the original's random draws replayed through medbench's operation
   (``_medmnistc.Replay``), which makes them comparable pixel by pixel. The verdict is on the
@@ -44,6 +45,7 @@ RANDOM_OPS = {"gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", 
 # |PSNR(medbench) - PSNR(original)| allowed for random operations, dB (issue 12: 0.2, drawn text / ink 1.0)
 TOLERANCE_DB = {"characters": 1.0, "stain_deposit": 1.0}
 DEFAULT_TOLERANCE_DB = 0.2
+DETERMINISTIC_TIES = 1e-3  # deterministic cells: at most this fraction of values one level apart
 GREY_SOURCES = ("pneumoniamnist", "breastmnist")
 RGB_SOURCES = ("retinamnist",)
 
@@ -117,8 +119,15 @@ def compare(dataset: str, images: np.ndarray, corruptions: list[str] | None = No
             ok = abs(row["psnr_delta_db"]) <= tol
             row["verdict"] = ("exact" if row["max_abs_diff"] == 0 else "within tolerance") if ok else "off"
         else:
-            row["verdict"] = "exact" if row["max_abs_diff"] == 0 else "off"
-        if not row["same_params_as_original"]:
+            # a different summation order (cv2's DFT filter for large kernels) may land a value that
+            # lies on an integer a hair below it: truncation then differs by one level, rarely
+            tie = row["max_abs_diff"] <= 1 and row["frac_pixels_differ"] <= DETERMINISTIC_TIES
+            row["verdict"] = "exact" if row["max_abs_diff"] == 0 else ("within tolerance" if tie else "off")
+        if c == "stain_deposit":  # the vendored ink masks must be the original's
+            from medbench.corruptions.inks import inks
+
+            row["same_inks_as_original"] = all(np.array_equal(inks(k), v) for k, v in original_params["_inks"].items())
+        if not row["same_params_as_original"] or not row.get("same_inks_as_original", True):
             row["verdict"] = "off"
         rows.append(row)
     return rows
@@ -148,8 +157,10 @@ def main() -> None:
         "images": {"grey": [*GREY_SOURCES], "rgb": [*RGB_SOURCES], "per_source": args.images, "size": 224,
                    "upsampling": "Pillow bicubic 28 -> 224, test split"},
         "tolerance_db": {"default_random": DEFAULT_TOLERANCE_DB, **TOLERANCE_DB},
-        "rule": "deterministic: pixel-exact; random: |PSNR(medbench) - PSNR(original)| <= tolerance, PSNR vs the "
-                "clean image from the MSE averaged over the images; parameters must equal the original's",
+        "rule": "deterministic: pixel-exact (within tolerance: max |diff| 1 on at most 0.1% of values, float "
+                "summation-order ties); random: the original's draws replayed through medbench's operation, "
+                "pixel-exact or |PSNR(medbench) - PSNR(original)| <= tolerance (PSNR vs the clean image from the MSE "
+                "averaged over the images); parameters must equal the original's",
         "summary": summary, "off": off, "cells": rows})
     print(f"{summary}; wrote {path}")
     for o in off:

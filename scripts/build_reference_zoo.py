@@ -298,8 +298,14 @@ def do_reevaluate(datasets, only) -> None:
             threats = [t for t in old.threats if t in defined]
             pinned = pinned_reference(dataset, medbench.load_protocol())  # re-evaluated first (PLAN: ERM first)
             ref = None if mid == pinned else reference_result(dataset)
-            result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
-                                        weights_sha256=entry.weights.sha256, reuse=old, progress=True)
+            # reuse the earlier file by path, so provenance.reused records its sha256 (out overwrites it)
+            earlier = out.with_name(out.name + f".v{old.provenance.protocol_version}")
+            shutil.copyfile(out, earlier)
+            try:
+                result = medbench.benchmark(mid, dataset, threats=threats, out=out, reference=ref, model_id=mid,
+                                            weights_sha256=entry.weights.sha256, reuse=earlier, progress=True)
+            finally:
+                earlier.unlink(missing_ok=True)
             print(f"re-evaluated {dataset}/{mid} under protocol {current}: reused "
                   f"{', '.join(result.provenance.reused) or 'nothing'}, wall {result.provenance.wall_time_s:.0f}s",
                   flush=True)

@@ -59,3 +59,29 @@ def test_sections_computed_otherwise_are_recomputed(prior, real_root, change):
                     data_root=real_root, weights_sha256=change.get("weights_sha256", SHA), reuse=path, progress=False)
     assert new.provenance.reused == {}
     assert new.provenance.wall_time_per_threat_s["Linf"] > 0
+
+
+def test_site_names_where_a_carried_over_section_was_computed(tmp_path):
+    """Every committed result whose attack sections were carried over says so on its page and in the API."""
+    import json
+    from pathlib import Path
+
+    from medbench.schema import EvaluationResult
+    from medbench.site.build import build_site
+
+    repo = Path(__file__).resolve().parents[1]
+    results = repo / "leaderboard" / "results"
+    reused = {p: EvaluationResult.from_json(p) for p in results.glob("*/*.json")}
+    reused = {p: r for p, r in reused.items() if r.provenance.reused}
+    if not reused:
+        pytest.skip("no committed result carries a section over")
+    out = tmp_path / "site"
+    build_site(out, repo / "model_zoo", results)
+    path, result = next(iter(sorted(reused.items())))
+    page = (out / result.dataset / f"{result.model_id}.html").read_text()
+    record = next(iter(result.provenance.reused.values()))
+    assert "Carried over" in page and record.from_result_sha256 in page
+    api = json.loads((out / "data" / f"{result.dataset}.json").read_text())
+    entries = [e for t in api["datasets"][result.dataset]["tracks"] for e in t["entries"]
+               if e["model_id"] == result.model_id]
+    assert entries and set(entries[0]["provenance"]["reused"]) == set(result.provenance.reused)

@@ -79,7 +79,9 @@ def row_record(row: Row, track: Track | None) -> dict:
         "medbench_version": p.medbench_version, "protocol_version": p.protocol_version,
         "protocol_sha256": p.protocol_sha256, "data_file": p.data_file, "data_md5": p.data_md5,
         "weights_sha256": p.weights_sha256, "seed": p.seed, "device": p.device, "torch_version": p.torch_version,
-        "started_at": p.started_at, "wall_time_s": p.wall_time_s}
+        "started_at": p.started_at, "wall_time_s": p.wall_time_s,
+        # sections carried over from an earlier result of the same weights (medbench.reuse): where they were computed
+        "reused": {k: r.model_dump(mode="json") for k, r in p.reused.items()}}
     return rec
 
 

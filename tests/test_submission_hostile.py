@@ -15,22 +15,11 @@ import torch
 import yaml
 from torch import nn
 
-from hub_server import HubServer
 from medbench.architectures import build_architecture, count_parameters, register_architecture
 from medbench.cli import main as cli_main
 from medbench.submission import parse_submission
 from test_submission import DATASET, WIDTH, base_data, failed, model_bytes, submit, validate
-
-@pytest.fixture(scope="module")
-def hub():
-    with HubServer() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _endpoint(hub, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-
+from test_submission import _endpoint, hub  # noqa: F401  (the loopback Hub fixtures, shared)
 
 @pytest.fixture
 def registry(tmp_path):

@@ -249,3 +249,13 @@ def test_boards_drop_always_empty_columns_and_link_the_protocol():
     assert 'href="../protocol/v1.html"' in board
     home = (REPO / "site" / "index.html").read_text()
     assert "https://github.com/medbench/medbench/compare" in home and "@misc{medbench" in home
+
+
+def test_every_page_title_is_plain_text():
+    """A <title> is one line of text (a misplaced block once put the cite section inside it)."""
+    site = Path(__file__).resolve().parents[1] / "site"
+    pages = sorted(site.rglob("*.html"))
+    assert pages
+    for page in pages:
+        title = re.search(r"<title>(.*?)</title>", page.read_text(), re.S)
+        assert title and "<" not in title.group(1) and "\n" not in title.group(1).strip(), page

@@ -2,30 +2,37 @@
 
 The output folder is owned by the build: it carries a marker file, and files the build did not
 write are removed from it. A non-empty folder without the marker is never touched.
+
+Builds are incremental and give the bytes of a full build. The site is made of units, one per
+dataset folder (``units.Unit``); the build state (``state.STATE``, in the output folder but not part
+of the site) records each unit's input key, what the rest of the site needs from it, and the key of
+each of its pages. A rebuild loads and ranks only the units whose inputs changed, renders within them
+only the pages whose key changed, and re-renders the home page and the combined downloads from the
+kept summaries. A change of the code, the templates or the build context (date, version, protocol
+versions) renders everything again; ``full=True`` ignores the state.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-
-import jinja2
-from markupsafe import Markup, escape
 
 from ..data import DATASETS
 from ..errors import MedbenchError
 from ..protocol import CURRENT_VERSION
-from . import export, marks, meta, plots, protocol_page
-from .load import load_inputs
-from .table import DatasetBoard, build_boards
+from . import export, meta, protocol_page
+from .load import Inputs, load_literature
+from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
+from .state import Hasher, code_key, digest, forget_state, outputs_intact, read_state, write_state
+from .units import Unit, home_board, kept_record_line
 
 MARKER = ".medbench-site"
 LEADERBOARD_DIR = Path(__file__).resolve().parents[2] / "leaderboard"
+PARALLEL_MIN_PAGES = 400  # below this many input files, forking costs more than it saves
 
 
 @dataclass
@@ -35,84 +42,18 @@ class BuildReport:
     files: int = 0
     problems: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    rendered_units: list[str] = field(default_factory=list)  # datasets whose part of the site was rendered
+    kept_pages: int = 0  # model pages kept from the previous build (unchanged key and file)
 
 
-def pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None or value != value else f"{value * 100:.{digits}f}"
-
-
-def num(value: float | None, digits: int = 4) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def scalar(value) -> str:
-    """Registry values for display: floats to 4 significant digits, lists comma-separated."""
-    if isinstance(value, (list, tuple)):
-        return ", ".join(scalar(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def inline_code(text: str, links: dict[str, str] | None = None) -> Markup:
-    """Escaped text with `backticked` spans as <code>; outside code, threats spelled the site's way
-    and each exact ``links`` key (e.g. a published file's repository path) made a link to its value."""
-    out = []
-    for i, part in enumerate(re.split(r"`([^`]+)`", str(text))):
-        if i % 2:
-            out.append(Markup("<code>{}</code>").format(part))
-            continue
-        pieces = [escape(marks.threat_label(part))]
-        for needle, href in (links or {}).items():
-            needle = str(escape(marks.threat_label(needle)))
-            pieces = [Markup(str(x).replace(needle, str(Markup('<a href="{}">{}</a>').format(href, Markup(needle)))))
-                      for x in pieces]
-        out += pieces
-    return Markup("").join(out)
-
-
-def build_date(inputs) -> str:
+def build_date(dates) -> str:
     """The date the site's data is from: SOURCE_DATE_EPOCH when set (reproducible builds), otherwise
     the latest evaluation record's start date (so an unchanged input always builds the same bytes)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d")
-    dates = [lr.result.provenance.started_at[:10] for lr in inputs.results.values() if lr.result.provenance.started_at]
+    dates = [d for d in dates if d]
     return max(dates) if dates else "1970-01-01"
-
-
-def environment(templates: Path) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
-    env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)
-    env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
-                       chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
-                       top_group=marks.top_group, corruption_errors=marks.corruption_errors,
-                       repository=meta.repository_url())
-    return env
-
-
-class _Writer:
-    def __init__(self, out: Path):
-        self.out, self.written = out, set()
-
-    def text(self, rel: str, content: str) -> None:
-        self.bytes(rel, content.encode("utf-8"))
-
-    def bytes(self, rel: str, data: bytes) -> None:
-        path = self.out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_bytes() != data:  # untouched files keep their mtime
-            path.write_bytes(data)
-        self.written.add(path)
-
-    def prune(self) -> None:
-        for path in sorted(self.out.rglob("*"), reverse=True):
-            if path.is_file() and path not in self.written:
-                path.unlink()
-            elif path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
 
 
 def _prepare_out(out: Path) -> None:
@@ -124,15 +65,41 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _scan(registry: Path, results: Path, hasher: Hasher, literature: list, missing: dict[str, list[str]]
+          ) -> dict[str, Unit]:
+    """One unit per dataset (empty ones included) and per other folder holding inputs, sorted by name."""
+    units = {name: Unit(name) for name in DATASETS}
+    if Path(registry).is_dir():
+        files = sorted(Path(registry).glob("*/*.yaml"))
+        for f in hasher.files(files):
+            units.setdefault(f.path.parent.name, Unit(f.path.parent.name)).registry.append(f)
+    else:
+        missing["registry"].append(f"registry folder {registry} does not exist: no entries")
+    if Path(results).is_dir():
+        files = sorted(Path(results).glob("*/*.json"))
+        logs = sorted(p for p in Path(results).glob("*/*.train.jsonl") if p.is_file())
+        for f in hasher.files(files):
+            units.setdefault(f.path.parent.name, Unit(f.path.parent.name)).results.append(f)
+        for f in hasher.files(logs):
+            units.setdefault(f.path.parent.name, Unit(f.path.parent.name)).logs[f.path.name] = f
+    else:
+        missing["results"].append(f"results folder {results} does not exist: no results")
+    for p in literature:
+        if p.dataset in units:
+            units[p.dataset].literature.append(p)
+    return dict(sorted(units.items()))
+
+
 def build_site(out: str | Path = "site", registry: str | Path | None = None, results: str | Path | None = None,
                *, leaderboard_dir: str | Path | None = None, literature: str | Path | None = None,
-               jobs: int = 1) -> BuildReport:
-    """Render the whole site into ``out``; returns what was written and the problems met on the way.
+               jobs: int = 1, full: bool = False) -> BuildReport:
+    """Render the site into ``out``; returns what was written and the problems met on the way.
 
     ``literature`` is the YAML list of published numbers shown as "reported" rows (default:
     ``leaderboard/literature.yaml``; a missing file means none).
 
-    ``jobs`` > 1 renders model pages in that many forked processes (same bytes, faster on many cores).
+    ``jobs`` > 1 loads and renders datasets in that many forked processes (same bytes, faster on many
+    cores). ``full`` renders every page, ignoring what an earlier build into ``out`` left.
     """
     from .. import __version__
 
@@ -146,103 +113,237 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     out = Path(out)
     _prepare_out(out)
     clock = time.perf_counter()
-    inputs = load_inputs(registry, results, literature)
+    previous = {} if full else read_state(out)
+    forget_state(out)
+    code = code_key(lb)
+    if previous.get("code") != code:
+        previous = {"inputs": previous.get("inputs", {})}  # only the input hashes stay valid
+    report = BuildReport(out)
+
+    # inputs: literature (always parsed: one small file), then every input file's sha256
+    head = Inputs()
+    if literature.is_file():
+        load_literature(literature, head)
+    hasher = Hasher(previous.get("inputs"), threads=jobs)
+    missing: dict[str, list[str]] = {"registry": [], "results": []}
+    units = _scan(registry, results, hasher, head.literature, missing)
+    for unit in units.values():
+        unit.seal(code)
+    old_units = previous.get("units", {})
+    stale = [u for u in units.values() if not _intact(out, u, old_units.get(u.name))]
+    t_scan = time.perf_counter()
+
+    # load (parse + rank) the units whose inputs changed; their dates decide the build context
+    runner = _runner(jobs, units, stale, out, lb / "templates")
+    summaries = {name: old_units[name]["summary"] for name in units if name in old_units}
+    summaries.update(runner.load([u.name for u in stale]))
     t_load = time.perf_counter()
-    boards = build_boards(inputs)
-    t_rank = time.perf_counter()
-    env = environment(lb / "templates")
-    w = _Writer(out)
-    report = BuildReport(out, problems=list(inputs.problems))
+
+    protocols = protocol_page.versions()
+    date = build_date(s["date"] for s in summaries.values())
+    common = {"version": __version__, "build_date": date, "protocols": protocols, "current_protocol": CURRENT_VERSION,
+              "citation": meta.citation(__version__, date[:4])}
+    context = digest(code, common, meta.repository_url())
+    render = [u for u in stale if u.is_dataset]
+    if previous.get("context") != context:  # every page shows the context: render every unit
+        render = [u for u in units.values() if u.is_dataset]
+        old_units = {n: {k: v for k, v in s.items() if k != "keys"} for n, s in old_units.items()}
+    rendered = runner.render([u.name for u in render], common, context, old_units)
+    t_render = time.perf_counter()
+
+    # the rest of the site, from every unit's summary (kept or new)
+    new_units = {}
+    for name, unit in units.items():
+        if name in rendered:
+            new_units[name] = rendered[name][0]
+        elif unit in stale:  # a folder that is not a dataset: loaded for its problems, never rendered
+            new_units[name] = {"key": unit.key, "summary": runner.summary(name), "keys": {}, "outputs": {}}
+        else:
+            new_units[name] = old_units[name]
+    summaries = {n: s["summary"] for n, s in new_units.items()}
+    report.problems = head.problems + missing["registry"] + [p for s in summaries.values() for p in s["problems"][0]] \
+        + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
+    w = Writer(out)
+    shared_keys = _shared_pages(w, lb, env=shared_environment(lb / "templates"), summaries=summaries, common=common,
+                                report=report, previous=previous.get("shared", {}), context=context)
+    lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
+    w.text("data/results.json", export.join_record_lines(lines, __version__))
+    w.text("data/results.csv", export.format_csv([summaries[n]["csv"] for n in DATASETS]))
+    report.pages += sum(summaries[n]["pages"] for n in DATASETS)
+    report.rendered_units = sorted(rendered)
+    report.kept_pages = sum(1 for n, (s, _) in rendered.items() for k, v in s["keys"].items()
+                            if k.endswith(".html") and old_units.get(n, {}).get("keys", {}).get(k) == v)
+    for state in new_units.values():
+        w.outputs.update(state["outputs"])
+    w.prune()
+    report.files = len(w.outputs)
+    shared = {rel: rec for rel, rec in w.outputs.items()
+              if not any(rel in s["outputs"] for s in new_units.values())}
+    write_state(out, {"code": code, "context": context, "inputs": hasher.seen,
+                      "units": new_units, "shared": {"outputs": shared, "keys": shared_keys}})
+    report.timings = {"scan": t_scan - clock, "load": t_load - t_scan, "render": t_render - t_load,
+                      "finish": time.perf_counter() - t_render}
+    return report
+
+
+def _intact(out: Path, unit: Unit, old: dict | None) -> bool:
+    """Whether the unit's part of the site from the last build is current: same inputs, files untouched."""
+    return bool(old) and old.get("key") == unit.key and outputs_intact(out, old.get("outputs", {}))
+
+
+def _shared_pages(w: Writer, lb: Path, *, env, summaries: dict, common: dict, report: BuildReport, previous: dict,
+                  context: str) -> dict[str, str]:
+    """The marker, static files, home page and protocol pages (kept when their key is unchanged); returns
+    the protocol pages' keys."""
+    keys = {}
     w.text(MARKER, "Generated by 'medbench leaderboard build'. Do not edit by hand: rebuild instead.\n")
     for asset in sorted((lb / "static").iterdir()):
         if asset.is_file():
             w.bytes(f"static/{asset.name}", asset.read_bytes())
-
-    date = build_date(inputs)
-    protocols = protocol_page.versions()
-    common = {"version": __version__, "n_models": sum(len(b.rows) for b in boards.values()), "build_date": date,
-              "protocols": protocols, "current_protocol": CURRENT_VERSION,
-              "citation": meta.citation(__version__, date[:4])}
-    best = [b.best for b in boards.values() if b.best] + [r for b in boards.values() for r in b.rows + b.unevaluated]
-    example = {"model_id": best[0].model_id, "dataset": best[0].dataset} if best else \
+    ds = list(DATASETS)
+    example = next(({"model_id": summaries[n]["best"], "dataset": n} for n in ds if summaries[n]["best"]), None) or \
+        next(({"model_id": summaries[n]["first"], "dataset": n} for n in ds if summaries[n]["first"]), None) or \
         {"model_id": "Baseline_ResNet18_ERM", "dataset": "breastmnist"}
-    w.text("index.html", env.get_template("home.html").render(root="", boards=boards, example=example, **common))
+    boards = {n: home_board(summaries[n]) for n in ds}
+    w.text("index.html", env.get_template("home.html").render(
+        root="", boards=boards, example=example, n_models=sum(b.n_rows for b in boards.values()), **common))
     report.pages += 1
     proto_tpl = env.get_template("protocol.html")
-    for v in protocols:
+    old_keys, old_out = previous.get("keys", {}), previous.get("outputs", {})
+    for v in common["protocols"]:
+        files = protocol_page.files(v)
+        rels = [f"protocol/v{v}.html"] + [f"protocol/{name}" for name in files]
+        key = digest(context, v, {name: data.hex() for name, data in files.items()})
+        keys[rels[0]] = key
+        report.pages += 1
+        if old_keys.get(rels[0]) == key and outputs_intact(w.out, {r: old_out.get(r) for r in rels}):
+            for r in rels:
+                w.keep(r, old_out[r])
+            continue
         page = protocol_page.load_page(v)
-        w.text(f"protocol/v{v}.html", proto_tpl.render(root="../", page=page, **common))
+        w.text(rels[0], proto_tpl.render(root="../", page=page, **common))
         for fname, data in page.files.items():
             w.bytes(f"protocol/{fname}", data)
-        report.pages += 1
-    dataset_tpl, model_tpl = env.get_template("dataset.html"), env.get_template("model.html")
-    records: dict[str, dict] = {}
-    for name, board in boards.items():
-        scatters = {t.key: plots.track_scatters(t) for t in board.tracks}
-        w.text(f"{name}/index.html", dataset_tpl.render(root="../", board=board, spec=DATASETS[name],
-                                                        scatters=scatters, **common))
-        report.pages += 1
-        records[name] = export.board_record(board)
-        w.text(f"data/{name}.json", export.results_json({name: records[name]}, __version__))
-        w.text(f"data/{name}.csv", export.results_csv(boards, only=name))
-    pages = [(name, ti, ri) for name, b in boards.items() for ti, t in enumerate(b.tracks) for ri in range(len(t.rows))]
-    pages += [(name, -1, ri) for name, b in boards.items() for ri in range(len(b.unevaluated))]
-    report.pages += len(pages)
-    _render_models(w, model_tpl, boards, pages, common, jobs)
-    w.text("data/results.json", export.results_json(records, __version__))
-    w.text("data/results.csv", export.results_csv(boards))
-    w.prune()
-    report.files = len(w.written)
-    report.timings = {"load": t_load - clock, "rank": t_rank - t_load, "render": time.perf_counter() - t_rank}
-    return report
+    return keys
 
 
-PARALLEL_MIN_PAGES = 400  # below this, forking costs more than it saves
-_FORKED: dict = {}  # what forked page workers inherit (never pickled)
+# --- running units: here, or in forked processes ----------------------------------------------------
+
+class _Here:
+    """Loads and renders units in this process."""
+
+    def __init__(self, units: dict[str, Unit], out: Path, templates: Path):
+        self.units, self.out, self.templates = units, out, templates
+
+    def load(self, names: list[str]) -> dict[str, dict]:
+        return {n: dict(self.units[n].load()) for n in names}
+
+    def summary(self, name: str) -> dict:
+        unit = self.units[name]
+        return unit.summary if unit.summary else unit.load()
+
+    def render(self, names: list[str], common: dict, context: str, old: dict) -> dict[str, tuple[dict, str]]:
+        env = shared_environment(self.templates)
+        done = {}
+        for n in names:
+            unit = self.units[n]
+            if unit.board is None:
+                unit.load()
+            done[n] = (unit.render(env, self.out, common, context, old.get(n, {})), unit.record_line)
+            unit.board = None  # free the parsed results
+        return done
 
 
-def _render_models(w: _Writer, tpl, boards: dict[str, DatasetBoard], pages: list, common: dict, jobs: int) -> None:
-    """Model pages (and copies of their result records), in ``jobs`` forked processes when that pays."""
-    if jobs <= 1 or len(pages) < PARALLEL_MIN_PAGES or "fork" not in multiprocessing.get_all_start_methods():
-        _model_pages(w, tpl, boards, pages, common)
-        return
-    _FORKED.update(out=w.out, tpl=tpl, boards=boards, common=common)
-    chunks = [pages[i::jobs * 4] for i in range(jobs * 4)]
-    try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            for written in pool.imap_unordered(_model_pages_worker, chunks):
-                w.written.update(Path(p) for p in written)
-    finally:
-        _FORKED.clear()
+class _Forked:
+    """Loads and renders units in ``jobs`` forked processes; each unit stays in the process that loaded it."""
+
+    def __init__(self, here: _Here, jobs: int):
+        self.here, self.jobs = here, jobs
+        self.ctx = multiprocessing.get_context("fork")
+        self.procs: list = []
+        self.owner: dict[str, int] = {}
+
+    def _start(self) -> None:
+        for _ in range(self.jobs):
+            parent, child = self.ctx.Pipe()
+            proc = self.ctx.Process(target=_serve, args=(self.here, child), daemon=True)
+            proc.start()
+            child.close()
+            self.procs.append((proc, parent))
+
+    def _spread(self, names: list[str]) -> dict[int, list[str]]:
+        """Longest first, each to the least-loaded process (units already loaded stay where they are)."""
+        load = [0] * self.jobs
+        for n, k in self.owner.items():
+            load[k] += self.here.units[n].weight
+        plan: dict[int, list[str]] = {k: [] for k in range(self.jobs)}
+        for n in sorted(names, key=lambda n: -self.here.units[n].weight):
+            k = self.owner.get(n)
+            if k is None:
+                k = min(range(self.jobs), key=load.__getitem__)
+                self.owner[n] = k
+                load[k] += self.here.units[n].weight
+            plan[k].append(n)
+        return plan
+
+    def _ask(self, method: str, plan: dict[int, list[str]], *args) -> dict:
+        if not self.procs:
+            self._start()
+        for k, names in plan.items():
+            self.procs[k][1].send((method, names, args))
+        merged = {}
+        for k in plan:
+            ok, value = self.procs[k][1].recv()
+            if not ok:
+                self.close()
+                raise MedbenchError(f"site build: a worker process failed: {value}")
+            merged.update(value)
+        return merged
+
+    def load(self, names: list[str]) -> dict[str, dict]:
+        if not names:
+            return {}
+        got = self._ask("load", self._spread(names))
+        for n, s in got.items():
+            self.here.units[n].summary = s
+        return got
+
+    def summary(self, name: str) -> dict:
+        return self.here.units[name].summary or self.load([name])[name]
+
+    def render(self, names: list[str], common: dict, context: str, old: dict) -> dict:
+        try:
+            return self._ask("render", self._spread(names), common, context, old) if names else {}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for proc, conn in self.procs:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+        self.procs = []
 
 
-def _model_pages_worker(chunk: list) -> list[str]:
-    w = _Writer(_FORKED["out"])
-    _model_pages(w, _FORKED["tpl"], _FORKED["boards"], chunk, _FORKED["common"])
-    return [str(p) for p in w.written]
+def _serve(here: _Here, conn) -> None:
+    """A forked worker: answers ``(method, unit names, args)`` requests until it gets None."""
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        method, names, args = msg
+        try:
+            conn.send((True, getattr(here, method)(names, *args)))
+        except Exception as exc:  # reported by the parent as a build error
+            conn.send((False, f"{type(exc).__name__}: {exc}"))
 
 
-def _model_pages(w: _Writer, tpl, boards: dict[str, DatasetBoard], pages: list, common: dict) -> None:
-    for name, ti, ri in pages:
-        board = boards[name]
-        track = board.tracks[ti] if ti >= 0 else None
-        row = track.rows[ri] if track else board.unevaluated[ri]
-        figures = plots.model_figures(row.result) if row.result else {}
-        log = training_log(row)
-        w.text(f"{name}/{row.slug}.html", tpl.render(root="../", board=board, spec=DATASETS[name], row=row,
-                                                     track=track, figures=figures,
-                                                     train_log=log.name if log else None, **common))
-        if row.loaded:
-            w.bytes(f"results/{name}/{row.loaded.path.name}", row.loaded.path.read_bytes())
-            if log is not None:
-                w.bytes(f"results/{name}/{log.name}", log.read_bytes())
-
-
-def training_log(row) -> Path | None:
-    """The training log published with a result (``<id>.train.jsonl`` beside ``<id>.json``), if any."""
-    if not row.loaded:
-        return None
-    log = row.loaded.path.with_name(row.loaded.path.stem + ".train.jsonl")
-    return log if log.is_file() else None
-
-
+def _runner(jobs: int, units: dict[str, Unit], stale: list[Unit], out: Path, templates: Path):
+    here = _Here(units, out, templates)
+    weight = sum(u.weight for u in stale)
+    parallel = jobs > 1 and weight >= PARALLEL_MIN_PAGES and "fork" in multiprocessing.get_all_start_methods()
+    return _Forked(here, jobs) if parallel else here

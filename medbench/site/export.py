@@ -101,12 +101,29 @@ def board_record(board: DatasetBoard) -> dict:
 
 def results_json(records: dict[str, dict], medbench_version: str) -> str:
     """The API document for the boards' records (``board_record``), compact JSON, one dataset per line."""
+    return join_record_lines([record_line(n, r) for n, r in records.items()], medbench_version)
+
+
+def record_line(name: str, record: dict) -> str:
+    """One dataset's line of ``results_json``."""
+    return f"{json.dumps(name)}: {json.dumps(record, ensure_ascii=False, separators=(',', ':'))}"
+
+
+def join_record_lines(lines: list[str], medbench_version: str) -> str:
+    """``results_json`` from its dataset lines (``record_line``), e.g. lines kept from an earlier build."""
     head = json.dumps({"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
                        "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api"},
                       ensure_ascii=False)
-    body = ",\n".join(f"{json.dumps(n)}: {json.dumps(r, ensure_ascii=False, separators=(',', ':'))}"
-                      for n, r in records.items())
-    return head[:-1] + ', "datasets": {\n' + body + "\n}}\n"
+    return head[:-1] + ', "datasets": {\n' + ",\n".join(lines) + "\n}}\n"
+
+
+def record_line_of(document: str) -> str:
+    """The one dataset line of a single-dataset ``results_json`` document (JSON escapes every newline
+    inside strings, so the document's lines are exactly: head, the dataset, the closing braces)."""
+    lines = document.split("\n")
+    if len(lines) != 4 or not lines[0].endswith('"datasets": {') or lines[2] != "}}":
+        raise ValueError("not a single-dataset results document")
+    return lines[1]
 
 
 CSV_COLUMNS = ["dataset", "size", "protocol_version", "rank", "tie_group", "model_id", "flags",
@@ -128,34 +145,56 @@ def csv_cell(value) -> str | int | float:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+CSV_TAIL = ["architecture", "method", "extra_data", "venue", "reported_clean_auc", "reported_clean_accuracy",
+            "reported_robust_accuracy", "result_sha256"]
+
+
 def results_csv(boards: dict[str, DatasetBoard], only: str | None = None) -> str:
     """One row per ranked-table entry. Fractions in [0, 1]; every interval is a pair of columns
     ``<metric>_ci_low`` and ``<metric>_ci_high`` (95% bootstrap)."""
-    threats = sorted({t for b in boards.values() for tr in b.tracks for t in tr.threats
-                      if only is None or b.dataset == only})
+    return format_csv([csv_part(b) for b in boards.values() if only is None or b.dataset == only])
+
+
+def csv_part(board: DatasetBoard) -> dict:
+    """A board's CSV rows as data (JSON-safe, so an incremental build can keep them): ``threats`` (the
+    board's robust columns) and ``rows``, each its cells with one robust triple per threat in that order."""
+    threats = sorted({t for tr in board.tracks for t in tr.threats})
+    rows = []
+    for t in board.tracks:
+        for r in t.rows:
+            res, rep = r.result, (r.entry.reported if r.entry else None)
+            lo, hi = r.clean_ci
+            vals = [r.dataset, t.size, t.protocol, r.rank, r.group, r.model_id,
+                    ";".join(f.code for f in r.flags), r.clean_ba, lo, hi,
+                    res.clean.accuracy if res.clean else None, r.clean_auc, r.corruption_ba,
+                    res.corruptions.relative_robustness if res.corruptions else None]
+            for th in threats:
+                vals += list(r.robust(th))
+            vals += [r.architecture, r.method, r.extra_data, r.venue,
+                     rep.clean_auc if rep else None, rep.clean_accuracy if rep else None,
+                     rep.robust_accuracy if rep else None, r.loaded.sha256]
+            rows.append([csv_cell(v) for v in vals])
+    return {"threats": threats, "rows": rows}
+
+
+def format_csv(parts: list[dict]) -> str:
+    """The CSV of ``csv_part`` pieces, in order: the robust columns are the union of the parts' threats
+    (sorted), empty where a part has none."""
+    threats = sorted({t for part in parts for t in part["threats"]})
     cols = list(CSV_COLUMNS)
     for t in threats:
         cols += [f"robust_ba_{t}", f"robust_ba_{t}_ci_low", f"robust_ba_{t}_ci_high"]
-    cols += ["architecture", "method", "extra_data", "venue", "reported_clean_auc", "reported_clean_accuracy",
-             "reported_robust_accuracy", "result_sha256"]
+    cols += CSV_TAIL
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([csv_cell(c) for c in cols])
-    for b in boards.values():
-        if only is not None and b.dataset != only:
-            continue
-        for t in b.tracks:
-            for r in t.rows:
-                res, rep = r.result, (r.entry.reported if r.entry else None)
-                lo, hi = r.clean_ci
-                vals = [r.dataset, t.size, t.protocol, r.rank, r.group, r.model_id,
-                        ";".join(f.code for f in r.flags), r.clean_ba, lo, hi,
-                        res.clean.accuracy if res.clean else None, r.clean_auc, r.corruption_ba,
-                        res.corruptions.relative_robustness if res.corruptions else None]
-                for th in threats:
-                    vals += list(r.robust(th))
-                vals += [r.architecture, r.method, r.extra_data, r.venue,
-                         rep.clean_auc if rep else None, rep.clean_accuracy if rep else None,
-                         rep.robust_accuracy if rep else None, r.loaded.sha256]
-                w.writerow([csv_cell(v) for v in vals])
+    head, tail = len(CSV_COLUMNS), len(CSV_TAIL)
+    for part in parts:
+        at = {t: head + 3 * i for i, t in enumerate(part["threats"])}
+        for row in part["rows"]:
+            robust = []
+            for t in threats:
+                i = at.get(t)
+                robust += row[i:i + 3] if i is not None else ["", "", ""]
+            w.writerow(row[:head] + robust + row[len(row) - tail:])
     return buf.getvalue()

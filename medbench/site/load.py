@@ -40,36 +40,48 @@ class Inputs:
 def load_registry(root: Path, inputs: Inputs) -> None:
     """Every ``<root>/<dataset>/<ModelId>.yaml`` that validates; the others are reported."""
     for path in sorted(Path(root).glob("*/*.yaml")):
-        where = f"{path.parent.name}/{path.name}"
-        try:
-            entry = parse_entry(yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader), str(path))
-        except (EntryError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-            inputs.problems.append(f"registry {where}: skipped: {str(exc).splitlines()[0]}")
-            continue
-        if entry.dataset != path.parent.name or entry.id != path.stem:
-            inputs.problems.append(f"registry {where}: skipped: id/dataset ({entry.id}, {entry.dataset}) "
-                                   "do not match the file's name and folder")
-            continue
-        inputs.entries[(entry.dataset, entry.id)] = entry
+        add_entry(path, None, inputs)
+
+
+def add_entry(path: Path, raw: bytes | None, inputs: Inputs) -> None:
+    """Parse one registry file (its bytes ``raw`` when already read) into ``inputs``, or report it."""
+    where = f"{path.parent.name}/{path.name}"
+    try:
+        raw = path.read_bytes() if raw is None else raw
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
+        entry = parse_entry(yaml.load(text, Loader=_Loader), str(path))
+    except (EntryError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        inputs.problems.append(f"registry {where}: skipped: {str(exc).splitlines()[0]}")
+        return
+    if entry.dataset != path.parent.name or entry.id != path.stem:
+        inputs.problems.append(f"registry {where}: skipped: id/dataset ({entry.id}, {entry.dataset}) "
+                               "do not match the file's name and folder")
+        return
+    inputs.entries[(entry.dataset, entry.id)] = entry
 
 
 def load_results(root: Path, inputs: Inputs) -> None:
     """Every ``<root>/<dataset>/<ModelId>.json`` that is an ``EvaluationResult``; the others are reported."""
     for path in sorted(Path(root).glob("*/*.json")):
-        where = f"{path.parent.name}/{path.name}"
-        try:
-            raw = path.read_bytes()
-            result = EvaluationResult.model_validate_json(raw)
-        except (ValidationError, OSError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            inputs.problems.append(f"results {where}: skipped: not an EvaluationResult ({first})")
-            continue
-        model_id = result.model_id or path.stem
-        if result.dataset != path.parent.name or model_id != path.stem or result.dataset not in DATASETS:
-            inputs.problems.append(f"results {where}: skipped: records ({model_id}, {result.dataset}), "
-                                   "which does not match the file's name and folder")
-            continue
-        inputs.results[(result.dataset, model_id)] = LoadedResult(result, path, hashlib.sha256(raw).hexdigest())
+        add_result(path, None, None, inputs)
+
+
+def add_result(path: Path, raw: bytes | None, sha256: str | None, inputs: Inputs) -> None:
+    """Parse one result file (its bytes ``raw`` and their ``sha256`` when known) into ``inputs``, or report it."""
+    where = f"{path.parent.name}/{path.name}"
+    try:
+        raw = path.read_bytes() if raw is None else raw
+        result = EvaluationResult.model_validate_json(raw)
+    except (ValidationError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        inputs.problems.append(f"results {where}: skipped: not an EvaluationResult ({first})")
+        return
+    model_id = result.model_id or path.stem
+    if result.dataset != path.parent.name or model_id != path.stem or result.dataset not in DATASETS:
+        inputs.problems.append(f"results {where}: skipped: records ({model_id}, {result.dataset}), "
+                               "which does not match the file's name and folder")
+        return
+    inputs.results[(result.dataset, model_id)] = LoadedResult(result, path, sha256 or hashlib.sha256(raw).hexdigest())
 
 
 def load_literature(path: Path, inputs: Inputs) -> None:

@@ -64,6 +64,16 @@ def _row(corruption: str, size: str, cell: dict) -> ParamRow:
     return ParamRow(corruption, str(size), cell.get("source", ""), [_params(p) for p in cell["params"]], _note(cell))
 
 
+def files(version: str) -> dict[str, bytes]:
+    """The protocol's files published beside its page: ``v<N>.yaml`` and, when present, ``v<N>_corruptions.yaml``."""
+    pkg = resources.files("medbench.protocols")
+    out = {f"v{version}.yaml": pkg.joinpath(f"v{version}.yaml").read_bytes()}
+    cor = pkg.joinpath(f"v{version}_corruptions.yaml")
+    if cor.is_file():
+        out[f"v{version}_corruptions.yaml"] = cor.read_bytes()
+    return out
+
+
 def load_page(version: str) -> ProtocolPage:
     pkg = resources.files("medbench.protocols")
     raw = pkg.joinpath(f"v{version}.yaml").read_bytes()

@@ -13,6 +13,7 @@ group while its 95% interval overlaps the leader's.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,22 @@ def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num
     """
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
+    with _one_blas_thread():
+        return _bootstrap_ba(labels, predictions, num_classes, n_resamples, seed)
+
+
+def _one_blas_thread():
+    """Small float32 products run fastest on one BLAS thread (several threads on a busy machine were
+    ~10x slower); the sums are exact integers, so the result does not depend on it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _bootstrap_ba(labels: np.ndarray, predictions: np.ndarray, num_classes: int, n_resamples: int,
+                  seed: int) -> np.ndarray:
     n, m = predictions.shape
     hit = (predictions == labels[:, None]).astype(np.float32)  # n x M
     members = [np.flatnonzero(labels == c) for c in range(num_classes)]

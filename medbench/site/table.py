@@ -225,29 +225,50 @@ def _subset_labels(results: list[EvaluationResult], sha: str, num_classes: int, 
     """
     if multilabel:
         return None
+    records = [adv for res in results for adv in res.adversarial.values() if adv.subset.indices_sha256 == sha]
+    if not records:
+        return None
+    if any(getattr(adv.subset, "labels", None) is not None for adv in records):
+        return _subset_labels_sequential(records, num_classes)
+    n = len(records[0].adv_predictions)
+    if any(len(a.adv_predictions) != n or len(a.robust_flags) != n for a in records):
+        return _subset_labels_sequential(records, num_classes)  # ragged: the record-by-record reading decides
+    # all records at once: a column's label is its first known value, and any other known value must agree
+    pred = np.array([a.adv_predictions for a in records], dtype=np.int64).reshape(len(records), n)
+    ok = np.array([a.robust_flags for a in records], dtype=bool).reshape(len(records), n)
+    known = np.where(ok, pred, 1 - pred) if num_classes == 2 else np.where(ok, pred, -1)
+    has = known >= 0
+    first = np.where(has.any(axis=0), known[has.argmax(axis=0), np.arange(n)], -1)
+    if (has & (known != first)).any():
+        return None
+    labels = first
+    if labels.size == 0 or (labels < 0).any() or (labels >= num_classes).any():
+        return None  # nothing recovered (an empty subset cannot be ranked by a paired test)
+    return labels
+
+
+def _subset_labels_sequential(records: list, num_classes: int) -> np.ndarray | None:
+    """``_subset_labels`` one record at a time (stored labels, or records of different lengths)."""
     labels: np.ndarray | None = None
-    for res in results:
-        for adv in res.adversarial.values():
-            if adv.subset.indices_sha256 != sha:
-                continue
-            stored = getattr(adv.subset, "labels", None)
-            if stored is not None:
-                return np.asarray(stored, dtype=np.int64)
-            pred = np.asarray(adv.adv_predictions, dtype=np.int64)
-            ok = np.asarray(adv.robust_flags, dtype=bool)
-            if pred.shape != ok.shape:
-                return None
-            if labels is None:
-                labels = np.full(len(pred), -1, dtype=np.int64)
-            if len(labels) != len(pred):
-                return None
-            known = pred.copy() if num_classes == 2 else np.where(ok, pred, -1)
-            if num_classes == 2:
-                known[~ok] = 1 - pred[~ok]
-            clash = (labels >= 0) & (known >= 0) & (labels != known)
-            if clash.any():
-                return None
-            labels = np.where(labels >= 0, labels, known)
+    for adv in records:
+        stored = getattr(adv.subset, "labels", None)
+        if stored is not None:
+            return np.asarray(stored, dtype=np.int64)
+        pred = np.asarray(adv.adv_predictions, dtype=np.int64)
+        ok = np.asarray(adv.robust_flags, dtype=bool)
+        if pred.shape != ok.shape:
+            return None
+        if labels is None:
+            labels = np.full(len(pred), -1, dtype=np.int64)
+        if len(labels) != len(pred):
+            return None
+        known = pred.copy() if num_classes == 2 else np.where(ok, pred, -1)
+        if num_classes == 2:
+            known[~ok] = 1 - pred[~ok]
+        clash = (labels >= 0) & (known >= 0) & (labels != known)
+        if clash.any():
+            return None
+        labels = np.where(labels >= 0, labels, known)
     if labels is None or labels.size == 0 or (labels < 0).any() or (labels >= num_classes).any():
         return None  # nothing recovered (an empty subset cannot be ranked by a paired test)
     return labels
@@ -317,28 +338,30 @@ def _threat_order(label: str) -> tuple:
 
 def build_boards(inputs: Inputs) -> dict[str, DatasetBoard]:
     """One board per MedMNIST dataset (empty ones included), tracks ranked, rows sorted best first."""
-    boards: dict[str, DatasetBoard] = {}
-    all_results = [lr.result for lr in inputs.results.values()]
-    for ds, spec in DATASETS.items():
-        by_track: dict[tuple[int, str], list[Row]] = {}
-        for (d, mid), lr in sorted(inputs.results.items()):
-            if d != ds:
-                continue
-            row = Row(ds, mid, slugify(mid), inputs.entries.get((ds, mid)), lr)
-            key = (lr.result.size, lr.result.provenance.protocol_version)
-            by_track.setdefault(key, []).append(row)
-        tracks = []
-        for (size, protocol), rows in sorted(by_track.items(), key=lambda kv: ("+" in kv[0][1], kv[0][0], kv[0][1])):
-            present = {t for r in rows for t in r.result.adversarial}
-            threats = expected = sorted(present, key=_threat_order)  # e.g. 3D datasets have no L2 track
-            for r in rows:
-                r.flags = _flags(r, expected)
-            linf = [t for t in threats if t.startswith("Linf") and t in present]
-            rank_by = HEADLINE_LINF if HEADLINE_LINF in present else (linf[0] if linf else "clean")
-            track = Track(ds, size, protocol, rows, threats, rank_by, OVERLAP, "")
-            _rank_track(track, [r for r in all_results if r.dataset == ds])
-            tracks.append(track)
-        unevaluated = [Row(ds, mid, slugify(mid), e, None) for (d, mid), e in sorted(inputs.entries.items())
-                       if d == ds and (d, mid) not in inputs.results]
-        boards[ds] = DatasetBoard(ds, tracks, unevaluated, [p for p in inputs.literature if p.dataset == ds])
-    return boards
+    return {ds: build_board(ds, inputs) for ds in DATASETS}
+
+
+def build_board(ds: str, inputs: Inputs) -> DatasetBoard:
+    """The board of dataset ``ds`` from the entries and results of ``inputs`` (other datasets are ignored)."""
+    all_results = [lr.result for (d, _), lr in inputs.results.items() if d == ds]
+    by_track: dict[tuple[int, str], list[Row]] = {}
+    for (d, mid), lr in sorted(inputs.results.items()):
+        if d != ds:
+            continue
+        row = Row(ds, mid, slugify(mid), inputs.entries.get((ds, mid)), lr)
+        key = (lr.result.size, lr.result.provenance.protocol_version)
+        by_track.setdefault(key, []).append(row)
+    tracks = []
+    for (size, protocol), rows in sorted(by_track.items(), key=lambda kv: ("+" in kv[0][1], kv[0][0], kv[0][1])):
+        present = {t for r in rows for t in r.result.adversarial}
+        threats = expected = sorted(present, key=_threat_order)  # e.g. 3D datasets have no L2 track
+        for r in rows:
+            r.flags = _flags(r, expected)
+        linf = [t for t in threats if t.startswith("Linf") and t in present]
+        rank_by = HEADLINE_LINF if HEADLINE_LINF in present else (linf[0] if linf else "clean")
+        track = Track(ds, size, protocol, rows, threats, rank_by, OVERLAP, "")
+        _rank_track(track, all_results)
+        tracks.append(track)
+    unevaluated = [Row(ds, mid, slugify(mid), e, None) for (d, mid), e in sorted(inputs.entries.items())
+                   if d == ds and (d, mid) not in inputs.results]
+    return DatasetBoard(ds, tracks, unevaluated, [p for p in inputs.literature if p.dataset == ds])

@@ -1,0 +1,110 @@
+"""Rendering: the Jinja filters and environment (compiled once per process) and the output writer."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from ..data import DATASETS
+from . import marks, meta
+from .state import STATE, stat_of
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None or value != value else f"{value * 100:.{digits}f}"
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def scalar(value) -> str:
+    """Registry values for display: floats to 4 significant digits, lists comma-separated."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(scalar(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def inline_code(text: str, links: dict[str, str] | None = None) -> Markup:
+    """Escaped text with `backticked` spans as <code>; outside code, threats spelled the site's way
+    and each exact ``links`` key (e.g. a published file's repository path) made a link to its value."""
+    out = []
+    for i, part in enumerate(re.split(r"`([^`]+)`", str(text))):
+        if i % 2:
+            out.append(Markup("<code>{}</code>").format(part))
+            continue
+        pieces = [escape(marks.threat_label(part))]
+        for needle, href in (links or {}).items():
+            needle = str(escape(marks.threat_label(needle)))
+            pieces = [Markup(str(x).replace(needle, str(Markup('<a href="{}">{}</a>').format(href, Markup(needle)))))
+                      for x in pieces]
+        out += pieces
+    return Markup("").join(out)
+
+
+def environment(templates: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)
+    env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
+                       chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
+                       top_group=marks.top_group, corruption_errors=marks.corruption_errors,
+                       repository=meta.repository_url())
+    return env
+
+
+_ENVS: dict[tuple[str, str], jinja2.Environment] = {}
+
+
+def shared_environment(templates: Path) -> jinja2.Environment:
+    """``environment(templates)``, made once per process (its compiled templates are kept)."""
+    key = (str(Path(templates).resolve()), meta.repository_url())
+    if key not in _ENVS:
+        _ENVS[key] = environment(Path(templates))
+    return _ENVS[key]
+
+
+class Writer:
+    """Writes the site's files, leaving a file whose bytes are unchanged untouched (mtime included), and
+    records each output's size and mtime (``outputs``) for the next incremental build."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.outputs: dict[str, list[int]] = {}
+        self._dirs: set[Path] = set()
+
+    def text(self, rel: str, content: str) -> None:
+        self.bytes(rel, content.encode("utf-8"))
+
+    def bytes(self, rel: str, data: bytes) -> None:
+        path = self.out / rel
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        old = stat_of(path)
+        if old is None or old[0] != len(data) or path.read_bytes() != data:  # untouched files keep their mtime
+            path.write_bytes(data)
+            old = None
+        self.outputs[rel] = old or stat_of(path)
+
+    def keep(self, rel: str, stat: list[int]) -> None:
+        """An output of an earlier build that is still current."""
+        self.outputs[rel] = stat
+
+    def prune(self) -> None:
+        """Remove every file this build did not write or keep (the state file aside), then empty folders."""
+        keep = {str(self.out / rel) for rel in self.outputs} | {str(self.out / STATE)}
+        for root, dirs, files in os.walk(self.out, topdown=False):
+            for name in files:
+                path = os.path.join(root, name)
+                if path not in keep:
+                    os.unlink(path)
+            if root != str(self.out) and not os.listdir(root):
+                os.rmdir(root)

@@ -1,0 +1,167 @@
+"""One dataset's part of the site, built on its own: a *unit* is one folder name of the registry and the
+results (``<dataset>/``) with its files. Loading a unit parses and ranks it; rendering it writes its
+board page, its model pages, its downloads and copies of its records, and returns what the rest of
+the site needs from it (``summary``), so that an unchanged unit need not be loaded at all.
+
+Within a rendered unit, a model page is rendered again only when its key changed: the key holds
+everything the page shows (see ``page_key``), so the page of a model whose rank moved is rendered,
+and the pages of the others are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data import DATASETS
+from ..schema.literature import PublishedResult
+from . import export, marks, plots
+from .load import Inputs, add_entry, add_result
+from .render import Writer
+from .state import InputFile, digest, stat_of
+from .table import DatasetBoard, Row, Track, build_board
+
+
+@dataclass
+class Unit:
+    name: str  # folder name (a dataset, or a stray folder whose files are only reported)
+    registry: list[InputFile] = field(default_factory=list)  # <name>/*.yaml, sorted
+    results: list[InputFile] = field(default_factory=list)  # <name>/*.json, sorted
+    logs: dict[str, InputFile] = field(default_factory=dict)  # file name -> <name>/<id>.train.jsonl
+    literature: list[PublishedResult] = field(default_factory=list)
+    key: str = ""  # of the unit's inputs (set by ``seal``)
+    board: DatasetBoard | None = None  # after ``load``
+    summary: dict = field(default_factory=dict)  # after ``load`` (and completed by ``render``)
+    record_line: str = ""  # after ``render``: the unit's line of results.json
+
+    @property
+    def is_dataset(self) -> bool:
+        return self.name in DATASETS
+
+    @property
+    def weight(self) -> int:
+        return len(self.registry) + 2 * len(self.results)
+
+    def seal(self, code: str) -> None:
+        files = [(f.path.name, f.sha256) for f in self.registry + self.results + list(self.logs.values())]
+        self.key = digest(code, self.name, files, [p.model_dump(mode="json") for p in self.literature])
+
+    def load(self) -> dict:
+        """Parse and rank the unit; returns the part of its summary the build needs before rendering."""
+        inputs = Inputs(literature=self.literature)
+        for f in self.registry:
+            add_entry(f.path, None, inputs)
+        n_registry = len(inputs.problems)
+        for f in self.results:
+            add_result(f.path, None, f.sha256 or None, inputs)
+        dates = [lr.result.provenance.started_at[:10] for lr in inputs.results.values()
+                 if lr.result.provenance.started_at]
+        self.board = build_board(self.name, inputs) if self.is_dataset else None
+        self.summary = {"date": max(dates) if dates else None,
+                        "problems": [inputs.problems[:n_registry], inputs.problems[n_registry:]]}
+        return self.summary
+
+    def page_key(self, context: str, row: Row, track: Track | None) -> str:
+        """Everything a model page shows: the build context, the row's registry entry and result files,
+        its training log, its rank, tie group and flags, and the track it is ranked in."""
+        if not hasattr(self, "_entry_sha"):
+            self._entry_sha = {f.path.stem: f.sha256 for f in self.registry}
+        entry = self._entry_sha.get(row.model_id) if row.entry else None
+        log = self.logs.get(f"{row.model_id}.train.jsonl") if row.loaded else None
+        return digest(context, self.name, row.slug, entry, row.loaded.sha256 if row.loaded else None,
+                      [log.path.name, log.sha256] if log else None, row.rank, row.group,
+                      [[f.code, f.label, f.detail] for f in row.flags],
+                      [track.size, track.protocol, track.rank_by] if track else None)
+
+    def render(self, env, out: Path, common: dict, context: str, previous: dict) -> dict:
+        """Write the unit's files; returns its state (``key``, ``summary``, page ``keys``, ``outputs``).
+
+        ``previous`` is the unit's state from the last build (empty for none): model pages and record
+        copies whose key is unchanged and whose file is untouched are kept as they are.
+        """
+        name, board, spec = self.name, self.board, DATASETS[self.name]
+        version = common["version"]
+        old_keys, old_out = previous.get("keys", {}), previous.get("outputs", {})
+        keys: dict[str, str] = {}
+        w = Writer(out)
+
+        def current(rel: str, key: str) -> bool:
+            keys[rel] = key
+            if old_keys.get(rel) == key and rel in old_out and stat_of(w.out / rel) == old_out[rel]:
+                w.keep(rel, old_out[rel])
+                return True
+            return False
+
+        scatters = {t.key: plots.track_scatters(t) for t in board.tracks}
+        w.text(f"{name}/index.html", env.get_template("dataset.html").render(
+            root="../", board=board, spec=spec, scatters=scatters, **common))
+        record = export.board_record(board)
+        w.text(f"data/{name}.json", export.results_json({name: record}, version))
+        part = export.csv_part(board)
+        w.text(f"data/{name}.csv", export.format_csv([part]))
+        tpl = env.get_template("model.html")
+        pages = [(t, r) for t in board.tracks for r in t.rows] + [(None, r) for r in board.unevaluated]
+        for track, row in pages:
+            rel = f"{name}/{row.slug}.html"
+            log = self.logs.get(f"{row.model_id}.train.jsonl") if row.loaded else None
+            if not current(rel, self.page_key(context, row, track)):
+                figures = plots.model_figures(row.result) if row.result else {}
+                w.text(rel, tpl.render(root="../", board=board, spec=spec, row=row, track=track, figures=figures,
+                                       train_log=log.path.name if log else None, **common))
+            if row.loaded:
+                rel = f"results/{name}/{row.loaded.path.name}"
+                if not current(rel, row.loaded.sha256):
+                    w.bytes(rel, row.loaded.path.read_bytes())
+                if log is not None:
+                    rel = f"results/{name}/{log.path.name}"
+                    if not current(rel, log.sha256):
+                        w.bytes(rel, log.path.read_bytes())
+        top = marks.top_group(board)
+        best = board.best
+        first = (board.rows + board.unevaluated)[:1]
+        self.summary.update(
+            n_rows=len(board.rows), has_tracks=bool(board.tracks), pages=1 + len(pages),
+            best=best.model_id if best else None, first=first[0].model_id if first else None,
+            top=None if top is None else {
+                "rank_by": top.track.rank_by, "rows": [[r.slug, r.model_id] for r in top.rows],
+                "value": top.value, "low": top.low, "high": top.high, "at_chance": top.at_chance},
+            csv=part)
+        self.record_line = export.record_line(name, record)
+        return {"key": self.key, "summary": self.summary, "keys": keys, "outputs": w.outputs}
+
+
+@dataclass
+class HomeRow:
+    slug: str
+    model_id: str
+
+
+@dataclass
+class HomeTop:
+    """A board's rank-1 tie group as the home page shows it (``marks.top_group``, kept between builds)."""
+
+    rank_by: str
+    rows: list[HomeRow]
+    value: float | None
+    low: float | None
+    high: float | None
+    at_chance: bool
+
+
+@dataclass
+class HomeBoard:
+    n_rows: int
+    tracks: bool
+    top: HomeTop | None
+
+
+def home_board(summary: dict) -> HomeBoard:
+    t = summary["top"]
+    top = None if t is None else HomeTop(t["rank_by"], [HomeRow(*r) for r in t["rows"]], t["value"], t["low"],
+                                         t["high"], t["at_chance"])
+    return HomeBoard(summary["n_rows"], summary["has_tracks"], top)
+
+
+def kept_record_line(out: Path, name: str) -> str:
+    """The dataset's line of ``results.json``, from its ``data/<name>.json`` written by an earlier build."""
+    return export.record_line_of((out / "data" / f"{name}.json").read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ from ..errors import MedbenchError
 from ..protocol import CURRENT_VERSION
 from . import export, marks, meta, plots, protocol_page
 from .load import load_inputs
+from .studies import load_studies, render_studies
 from .table import DatasetBoard, build_boards
 
 MARKER = ".medbench-site"
@@ -189,6 +190,7 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     pages += [(name, -1, ri) for name, b in boards.items() for ri in range(len(b.unevaluated))]
     report.pages += len(pages)
     _render_models(w, model_tpl, boards, pages, common, jobs)
+    report.pages += render_studies(env, w, load_studies(lb / "studies", report.problems), common)
     w.text("data/results.json", export.results_json(records, __version__))
     w.text("data/results.csv", export.results_csv(boards))
     w.prune()

@@ -182,3 +182,22 @@ def test_submission_validation_reports_a_constant_model(tmp_path, real_root, tra
     failing = {c.name: c for c in report.checks if c.failed}
     assert "predictions_not_constant" in failing and failing["predictions_not_constant"].stage == "admission"
     assert "covers 100.0%" in failing["predictions_not_constant"].message and not report.passed
+
+
+def test_a_result_computed_without_checks_is_never_admitted(real_root, breast_model, tmp_path, capsys):
+    """``--no-checks`` leaves nothing that vouches for the model: its result is unranked (not vacuously admitted)."""
+    from medbench.site.load import load_inputs
+    from medbench.site.table import build_boards
+
+    results = tmp_path / "results" / "breastmnist"
+    checked = benchmark(breast_model, "breastmnist", threats="clean", data_root=real_root, progress=False,
+                        model_id="Checked", out=results / "Checked.json")
+    unchecked = benchmark(breast_model, "breastmnist", threats="clean", data_root=real_root, progress=False,
+                          checks=False, model_id="Unchecked", out=results / "Unchecked.json")
+    assert checked.admitted and not unchecked.admitted and unchecked.checks == []
+    assert "--no-checks" in unchecked.not_admitted_because[0]
+    assert checked.clean.balanced_accuracy == unchecked.clean.balanced_accuracy  # same numbers, only the verdict
+    (track,) = build_boards(load_inputs(tmp_path / "registry", tmp_path / "results"))["breastmnist"].tracks
+    rows = {r.model_id: r for r in track.rows}
+    assert rows["Checked"].rank == 1 and rows["Unchecked"].rank is None
+    assert "computed without them" in next(f for f in rows["Unchecked"].flags if f.code == "not-admitted").detail

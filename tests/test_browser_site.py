@@ -369,3 +369,63 @@ def test_every_page_type_fits_and_has_no_axe_violations(committed_site, server, 
     problems += _check_page(browser, f"{base}/dermamnist/index.html", "synthetic-board")
     problems += _check_page(browser, f"{base}/breastmnist/Synth2000Model0000.html", "hostile-model")
     assert problems == [], "\n".join(problems)
+
+
+def _resize(registry: Path, results: Path, dataset: str, model_id: str, size: int) -> None:
+    """Make a synthetic entry and its result a ``size``-px one (as a 64-px submission would be)."""
+    import json
+
+    import yaml
+
+    ep = registry / dataset / f"{model_id}.yaml"
+    entry = yaml.safe_load(ep.read_text())
+    entry["size"] = size
+    ep.write_text(yaml.safe_dump(entry, sort_keys=False))
+    rp = results / dataset / f"{model_id}.json"
+    res = json.loads(rp.read_text())
+    res["size"] = res["provenance"]["size"] = size
+    res["provenance"]["data_file"] = f"{dataset}_{size}.npz"
+    rp.write_text(json.dumps(res))
+
+
+def _shown_ids(d) -> list[str]:
+    """Model ids of the rows actually on screen (a hidden track hides its whole table)."""
+    return d.execute_script(
+        "return Array.from(document.querySelectorAll('table.board tbody tr'))"
+        ".filter(r => r.offsetParent !== null).map(r => r.querySelector('th a').textContent)")
+
+
+def test_image_sizes_are_selectable_tracks(tmp_path, browser):
+    """Each image size is its own track, chosen from the size bar: one size's table at a time, the choice
+    kept in the address; sizes without results are listed as such; without JavaScript all tracks show."""
+    from medbench.site.synthetic import model_ids
+
+    reg, res, site = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["pneumoniamnist"], 6)
+    at64 = model_ids(6)[-2:]
+    for mid in at64:
+        _resize(reg, res, "pneumoniamnist", mid, 64)
+    build_site(site, reg, res)
+    d = browser
+    d.get((site / "pneumoniamnist" / "index.html").as_uri())
+    bar = d.find_element(By.CSS_SELECTOR, "nav.sizes")
+    assert [a.get_attribute("data-size") for a in bar.find_elements(By.CSS_SELECTOR, "a")] == ["28", "64"]
+    assert "128 px" in bar.text and "224 px" in bar.text and "no results yet" in bar.text
+    assert sorted(_shown_ids(d)) == sorted(model_ids(6)[:-2])  # the primary size first
+    bar.find_element(By.CSS_SELECTOR, "a[data-size='64']").click()
+    assert sorted(_shown_ids(d)) == sorted(at64)
+    assert "size=64" in d.current_url
+    url = d.current_url
+    d.get("about:blank")
+    d.get(url)
+    assert sorted(_shown_ids(d)) == sorted(at64)
+    assert d.find_element(By.CSS_SELECTOR, "nav.sizes a[data-size='64']").get_attribute("aria-current") == "true"
+    assert [e for e in d.get_log("browser") if e["level"] == "SEVERE"] == []
+
+    nojs = _driver(tmp_path / "nojs", javascript=False)
+    try:
+        nojs.get((site / "pneumoniamnist" / "index.html").as_uri())
+        assert len(nojs.find_elements(By.CSS_SELECTOR, "section.track")) == 2
+        assert all(s.is_displayed() for s in nojs.find_elements(By.CSS_SELECTOR, "section.track"))
+    finally:
+        nojs.quit()

@@ -82,6 +82,8 @@ def _argv(cmd: str, tmp: Path, mirror: Path) -> tuple[list[str], str]:
     argv = [PLACEHOLDERS.get(a, a) for a in shlex.split(cmd)[1:]]
     if argv[:2] == ["submission", "accept"] or argv[0] == "train":
         return argv, "dry"
+    if argv[0] == "study" and argv[1] != "list":  # trains models for minutes: each study's own test runs it
+        return argv, "dry"
     if argv[:2] == ["submission", "validate"] and not all((tmp / f).exists() for f in argv[2:] if f.endswith(".yaml")):
         return argv, "dry"
     if "--weights" in argv:
@@ -106,6 +108,14 @@ def _dry_check(argv: list[str], tmp: Path) -> None:
         get_entry(args.entry, args.dataset)
     if argv[0] == "train" and args.entry.endswith(".yaml"):
         assert (REPO / args.entry).is_file(), f"{args.entry} does not exist"
+    if argv[0] == "study":
+        from medbench.cli.study import _options
+        from medbench.data import get_spec
+        from medbench.studies import get_study
+
+        study = get_study(args.study)
+        study.options.model_validate(_options(args.options))
+        get_spec(args.dataset)
 
 
 ALL_EXAMPLES = [("README", c) for c in readme_commands()] + help_examples()

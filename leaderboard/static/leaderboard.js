@@ -83,6 +83,7 @@
         if (st[k] !== "") parts.push(encodeURIComponent(table.id + "." + k) + "=" + encodeURIComponent(st[k]));
       });
     });
+    if (sizeNav && currentSize) parts.unshift("size=" + encodeURIComponent(currentSize));
     var url = location.pathname + location.search + (parts.length ? "#" + parts.join("&") : "");
     try { history.replaceState(null, "", url); } catch (e) { /* file:// in some browsers: keep the view, skip the address */ }
   }
@@ -171,6 +172,34 @@
     }
   }
 
+  // --- image-size tracks: show one size at a time (all of them without JavaScript) ---
+  var sizeNav = document.querySelector("nav.sizes");
+  var currentSize = "";
+  function showSize(size) {
+    var links = sizeNav ? sizeNav.querySelectorAll("a[data-size]") : [];
+    if (!links.length) return;
+    var known = Array.prototype.some.call(links, function (a) { return a.getAttribute("data-size") === size; });
+    if (!known) size = links[0].getAttribute("data-size");
+    currentSize = size;
+    Array.prototype.forEach.call(links, function (a) {
+      if (a.getAttribute("data-size") === size) a.setAttribute("aria-current", "true");
+      else a.removeAttribute("aria-current");
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("section.track[data-size]"), function (sec) {
+      sec.hidden = sec.getAttribute("data-size") !== size;
+    });
+  }
+
   var saved = readState();
   tables.forEach(function (t) { init(t, saved); });
+  if (sizeNav) {
+    showSize(saved.size || "");
+    sizeNav.addEventListener("click", function (e) {
+      var a = e.target.closest ? e.target.closest("a[data-size]") : null;
+      if (!a) return;
+      e.preventDefault();
+      showSize(a.getAttribute("data-size"));
+      writeState();
+    });
+  }
 })();

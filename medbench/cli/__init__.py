@@ -10,7 +10,7 @@ import sys
 from ..errors import MedbenchError
 
 # Command groups, in the order ``medbench --help`` lists them.
-GROUPS = ("evaluate", "data", "zoo", "corruptions", "train", "leaderboard", "submission")
+GROUPS = ("evaluate", "data", "zoo", "corruptions", "train", "study", "leaderboard", "submission")
 
 EPILOG = """examples:
   medbench data info                                  datasets, and which files the data root holds
@@ -19,6 +19,7 @@ EPILOG = """examples:
   medbench zoo list --dataset breastmnist
   medbench corruptions list                           the corruption suites and the datasets they cover
   medbench train Baseline_ResNet8_ERM --dataset breastmnist --out results/retrained/
+  medbench study nonrobust-features --dataset breastmnist
   medbench submission validate submissions/my-model.yaml
   medbench leaderboard build --out site
 

@@ -224,7 +224,9 @@ def print_result(result) -> None:
         print("\nskipped")
         for threat, why in result.skipped.items():
             print(f"  {threat}: {why}")
-    if not result.admitted:
+    if not result.admitted and not result.admission_checked:
+        print(f"\nNOT ADMITTED: {result.not_admitted_because[0]}.")
+    elif not result.admitted:
         print("\nNOT ADMITTED: this result is never ranked (see the failed admission checks above).")
 
 

@@ -63,6 +63,10 @@ class Provenance(Strict):
     reused: dict[str, ReusedSection] = Field(default_factory=dict)
 
 
+NO_ADMISSION_CHECKS = ("no admission checks: the result was computed without them (--no-checks / checks=False), "
+                       "so it is never ranked; re-evaluate with checks to rank it")
+
+
 class EvaluationResult(Strict):
     """The record ``medbench.benchmark`` returns and the leaderboard renders."""
 
@@ -83,13 +87,21 @@ class EvaluationResult(Strict):
     provenance: Provenance
 
     @property
+    def admission_checked(self) -> bool:
+        """False for a result computed without checks (``--no-checks``): nothing vouches for the model."""
+        return any(c.kind == "admission" for c in self.checks)
+
+    @property
     def admitted(self) -> bool:
-        """True when every admission check passed (a model that fails one is not ranked)."""
-        return all(c.passed for c in self.checks if c.kind == "admission")
+        """True when admission checks ran and every one passed (a model that fails one, or whose
+        result was computed without them, is not ranked)."""
+        return self.admission_checked and all(c.passed for c in self.checks if c.kind == "admission")
 
     @property
     def not_admitted_because(self) -> list[str]:
-        """``"<check>: <message>"`` of every failed admission check (empty when admitted)."""
+        """``"<check>: <message>"`` of every failed admission check, or why none ran (empty when admitted)."""
+        if not self.admission_checked:
+            return [NO_ADMISSION_CHECKS]
         return [f"{c.name}: {c.message}" for c in self.checks if c.kind == "admission" and not c.passed]
 
     @property

@@ -28,6 +28,7 @@ from . import export, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
 from .state import Hasher, code_key, digest, forget_state, outputs_intact, read_state, write_state
+from .studies import load_studies, render_studies
 from .units import Unit, home_board, kept_record_line
 
 MARKER = ".medbench-site"
@@ -164,8 +165,10 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     report.problems = head.problems + missing["registry"] + [p for s in summaries.values() for p in s["problems"][0]] \
         + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
     w = Writer(out)
-    shared_keys = _shared_pages(w, lb, env=shared_environment(lb / "templates"), summaries=summaries, common=common,
-                                report=report, previous=previous.get("shared", {}), context=context)
+    env = shared_environment(lb / "templates")
+    shared_keys = _shared_pages(w, lb, env=env, summaries=summaries, common=common, report=report,
+                                previous=previous.get("shared", {}), context=context)
+    report.pages += render_studies(env, w, load_studies(lb / "studies", report.problems), common)
     lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
     w.text("data/results.json", export.join_record_lines(lines, __version__))
     w.text("data/results.csv", export.format_csv([summaries[n]["csv"] for n in DATASETS]))

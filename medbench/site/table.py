@@ -198,6 +198,8 @@ def _flags(row: Row, expected_threats: list[str]) -> list[Flag]:
     if failed_adm:
         flags.append(Flag("not-admitted", "not admitted", "failed admission checks, so never ranked: "
                           + "; ".join(failed_adm)))
+    elif not res.admission_checked:
+        flags.append(Flag("not-admitted", "not admitted", res.not_admitted_because[0]))
     if failed_san:
         flags.append(Flag("unreliable", "potentially unreliable", "failed sanity checks: " + ", ".join(failed_san)))
     if entry is None:

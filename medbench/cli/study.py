@@ -1,0 +1,119 @@
+"""``medbench study NAME --dataset D``: run a study from the literature end to end; ``medbench study list``."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_data_args
+
+# Kept here (not imported from medbench.studies) so that building the parser imports no torch.
+STUDY_HELP = {
+    "nonrobust-features": "do nonrobust features alone predict the label? (Mouton et al.; Ilyas et al.)",
+    "explanation-stability": "are saliency maps stable across seeds, noise and attacks? (Thibeau-Sutre et al.)",
+    "architectures": "which architectures are robust? robust BA by family and size (RobMedNAS)",
+}
+DEFAULT_OUT = "leaderboard/studies"
+
+
+class _StudyParser(argparse.ArgumentParser):
+    """Adds the study's own options (from its typed options model) to its --help, importing it only then."""
+
+    study_name: str = ""  # empty for `medbench study list`
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if not self.study_name:
+            return text
+        try:
+            from ..studies import get_study
+
+            study = get_study(self.study_name)
+        except Exception as exc:  # noqa: BLE001 - help must print even when the study cannot load
+            return text + f"\n(the study's options could not be listed: {exc})\n"
+        lines = [f"\n{study.title}\n  question: {study.question}\n  follows:  {study.paper}"]
+        fields = study.options.model_fields
+        if fields:
+            lines.append("\nstudy options (--set NAME=VALUE, repeatable):")
+            for key, f in fields.items():
+                lines.append(f"  {key} (default {f.default!r}): {f.description or ''}")
+        return text + "\n".join(lines) + "\n"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("study", help="studies from the literature as benchmark tracks (nonrobust features, ...)",
+                       description="Run a study end to end on CPU for the reference models; its typed JSON result "
+                                   "is written beside the leaderboard results (leaderboard/studies/) and the site "
+                                   "shows it on a page of its own.",
+                       epilog="examples:\n  medbench study list\n"
+                              "  medbench study nonrobust-features --dataset breastmnist\n"
+                              "  medbench study explanation-stability --dataset pneumoniamnist --set n_images=16\n"
+                              "  medbench study architectures --dataset breastmnist --out results/studies",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ssub = p.add_subparsers(dest="study_command", metavar="STUDY", required=True, parser_class=_StudyParser)
+    ls = ssub.add_parser("list", help="the studies and the results committed for each")
+    ls.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"results folder (default {DEFAULT_OUT})")
+    ls.set_defaults(func=_list)
+    for name, text in STUDY_HELP.items():
+        _add_study_parser(ssub, name, text).set_defaults(func=_run, study=name)
+
+
+def _add_study_parser(ssub, name: str, text: str) -> argparse.ArgumentParser:
+    s = ssub.add_parser(name, help=text, description=text,
+                        epilog=f"example:\n  medbench study {name} --dataset breastmnist",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.study_name = name
+    s.add_argument("--dataset", required=True, help="dataset (e.g. breastmnist)")
+    s.add_argument("--size", type=int, default=28, help="image size (default 28)")
+    s.add_argument("--seed", type=int, default=0, help="seed of everything random in the study (default 0)")
+    s.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"where the result JSON goes: DIR/{name}/DATASET_SIZEpx.json (default {DEFAULT_OUT})")
+    s.add_argument("--work-dir", default=None, metavar="DIR",
+                   help="scratch for trained models, kept between runs (default $MEDBENCH_CACHE/studies/NAME)")
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="options",
+                   help="a study option (see below); repeatable")
+    s.add_argument("--no-progress", action="store_true", help="no progress output")
+    add_data_args(s)
+    return s
+
+
+def _options(pairs: list[str]) -> dict:
+    import yaml
+
+    from ..errors import MedbenchError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MedbenchError(f"--set {pair!r}: write NAME=VALUE, e.g. --set n_images=16")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..studies import run_study
+
+    result = run_study(args.study, args.dataset, size=args.size, seed=args.seed, data_root=args.data_root,
+                       out=args.out, work_dir=args.work_dir, options=_options(args.options),
+                       progress=not args.no_progress)
+    print(f"{result.study} on {result.dataset} ({result.size} px): {result.summary}")
+    for f in result.findings:
+        ci = f" [{f.ci.low:.3f}, {f.ci.high:.3f}]" if f.ci and f.ci.low is not None else ""
+        value = "-" if f.value is None else f"{f.value:.3f}"
+        ref = f" vs {f.reference_label or 'reference'} {f.reference:.3f}" if f.reference is not None else ""
+        test = f"; {f.test.name}: p = {f.test.p_value:.3g}" if f.test and f.test.p_value is not None else ""
+        print(f"  {f.label}: {value}{ci}{ref}{test}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..studies import get_study, list_studies
+
+    for name in list_studies():
+        study = get_study(name)
+        files = sorted((Path(args.out) / name).glob("*.json"))
+        done = ", ".join(f.stem for f in files) or "no results yet"
+        print(f"{name}: {study.title}\n  {study.question}\n  results: {done}")
+    return 0

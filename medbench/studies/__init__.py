@@ -1,0 +1,104 @@
+"""Studies from the literature as reproducible benchmark tracks (``medbench study NAME --dataset D``).
+
+Each study lives in its own module exposing ``STUDY`` (a :class:`~medbench.studies.base.Study`); the
+registry maps the study's name to that module, imported only when the study is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..errors import MedbenchError
+from .base import (Finding, StatTest, Study, StudyContext, StudyOutcome, StudyProvenance, StudyResult, now_iso,
+                   provenance, result_path, save_result)
+
+# study name -> module defining STUDY
+STUDIES: dict[str, str] = {
+    "nonrobust-features": "medbench.studies.nonrobust_features",
+    "explanation-stability": "medbench.studies.explanation_stability",
+    "architectures": "medbench.studies.architectures",
+}
+STUDIES_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "studies"
+
+__all__ = ["STUDIES", "STUDIES_DIR", "Finding", "StatTest", "Study", "StudyContext", "StudyProvenance",
+           "StudyOutcome", "StudyResult", "get_study", "list_studies", "load_result", "run_study", "save_result"]
+
+
+class UnknownStudyError(MedbenchError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def list_studies() -> list[str]:
+    """Names of the studies whose module is present (in registry order)."""
+    return [n for n in STUDIES if importlib.util.find_spec(STUDIES[n]) is not None]
+
+
+def get_study(name: str) -> Study:
+    """The registered study ``name``; a clear error naming the known ones otherwise."""
+    if name not in STUDIES or importlib.util.find_spec(STUDIES[name]) is None:
+        import difflib
+
+        guess = difflib.get_close_matches(name, list(STUDIES), n=1)
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        raise UnknownStudyError(f"Unknown study {name!r}.{hint} Known studies: {', '.join(list_studies())}.")
+    return importlib.import_module(STUDIES[name]).STUDY
+
+
+def load_result(path: str | os.PathLike) -> StudyResult:
+    """Read a study result file, validated against its study's typed result model."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    study = get_study(str(data.get("study", "")))
+    return study.result_type.model_validate(data)
+
+
+def run_study(name: str, dataset: str, *, size: int = 28, seed: int = 0, data_root=None, out=None,
+              work_dir=None, options: dict | None = None, progress: bool = True,
+              command: list[str] | None = None) -> StudyResult:
+    """Run study ``name`` on ``dataset`` end to end; write the result under ``out`` when given.
+
+    ``options`` are the study's typed options (``medbench study NAME --help`` lists them); ``work_dir``
+    keeps trained models between runs (default: ``$MEDBENCH_CACHE/studies/NAME``).
+    """
+    import torch
+    from pydantic import ValidationError
+
+    from ..data import get_spec, verify_file
+    from ..paths import cache_root, data_root as resolve_data_root
+
+    study = get_study(name)
+    spec = get_spec(dataset)
+    if study.datasets and spec.name not in study.datasets:
+        raise MedbenchError(f"Study {name!r} supports {', '.join(study.datasets)}; not {spec.name}.")
+    root = resolve_data_root(data_root)
+    verify_file(spec.name, size, root)
+    try:
+        opts = study.options.model_validate(options or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        known = ", ".join(study.options.model_fields) or "none"
+        raise MedbenchError(f"Bad options for study {name!r}: {problems}. Its options: {known} "
+                            f"(see medbench study {name} --help).") from None
+    work = Path(work_dir) if work_dir else cache_root() / "studies" / name
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    ctx = StudyContext(dataset=spec.name, size=size, seed=seed, data_root=root, work_dir=work, options=opts,
+                       progress=progress)
+    started, started_at = time.perf_counter(), now_iso()
+    outcome = study.run(ctx)
+    prov = provenance(ctx, started, started_at, command if command is not None else sys.argv)
+    result = study.result_type.model_validate({
+        "study": study.name, "study_version": study.version, "dataset": spec.name, "size": size,
+        "summary": outcome.summary, "findings": [f.model_dump() for f in outcome.findings],
+        "details": outcome.details.model_dump() if hasattr(outcome.details, "model_dump") else outcome.details,
+        "provenance": prov.model_dump()})
+    if out is not None:
+        path = save_result(result, out)
+        ctx.log(f"wrote {path}")
+    return result

@@ -15,6 +15,7 @@ import yaml
 from medbench.errors import MedbenchError
 from medbench.schema.result import EvaluationResult
 from medbench.site import build_site
+from medbench.site.state import STATE
 from medbench.site.synthetic import HOSTILE, write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,8 +143,8 @@ def test_results_json_api(synth):
 
 
 def _tree_equal(a: Path, b: Path) -> bool:
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != STATE)  # the build's own
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != STATE)  # state, not the site
     return fa == fb and all((a / p).read_bytes() == (b / p).read_bytes() for p in fa)
 
 
@@ -224,8 +225,9 @@ def test_committed_site_matches_a_fresh_build(tmp_path):
     assert committed.is_dir(), "site/ is missing: run 'medbench leaderboard build --out site'"
     fresh = tmp_path / "site"
     build_site(fresh, REPO / "model_zoo", REPO / "leaderboard" / "results")
-    fa = sorted(str(p.relative_to(committed)) for p in committed.rglob("*") if p.is_file())
-    fb = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file())
+    # the build state (machine-specific paths and file times, git-ignored) is not part of the site
+    fa = sorted(str(p.relative_to(committed)) for p in committed.rglob("*") if p.is_file() and p.name != STATE)
+    fb = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file() and p.name != STATE)
     assert fa == fb, f"site/ files differ from a fresh build: only committed {sorted(set(fa) - set(fb))[:5]}, " \
                      f"only fresh {sorted(set(fb) - set(fa))[:5]}; rebuild with 'medbench leaderboard build'"
     stale = [p for p in fa if (committed / p).read_bytes() != (fresh / p).read_bytes()]

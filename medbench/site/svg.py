@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
 # viridis, 9 stops: perceptually uniform and readable for colour-blind readers
 _VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"]
+_VIRIDIS_RGB = [tuple(int(h[k:k + 2], 16) for k in (1, 3, 5)) for h in _VIRIDIS]
 
 
 def _f(x: float) -> str:
@@ -27,9 +29,8 @@ def colour(value: float | None, lo: float = 0.0, hi: float = 1.0) -> str:
         return "#888888"
     t = min(1.0, max(0.0, (value - lo) / (hi - lo) if hi > lo else 0.5)) * (len(_VIRIDIS) - 1)
     i = min(int(t), len(_VIRIDIS) - 2)
-    a, b, u = _VIRIDIS[i], _VIRIDIS[i + 1], t - i
-    rgb = [round(int(a[k:k + 2], 16) * (1 - u) + int(b[k:k + 2], 16) * u) for k in (1, 3, 5)]
-    return "#" + "".join(f"{c:02x}" for c in rgb)
+    a, b, u = _VIRIDIS_RGB[i], _VIRIDIS_RGB[i + 1], t - i
+    return "#%02x%02x%02x" % tuple(round(a[k] * (1 - u) + b[k] * u) for k in range(3))
 
 
 def _luminance(fill: str) -> float:
@@ -40,6 +41,7 @@ def _luminance(fill: str) -> float:
     return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
 
 
+@lru_cache(maxsize=4096)
 def _text_on(fill: str) -> str:
     """CSS class of the cell text with the higher WCAG contrast on ``fill`` (black or white; the
     stylesheet sets the colour, so a scheme's text colour never overrides it)."""
@@ -77,6 +79,10 @@ class Frame:
         return self.height - self.bottom - (v - self.y0) / (self.y1 - self.y0) * (self.height - self.top - self.bottom)
 
     def axes(self, xticks: list[tuple[float, str]], yticks: list[tuple[float, str]], xlabel: str, ylabel: str) -> list[str]:
+        return list(self._axes(tuple(xticks), tuple(yticks), xlabel, ylabel))
+
+    @lru_cache(maxsize=256)  # most plots share their frame and ticks: the axes are the same text
+    def _axes(self, xticks: tuple, yticks: tuple, xlabel: str, ylabel: str) -> tuple[str, ...]:
         out = []
         bx, by = self.height - self.bottom, self.left
         for v, lab in yticks:
@@ -94,7 +100,7 @@ class Frame:
         out.append(f'<text class="label" x="{mid_x}" y="{self.height - 6}" text-anchor="middle">{escape(xlabel)}</text>'
                    f'<text class="label" transform="translate(12 {mid_y}) rotate(-90)" text-anchor="middle">'
                    f'{escape(ylabel)}</text>')
-        return out
+        return tuple(out)
 
 
 def _ticks(lo: float, hi: float, step: float, pct: bool = True) -> list[tuple[float, str]]:
@@ -175,22 +181,25 @@ def heatmap(rows: list[str], cols: list[str], values: dict[tuple[str, str], floa
     label_w, cell_w, cell_h, top = 130, 46, 22, 22
     width, height = label_w + cell_w * len(cols) + 4, top + cell_h * len(rows) + 4
     body = []
-    for j, c in enumerate(cols):
+    safe_cols = [escape(c) for c in cols]
+    for j, c in enumerate(safe_cols):
         body.append(f'<text class="tick" x="{label_w + cell_w * j + cell_w / 2:g}" y="14" '
-                    f'text-anchor="middle">{escape(c)}</text>')
+                    f'text-anchor="middle">{c}</text>')
     for i, r in enumerate(rows):
         y = top + cell_h * i
         short = r if len(r) <= 20 else r[:19] + "…"
+        safe_r = escape(r)
         body.append(f'<text class="tick" x="{label_w - 6}" y="{y + cell_h / 2:g}" text-anchor="end" '
-                    f'dy="0.32em"><title>{escape(r)}</title>{escape(short)}</text>')
+                    f'dy="0.32em"><title>{safe_r}</title>{escape(short)}</text>')
+        ty = f"{y + (cell_h - 2) / 2:g}"
         for j, c in enumerate(cols):
             v = values.get((r, c))
             fill = colour(v, lo, hi)
             x = label_w + cell_w * j
             text = "–" if v is None else f"{v * 100:.1f}"
             body.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}">'
-                        f'<title>{escape(r)}, {escape(c)}: {text}</title></rect>'
-                        f'<text x="{x + (cell_w - 2) / 2:g}" y="{y + (cell_h - 2) / 2:g}" dy="0.32em" '
+                        f'<title>{safe_r}, {safe_cols[j]}: {text}</title></rect>'
+                        f'<text x="{x + (cell_w - 2) / 2:g}" y="{ty}" dy="0.32em" '
                         f'text-anchor="middle" class="cell {_text_on(fill)}">{text}</text>')
     return _svg(width, height, title, body, cls="plot heatmap", fixed=True)
 

@@ -1,0 +1,117 @@
+"""Incremental site builds: a rebuild into the same folder after inputs change writes exactly the files
+a full build writes, and renders only the datasets whose inputs changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medbench.schema.result import EvaluationResult
+from medbench.site import build_site
+from medbench.site.state import STATE
+from medbench.site.synthetic import _result, write_synthetic
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != STATE}
+
+
+def _same_as_full(out: Path, reg: Path, res: Path, tmp: Path) -> None:
+    full = tmp / "full"
+    shutil.rmtree(full, ignore_errors=True)
+    build_site(full, reg, res, full=True)
+    a, b = _tree(out), _tree(full)
+    assert sorted(a) == sorted(b), (sorted(set(a) - set(b))[:5], sorted(set(b) - set(a))[:5])
+    assert [k for k in a if a[k] != b[k]] == []
+
+
+def _reevaluate(res: Path, dataset: str, model_id: str, seed: int) -> None:
+    """Replace a result by a valid new one with different numbers (so ranks move)."""
+    path = res / dataset / f"{model_id}.json"
+    weights = json.loads(path.read_text())["provenance"]["weights_sha256"]
+    rec = _result(model_id, dataset, np.random.default_rng(seed), hostile=True, clean_n=30, weights_sha256=weights)
+    EvaluationResult.model_validate(rec).to_json(path, indent=None)
+
+
+@pytest.fixture()
+def site(tmp_path):
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    ids = write_synthetic(reg, res, ["breastmnist", "dermamnist"], 8, hostile=True, clean_n=30, with_results=0.75)
+    report = build_site(out, reg, res)
+    assert report.problems == [] and "breastmnist" in report.rendered_units
+    return ids, reg, res, out
+
+
+def test_rebuild_after_one_changed_result_equals_a_full_build(site, tmp_path):
+    ids, reg, res, out = site
+    other, same = out / "breastmnist" / f"{ids[0]}.html", out / "dermamnist" / f"{ids[7]}.html"
+    mtimes = other.stat().st_mtime_ns, same.stat().st_mtime_ns
+    again = build_site(out, reg, res)
+    assert again.rendered_units == [] and again.problems == []  # nothing changed: nothing rendered
+    _reevaluate(res, "dermamnist", ids[2], seed=99)
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["dermamnist"]  # only the dataset that changed
+    assert other.stat().st_mtime_ns == mtimes[0]  # other datasets' files are not rewritten
+    assert report.kept_pages >= 1 and same.stat().st_mtime_ns == mtimes[1]  # unevaluated: nothing moved
+    _same_as_full(out, reg, res, tmp_path)
+    # the page shows the new record (its sha256) and the copied record is the new file
+    sha = hashlib.sha256((res / "dermamnist" / f"{ids[2]}.json").read_bytes()).hexdigest()
+    assert sha in (out / "dermamnist" / f"{ids[2]}.html").read_text()
+    assert (out / "results" / "dermamnist" / f"{ids[2]}.json").read_bytes() == \
+        (res / "dermamnist" / f"{ids[2]}.json").read_bytes()
+
+
+def test_deleting_a_model_removes_its_page(site, tmp_path):
+    ids, reg, res, out = site
+    gone = ids[1]
+    assert (out / "breastmnist" / f"{gone}.html").is_file()
+    (reg / "breastmnist" / f"{gone}.yaml").unlink()
+    (res / "breastmnist" / f"{gone}.json").unlink()
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["breastmnist"]
+    assert not (out / "breastmnist" / f"{gone}.html").exists()
+    assert not (out / "results" / "breastmnist" / f"{gone}.json").exists()
+    rows = (out / "data" / "results.csv").read_text().splitlines()
+    assert not [r for r in rows if r.startswith("breastmnist,") and f",{gone}," in r]
+    assert [r for r in rows if r.startswith("dermamnist,") and f",{gone}," in r]  # the same id elsewhere stays
+    _same_as_full(out, reg, res, tmp_path)
+
+
+def test_registry_edits_new_models_and_logs_are_picked_up(site, tmp_path):
+    ids, reg, res, out = site
+    entry = reg / "dermamnist" / f"{ids[0]}.yaml"
+    entry.write_text(entry.read_text().replace("Apache-2.0", "MIT") if "Apache-2.0" in entry.read_text()
+                     else entry.read_text() + "tags: [edited]\n")
+    (res / "breastmnist" / f"{ids[3]}.train.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')
+    write_synthetic(reg, res, ["pneumoniamnist"], 3, clean_n=30)  # a dataset that had no models
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["breastmnist", "dermamnist", "pneumoniamnist"] and report.problems == []
+    assert f"{ids[3]}.train.jsonl" in (out / "breastmnist" / f"{ids[3]}.html").read_text()
+    _same_as_full(out, reg, res, tmp_path)
+
+
+def test_touched_outputs_are_rendered_again(site, tmp_path):
+    ids, reg, res, out = site
+    page = out / "dermamnist" / f"{ids[4]}.html"
+    good = page.read_bytes()
+    page.write_text("edited by hand")
+    (out / "dermamnist" / "index.html").unlink()
+    (out / "junk.html").write_text("not from the build")
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["dermamnist"]
+    assert page.read_bytes() == good and not (out / "junk.html").exists()
+    _same_as_full(out, reg, res, tmp_path)
+
+
+def test_a_bad_file_stays_a_problem_in_rebuilds(site):
+    _, reg, res, out = site
+    (res / "breastmnist" / "Broken2025X.json").write_text("{}")
+    first = build_site(out, reg, res).problems
+    assert len(first) == 1 and "Broken2025X.json" in first[0]
+    assert build_site(out, reg, res).problems == first  # kept from the state, not forgotten

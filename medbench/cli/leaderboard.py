@@ -21,7 +21,9 @@ def register(sub) -> None:
     b.add_argument("--results", default=None, metavar="DIR",
                    help="results folder (default: leaderboard/results/ of this checkout)")
     b.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="render model pages in N processes (default 1; the output is identical)")
+                   help="load and render datasets in N processes (default 1; the output is identical)")
+    b.add_argument("--full", action="store_true",
+                   help="render every page (default: only what changed since the last build into --out)")
     b.add_argument("--strict", action="store_true", help="exit with status 1 if any input file was skipped")
     b.set_defaults(func=_build)
 
@@ -37,7 +39,7 @@ def _build(args: argparse.Namespace) -> int:
             print(f"error: {flag} {folder} is not a folder; nothing was built and {args.out} is unchanged. "
                   f"Fix: point {flag} at an existing folder (or leave it out for this checkout's).", file=sys.stderr)
             return 1
-    report = build_site(args.out, args.registry, args.results, jobs=args.jobs)
+    report = build_site(args.out, args.registry, args.results, jobs=args.jobs, full=args.full)
     for line in report.problems:
         print(f"warning: {line}", file=sys.stderr)
     print(f"built {report.pages} pages ({report.files} files) into {report.out}")

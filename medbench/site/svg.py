@@ -30,7 +30,8 @@ def colour(value: float | None, lo: float = 0.0, hi: float = 1.0) -> str:
     t = min(1.0, max(0.0, (value - lo) / (hi - lo) if hi > lo else 0.5)) * (len(_VIRIDIS) - 1)
     i = min(int(t), len(_VIRIDIS) - 2)
     a, b, u = _VIRIDIS_RGB[i], _VIRIDIS_RGB[i + 1], t - i
-    return "#%02x%02x%02x" % tuple(round(a[k] * (1 - u) + b[k] * u) for k in range(3))
+    v = 1 - u
+    return "#%02x%02x%02x" % (round(a[0] * v + b[0] * u), round(a[1] * v + b[1] * u), round(a[2] * v + b[2] * u))
 
 
 def _luminance(fill: str) -> float:
@@ -104,12 +105,17 @@ class Frame:
 
 
 def _ticks(lo: float, hi: float, step: float, pct: bool = True) -> list[tuple[float, str]]:
+    return list(_ticks_cached(lo, hi, step, pct))
+
+
+@lru_cache(maxsize=64)
+def _ticks_cached(lo: float, hi: float, step: float, pct: bool) -> tuple[tuple[float, str], ...]:
     out, k = [], round(lo / step)
     while k * step <= hi + 1e-9:
         v = k * step
         out.append((v, f"{v * 100:.0f}" if pct else f"{v:g}"))
         k += 1
-    return out
+    return tuple(out)
 
 
 def _range(values: list[float]) -> float:

@@ -27,7 +27,8 @@ from ..protocol import CURRENT_VERSION
 from . import export, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
-from .state import Hasher, code_key, digest, forget_state, outputs_intact, read_state, write_state
+from .state import (Hasher, InputFile, code_key, digest, forget_state, listing, outputs_intact, read_state,
+                    write_state)
 from .studies import load_studies, render_studies
 from .units import Unit, home_board, kept_record_line
 
@@ -70,19 +71,21 @@ def _scan(registry: Path, results: Path, hasher: Hasher, literature: list, missi
           ) -> dict[str, Unit]:
     """One unit per dataset (empty ones included) and per other folder holding inputs, sorted by name."""
     units = {name: Unit(name) for name in DATASETS}
+
+    def unit(f: InputFile) -> Unit:
+        name = os.path.basename(f.folder)
+        return units[name] if name in units else units.setdefault(name, Unit(name))
+
     if Path(registry).is_dir():
-        files = sorted(Path(registry).glob("*/*.yaml"))
-        for f in hasher.files(files):
-            units.setdefault(f.path.parent.name, Unit(f.path.parent.name)).registry.append(f)
+        for f in hasher.files(listing(registry, ".yaml")):
+            unit(f).registry.append(f)
     else:
         missing["registry"].append(f"registry folder {registry} does not exist: no entries")
     if Path(results).is_dir():
-        files = sorted(Path(results).glob("*/*.json"))
-        logs = sorted(p for p in Path(results).glob("*/*.train.jsonl") if p.is_file())
-        for f in hasher.files(files):
-            units.setdefault(f.path.parent.name, Unit(f.path.parent.name)).results.append(f)
-        for f in hasher.files(logs):
-            units.setdefault(f.path.parent.name, Unit(f.path.parent.name)).logs[f.path.name] = f
+        for f in hasher.files(listing(results, ".json")):
+            unit(f).results.append(f)
+        for f in hasher.files(listing(results, ".train.jsonl", files_only=True)):
+            unit(f).logs[f.name] = f
     else:
         missing["results"].append(f"results folder {results} does not exist: no results")
     for p in literature:
@@ -149,18 +152,30 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     if previous.get("context") != context:  # every page shows the context: render every unit
         render = [u for u in units.values() if u.is_dataset]
         old_units = {n: {k: v for k, v in s.items() if k != "keys"} for n, s in old_units.items()}
-    rendered = runner.render([u.name for u in render], common, context, old_units)
-    t_render = time.perf_counter()
+    try:
+        rendered = runner.render([u.name for u in render], common, context, old_units)
+        # results.csv has one robust column per threat of any dataset: the rows kept from the last build
+        # were written for its columns, and a dataset whose rows need other columns is rendered again
+        union = sorted({t for n in DATASETS for t in (rendered[n][0] if n in rendered else old_units[n])
+                        ["summary"]["csv_threats"]})
+        again = [n for n in DATASETS if n not in rendered and old_units[n]["summary"].get("csv_union") != union]
+        rendered.update(runner.render(again, common, context, old_units))
+        t_render = time.perf_counter()
 
-    # the rest of the site, from every unit's summary (kept or new)
-    new_units = {}
-    for name, unit in units.items():
-        if name in rendered:
-            new_units[name] = rendered[name][0]
-        elif unit in stale:  # a folder that is not a dataset: loaded for its problems, never rendered
-            new_units[name] = {"key": unit.key, "summary": runner.summary(name), "keys": {}, "outputs": {}}
-        else:
-            new_units[name] = old_units[name]
+        # the rest of the site, from every unit's summary (kept or new)
+        new_units = {}
+        for name, unit in units.items():
+            if name in rendered:
+                state, line = rendered[name]
+                part = state.pop("csv_part")
+                state["summary"].update(csv_union=union, csv_chunk=export.csv_rows(union, part))
+                new_units[name] = state
+            elif unit in stale:  # a folder that is not a dataset: loaded for its problems, never rendered
+                new_units[name] = {"key": unit.key, "summary": runner.summary(name), "keys": {}, "outputs": {}}
+            else:
+                new_units[name] = old_units[name]
+    finally:
+        runner.close()
     summaries = {n: s["summary"] for n, s in new_units.items()}
     report.problems = head.problems + missing["registry"] + [p for s in summaries.values() for p in s["problems"][0]] \
         + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
@@ -171,7 +186,7 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     report.pages += render_studies(env, w, load_studies(lb / "studies", report.problems), common)
     lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
     w.text("data/results.json", export.join_record_lines(lines, __version__))
-    w.text("data/results.csv", export.format_csv([summaries[n]["csv"] for n in DATASETS]))
+    w.text("data/results.csv", export.csv_header(union) + "".join(summaries[n]["csv_chunk"] for n in DATASETS))
     report.pages += sum(summaries[n]["pages"] for n in DATASETS)
     report.rendered_units = sorted(rendered)
     report.kept_pages = sum(1 for n, (s, _) in rendered.items() for k, v in s["keys"].items()
@@ -180,8 +195,8 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
         w.outputs.update(state["outputs"])
     w.prune()
     report.files = len(w.outputs)
-    shared = {rel: rec for rel, rec in w.outputs.items()
-              if not any(rel in s["outputs"] for s in new_units.values())}
+    of_units = {rel for s in new_units.values() for rel in s["outputs"]}
+    shared = {rel: rec for rel, rec in w.outputs.items() if rel not in of_units}
     write_state(out, {"code": code, "context": context, "inputs": hasher.seen,
                       "units": new_units, "shared": {"outputs": shared, "keys": shared_keys}})
     report.timings = {"scan": t_scan - clock, "load": t_load - t_scan, "render": t_render - t_load,
@@ -256,6 +271,9 @@ class _Here:
             unit.board = None  # free the parsed results
         return done
 
+    def close(self) -> None:
+        pass
+
 
 class _Forked:
     """Loads and renders units in ``jobs`` forked processes; each unit stays in the process that loaded it."""
@@ -289,11 +307,12 @@ class _Forked:
             plan[k].append(n)
         return plan
 
-    def _ask(self, method: str, plan: dict[int, list[str]], *args) -> dict:
+    def _ask(self, method: str, plan: dict[int, list[str]], *args, old: dict | None = None) -> dict:
         if not self.procs:
             self._start()
-        for k, names in plan.items():
-            self.procs[k][1].send((method, names, args))
+        for k, names in plan.items():  # each process gets the previous state of its own units only
+            extra = ({n: old[n] for n in names if n in old},) if old is not None else ()
+            self.procs[k][1].send((method, names, args + extra))
         merged = {}
         for k in plan:
             ok, value = self.procs[k][1].recv()
@@ -315,10 +334,7 @@ class _Forked:
         return self.here.units[name].summary or self.load([name])[name]
 
     def render(self, names: list[str], common: dict, context: str, old: dict) -> dict:
-        try:
-            return self._ask("render", self._spread(names), common, context, old) if names else {}
-        finally:
-            self.close()
+        return self._ask("render", self._spread(names), common, context, old=old) if names else {}
 
     def close(self) -> None:
         for proc, conn in self.procs:

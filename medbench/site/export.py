@@ -181,20 +181,29 @@ def format_csv(parts: list[dict]) -> str:
     """The CSV of ``csv_part`` pieces, in order: the robust columns are the union of the parts' threats
     (sorted), empty where a part has none."""
     threats = sorted({t for part in parts for t in part["threats"]})
+    return csv_header(threats) + "".join(csv_rows(threats, part) for part in parts)
+
+
+def csv_header(threats: list[str]) -> str:
     cols = list(CSV_COLUMNS)
     for t in threats:
         cols += [f"robust_ba_{t}", f"robust_ba_{t}_ci_low", f"robust_ba_{t}_ci_high"]
     cols += CSV_TAIL
     buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([csv_cell(c) for c in cols])
+    return buf.getvalue()
+
+
+def csv_rows(threats: list[str], part: dict) -> str:
+    """The rows of ``part`` under a header of robust columns ``threats`` (a superset of the part's)."""
+    buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([csv_cell(c) for c in cols])
     head, tail = len(CSV_COLUMNS), len(CSV_TAIL)
-    for part in parts:
-        at = {t: head + 3 * i for i, t in enumerate(part["threats"])}
-        for row in part["rows"]:
-            robust = []
-            for t in threats:
-                i = at.get(t)
-                robust += row[i:i + 3] if i is not None else ["", "", ""]
-            w.writerow(row[:head] + robust + row[len(row) - tail:])
+    at = {t: head + 3 * i for i, t in enumerate(part["threats"])}
+    for row in part["rows"]:
+        robust = []
+        for t in threats:
+            i = at.get(t)
+            robust += row[i:i + 3] if i is not None else ["", "", ""]
+        w.writerow(row[:head] + robust + row[len(row) - tail:])
     return buf.getvalue()

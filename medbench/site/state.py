@@ -27,13 +27,43 @@ SETTLE_S = 2.0
 
 @dataclass(frozen=True)
 class InputFile:
-    path: Path
-    sha256: str
+    folder: str  # the folder as the build was given it (messages name files this way)
+    name: str
+    sha256: str  # "" when the file could not be read (the loader reports it)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder, self.name)
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0]
 
 
 def digest(*parts) -> str:
-    """sha256 of a JSON-serialisable value (a build key)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=True, default=str).encode()).hexdigest()
+    """A build key: sha256 (128 bits of it) of a JSON-serialisable value."""
+    data = json.dumps(parts, sort_keys=True, ensure_ascii=True, default=str).encode()
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def listing(root: Path, suffix: str, files_only: bool = False) -> list[tuple[str, str, str]]:
+    """``sorted(root.glob(f"*/*{suffix}"))`` as (folder as given, absolute folder, name), without pathlib's
+    per-file cost: the folders and names are sorted as strings, which is the order of the paths."""
+    out = []
+    top = os.path.abspath(root)
+    try:
+        folders = sorted(e.name for e in os.scandir(top) if e.is_dir())
+    except OSError:
+        return out
+    for d in folders:
+        given, absolute = str(Path(root) / d), os.path.join(top, d)
+        try:
+            names = sorted(e.name for e in os.scandir(absolute)
+                           if e.name.endswith(suffix) and (not files_only or e.is_file()))
+        except OSError:
+            continue
+        out += [(given, absolute, n) for n in names]
+    return out
 
 
 def code_key(leaderboard_dir: Path) -> str:
@@ -86,31 +116,34 @@ class Hasher:
         self.threads = max(1, threads)
         self.settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
 
-    def files(self, paths: list[Path]) -> list[InputFile]:
-        if self.threads > 1 and len(paths) > 64:
+    def files(self, found: list[tuple[str, str, str]]) -> list[InputFile]:
+        """``found``: (folder as given, absolute folder, name) as ``listing`` returns them."""
+        if self.threads > 1 and len(found) > 64:
             with ThreadPoolExecutor(self.threads) as pool:  # hashlib and reads release the GIL
-                return list(pool.map(self.file, paths, chunksize=64))
-        return [self.file(p) for p in paths]
+                return list(pool.map(self.file, found, chunksize=64))
+        return [self.file(f) for f in found]
 
-    def file(self, path: Path) -> InputFile:
-        key = str(path.absolute())
+    def file(self, found: tuple[str, str, str]) -> InputFile:
+        given, folder, name = found
+        key = folder + os.sep + name
         try:
-            st = os.stat(path)
+            st = os.stat(key)
         except OSError:
-            return InputFile(path, "")  # unreadable: the loader reports it
+            return InputFile(given, name, "")
         old = self.previous.get(key)
         if old and old[0] == st.st_size and old[1] == st.st_mtime_ns and old[1] < self.settled_ns:
             sha = old[2]
         else:
             try:
-                sha = hashlib.sha256(path.read_bytes()).hexdigest()
+                with open(key, "rb") as f:
+                    sha = hashlib.sha256(f.read()).hexdigest()
             except OSError:
-                return InputFile(path, "")
+                return InputFile(given, name, "")
         self.seen[key] = [st.st_size, st.st_mtime_ns, sha]
-        return InputFile(path, sha)
+        return InputFile(given, name, sha)
 
 
-def stat_of(path: Path) -> list[int] | None:
+def stat_of(path) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -120,4 +153,5 @@ def stat_of(path: Path) -> list[int] | None:
 
 def outputs_intact(out: Path, outputs: dict[str, list]) -> bool:
     """Whether every recorded output is still there, untouched since it was written."""
-    return all(stat_of(out / rel) == rec for rel, rec in outputs.items())
+    base = str(out) + os.sep
+    return all(stat_of(base + rel) == rec for rel, rec in outputs.items())

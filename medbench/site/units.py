@@ -33,6 +33,7 @@ class Unit:
     board: DatasetBoard | None = None  # after ``load``
     summary: dict = field(default_factory=dict)  # after ``load`` (and completed by ``render``)
     record_line: str = ""  # after ``render``: the unit's line of results.json
+    csv_part: dict | None = None  # after ``render``: its rows of results.csv (``export.csv_part``)
 
     @property
     def is_dataset(self) -> bool:
@@ -43,7 +44,7 @@ class Unit:
         return len(self.registry) + 2 * len(self.results)
 
     def seal(self, code: str) -> None:
-        files = [(f.path.name, f.sha256) for f in self.registry + self.results + list(self.logs.values())]
+        files = [(f.name, f.sha256) for f in self.registry + self.results + list(self.logs.values())]
         self.key = digest(code, self.name, files, [p.model_dump(mode="json") for p in self.literature])
 
     def load(self) -> dict:
@@ -63,13 +64,14 @@ class Unit:
 
     def page_key(self, context: str, row: Row, track: Track | None) -> str:
         """Everything a model page shows: the build context, the row's registry entry and result files,
-        its training log, its rank, tie group and flags, and the track it is ranked in."""
+        its training log, its rank and flags, and the track it is ranked in (not its tie group: the
+        page does not show it)."""
         if not hasattr(self, "_entry_sha"):
-            self._entry_sha = {f.path.stem: f.sha256 for f in self.registry}
+            self._entry_sha = {f.stem: f.sha256 for f in self.registry}
         entry = self._entry_sha.get(row.model_id) if row.entry else None
         log = self.logs.get(f"{row.model_id}.train.jsonl") if row.loaded else None
         return digest(context, self.name, row.slug, entry, row.loaded.sha256 if row.loaded else None,
-                      [log.path.name, log.sha256] if log else None, row.rank, row.group,
+                      [log.name, log.sha256] if log else None, row.rank,
                       [[f.code, f.label, f.detail] for f in row.flags],
                       [track.size, track.protocol, track.rank_by] if track else None)
 
@@ -107,13 +109,13 @@ class Unit:
             if not current(rel, self.page_key(context, row, track)):
                 figures = plots.model_figures(row.result) if row.result else {}
                 w.text(rel, tpl.render(root="../", board=board, spec=spec, row=row, track=track, figures=figures,
-                                       train_log=log.path.name if log else None, **common))
+                                       train_log=log.name if log else None, **common))
             if row.loaded:
                 rel = f"results/{name}/{row.loaded.path.name}"
                 if not current(rel, row.loaded.sha256):
                     w.bytes(rel, row.loaded.path.read_bytes())
                 if log is not None:
-                    rel = f"results/{name}/{log.path.name}"
+                    rel = f"results/{name}/{log.name}"
                     if not current(rel, log.sha256):
                         w.bytes(rel, log.path.read_bytes())
         top = marks.top_group(board)
@@ -125,9 +127,10 @@ class Unit:
             top=None if top is None else {
                 "rank_by": top.track.rank_by, "rows": [[r.slug, r.model_id] for r in top.rows],
                 "value": top.value, "low": top.low, "high": top.high, "at_chance": top.at_chance},
-            csv=part)
+            csv_threats=part["threats"])
+        self.csv_part = part
         self.record_line = export.record_line(name, record)
-        return {"key": self.key, "summary": self.summary, "keys": keys, "outputs": w.outputs}
+        return {"key": self.key, "summary": self.summary, "keys": keys, "outputs": w.outputs, "csv_part": part}
 
 
 @dataclass

@@ -115,3 +115,17 @@ def test_a_bad_file_stays_a_problem_in_rebuilds(site):
     first = build_site(out, reg, res).problems
     assert len(first) == 1 and "Broken2025X.json" in first[0]
     assert build_site(out, reg, res).problems == first  # kept from the state, not forgotten
+
+
+def test_a_new_threat_column_rewrites_the_combined_csv(tmp_path):
+    """results.csv has a column per threat of any dataset: a 2D dataset added beside a 3D one (which has
+    no L2 results) adds the L2 columns to the rows kept from the 3D dataset."""
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["adrenalmnist3d"], 3, clean_n=30)
+    build_site(out, reg, res)
+    assert "L2" not in (out / "data" / "results.csv").read_text().splitlines()[0]
+    write_synthetic(reg, res, ["breastmnist"], 3, clean_n=30)
+    report = build_site(out, reg, res)
+    assert "robust_ba_L2-0.25" in (out / "data" / "results.csv").read_text().splitlines()[0]
+    assert report.rendered_units == ["adrenalmnist3d", "breastmnist"]  # the kept rows needed new columns
+    _same_as_full(out, reg, res, tmp_path)

@@ -158,7 +158,8 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
         # were written for its columns, and a dataset whose rows need other columns is rendered again
         union = sorted({t for n in DATASETS for t in (rendered[n][0] if n in rendered else old_units[n])
                         ["summary"]["csv_threats"]})
-        again = [n for n in DATASETS if n not in rendered and old_units[n]["summary"].get("csv_union") != union]
+        again = [n for n in DATASETS if n not in rendered and old_units[n]["summary"]["csv_chunk"]
+                 and old_units[n]["summary"]["csv_union"] != union]  # (a dataset without rows has no text)
         rendered.update(runner.render(again, common, context, old_units))
         t_render = time.perf_counter()
 

@@ -143,8 +143,9 @@ def test_results_json_api(synth):
 
 
 def _tree_equal(a: Path, b: Path) -> bool:
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != STATE)  # the build's own
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != STATE)  # state, not the site
+    # the build's own state (STATE) is not part of the site
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and STATE not in p.relative_to(a).parts)
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and STATE not in p.relative_to(b).parts)
     return fa == fb and all((a / p).read_bytes() == (b / p).read_bytes() for p in fa)
 
 
@@ -226,8 +227,9 @@ def test_committed_site_matches_a_fresh_build(tmp_path):
     fresh = tmp_path / "site"
     build_site(fresh, REPO / "model_zoo", REPO / "leaderboard" / "results")
     # the build state (machine-specific paths and file times, git-ignored) is not part of the site
-    fa = sorted(str(p.relative_to(committed)) for p in committed.rglob("*") if p.is_file() and p.name != STATE)
-    fb = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file() and p.name != STATE)
+    fa = sorted(str(p.relative_to(committed)) for p in committed.rglob("*")
+                if p.is_file() and STATE not in p.relative_to(committed).parts)
+    fb = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file() and STATE not in p.relative_to(fresh).parts)
     assert fa == fb, f"site/ files differ from a fresh build: only committed {sorted(set(fa) - set(fb))[:5]}, " \
                      f"only fresh {sorted(set(fb) - set(fa))[:5]}; rebuild with 'medbench leaderboard build'"
     stale = [p for p in fa if (committed / p).read_bytes() != (fresh / p).read_bytes()]

@@ -19,7 +19,7 @@ from medbench.site.synthetic import _result, write_synthetic
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != STATE}
+            if p.is_file() and STATE not in p.relative_to(root).parts}
 
 
 def _same_as_full(out: Path, reg: Path, res: Path, tmp: Path) -> None:

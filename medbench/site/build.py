@@ -27,8 +27,7 @@ from ..protocol import CURRENT_VERSION
 from . import export, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
-from .state import (Hasher, InputFile, code_key, digest, forget_state, listing, outputs_intact, read_state,
-                    write_state)
+from .state import Hasher, InputFile, StateFolder, code_key, digest, listing, outputs_intact
 from .studies import load_studies, render_studies
 from .units import Unit, home_board, kept_record_line
 
@@ -117,23 +116,24 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     out = Path(out)
     _prepare_out(out)
     clock = time.perf_counter()
-    previous = {} if full else read_state(out)
-    forget_state(out)
+    store = StateFolder(out)
+    previous, old_units = ({}, {}) if full else store.read()
+    store.forget()
     code = code_key(lb)
+    inputs_seen = {k: v for u in old_units.values() for k, v in u.get("inputs", {}).items()}
     if previous.get("code") != code:
-        previous = {"inputs": previous.get("inputs", {})}  # only the input hashes stay valid
+        previous, old_units = {}, {}  # only the input hashes stay valid
     report = BuildReport(out)
 
     # inputs: literature (always parsed: one small file), then every input file's sha256
     head = Inputs()
     if literature.is_file():
         load_literature(literature, head)
-    hasher = Hasher(previous.get("inputs"), threads=jobs)
+    hasher = Hasher(inputs_seen, threads=jobs)
     missing: dict[str, list[str]] = {"registry": [], "results": []}
     units = _scan(registry, results, hasher, head.literature, missing)
     for unit in units.values():
         unit.seal(code)
-    old_units = previous.get("units", {})
     stale = [u for u in units.values() if not _intact(out, u, old_units.get(u.name))]
     t_scan = time.perf_counter()
 
@@ -148,33 +148,48 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     common = {"version": __version__, "build_date": date, "protocols": protocols, "current_protocol": CURRENT_VERSION,
               "citation": meta.citation(__version__, date[:4])}
     context = digest(code, common, meta.repository_url())
-    render = [u for u in stale if u.is_dataset]
-    if previous.get("context") != context:  # every page shows the context: render every unit
-        render = [u for u in units.values() if u.is_dataset]
-        old_units = {n: {k: v for k, v in s.items() if k != "keys"} for n, s in old_units.items()}
+    render = [u.name for u in stale if u.is_dataset]
+    same_context = previous.get("context") == context
+    if not same_context:  # every page shows the context: render every unit
+        render = [n for n in units if n in DATASETS]
+    page_keys = {n: store.keys(n) for n in render if n in old_units and same_context}
     try:
-        rendered = runner.render([u.name for u in render], common, context, old_units)
+        rendered = runner.render(render, common, context, _previous(old_units, page_keys, render))
         # results.csv has one robust column per threat of any dataset: the rows kept from the last build
         # were written for its columns, and a dataset whose rows need other columns is rendered again
         union = sorted({t for n in DATASETS for t in (rendered[n][0] if n in rendered else old_units[n])
                         ["summary"]["csv_threats"]})
-        again = [n for n in DATASETS if n not in rendered and old_units[n]["summary"]["csv_chunk"]
-                 and old_units[n]["summary"]["csv_union"] != union]  # (a dataset without rows has no text)
-        rendered.update(runner.render(again, common, context, old_units))
+        again = [n for n in DATASETS if n not in rendered and old_units[n]["summary"]["n_rows"]
+                 and previous.get("union") != union]  # (a dataset without rows has no text)
+        page_keys.update({n: store.keys(n) for n in again})
+        rendered.update(runner.render(again, common, context, _previous(old_units, page_keys, again)))
         t_render = time.perf_counter()
 
-        # the rest of the site, from every unit's summary (kept or new)
+        # the rest of the site, from every unit's summary (kept or new); the state of changed units
+        chunks: dict[str, str] = {}
         new_units = {}
+        by_folder: dict[str, dict] = {}
+        for key, rec in hasher.seen.items():
+            by_folder.setdefault(os.path.basename(os.path.dirname(key)), {})[key] = rec
         for name, unit in units.items():
+            inputs = by_folder.get(name, {})
             if name in rendered:
                 state, line = rendered[name]
                 part = state.pop("csv_part")
-                state["summary"].update(csv_union=union, csv_chunk=export.csv_rows(union, part))
+                keys = state.pop("keys")
+                report.kept_pages += state.pop("kept")
+                chunks[name] = export.csv_rows(union, part)
+                state["inputs"] = inputs
+                store.write_unit(name, state, keys, chunks[name])
                 new_units[name] = state
             elif unit in stale:  # a folder that is not a dataset: loaded for its problems, never rendered
-                new_units[name] = {"key": unit.key, "summary": runner.summary(name), "keys": {}, "outputs": {}}
+                new_units[name] = {"key": unit.key, "summary": runner.summary(name), "outputs": {}, "inputs": inputs}
+                store.write_unit(name, new_units[name])
             else:
                 new_units[name] = old_units[name]
+                if old_units[name].get("inputs") != inputs:  # touched, same bytes: remember the new times
+                    new_units[name]["inputs"] = inputs
+                    store.write_unit(name, new_units[name])
     finally:
         runner.close()
     summaries = {n: s["summary"] for n, s in new_units.items()}
@@ -182,27 +197,44 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
         + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
     w = Writer(out)
     env = shared_environment(lb / "templates")
+    old_shared = previous.get("shared", {})
     shared_keys = _shared_pages(w, lb, env=env, summaries=summaries, common=common, report=report,
-                                previous=previous.get("shared", {}), context=context)
+                                previous=old_shared, context=context)
     report.pages += render_studies(env, w, load_studies(lb / "studies", report.problems), common)
-    lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
-    w.text("data/results.json", export.join_record_lines(lines, __version__))
-    w.text("data/results.csv", export.csv_header(union) + "".join(summaries[n]["csv_chunk"] for n in DATASETS))
+    combined = ["data/results.json", "data/results.csv"]
+    if not rendered and same_context and outputs_intact(out, {r: old_shared.get("outputs", {}).get(r) for r in combined}):
+        for rel in combined:  # no dataset changed: the combined downloads are those of the last build
+            w.keep(rel, old_shared["outputs"][rel])
+    else:
+        lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
+        w.text("data/results.json", export.join_record_lines(lines, __version__))
+        w.text("data/results.csv", export.csv_header(union) + "".join(
+            chunks[n] if n in chunks else _chunk(store, n) for n in DATASETS))
     report.pages += sum(summaries[n]["pages"] for n in DATASETS)
     report.rendered_units = sorted(rendered)
-    report.kept_pages = sum(1 for n, (s, _) in rendered.items() for k, v in s["keys"].items()
-                            if k.endswith(".html") and old_units.get(n, {}).get("keys", {}).get(k) == v)
     for state in new_units.values():
         w.outputs.update(state["outputs"])
     w.prune()
     report.files = len(w.outputs)
     of_units = {rel for s in new_units.values() for rel in s["outputs"]}
     shared = {rel: rec for rel, rec in w.outputs.items() if rel not in of_units}
-    write_state(out, {"code": code, "context": context, "inputs": hasher.seen,
-                      "units": new_units, "shared": {"outputs": shared, "keys": shared_keys}})
+    store.write({"code": code, "context": context, "union": union, "units": list(new_units),
+                 "shared": {"outputs": shared, "keys": shared_keys}})
     report.timings = {"scan": t_scan - clock, "load": t_load - t_scan, "render": t_render - t_load,
                       "finish": time.perf_counter() - t_render}
     return report
+
+
+def _previous(old_units: dict, page_keys: dict, names: list[str]) -> dict:
+    """What rendering ``names`` may keep from the last build: each unit's outputs and page keys."""
+    return {n: {"outputs": old_units[n]["outputs"], "keys": page_keys.get(n, {})} for n in names if n in old_units}
+
+
+def _chunk(store: StateFolder, name: str) -> str:
+    text = store.chunk(name)
+    if text is None:
+        raise MedbenchError(f"site build state: the rows of {name} are missing; rebuild with --full")
+    return text
 
 
 def _intact(out: Path, unit: Unit, old: dict | None) -> bool:

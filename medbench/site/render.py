@@ -128,9 +128,13 @@ class Writer:
         self.outputs[rel] = stat
 
     def prune(self) -> None:
-        """Remove every file this build did not write or keep (the state file aside), then empty folders."""
-        keep = {str(self.out / rel) for rel in self.outputs} | {str(self.out / STATE)}
+        """Remove every file this build did not write or keep (the build state aside), then empty folders."""
+        base = str(self.out) + os.sep
+        keep = {base + rel for rel in self.outputs}
+        state = base + STATE
         for root, dirs, files in os.walk(self.out, topdown=False):
+            if root == state or root.startswith(state + os.sep):
+                continue
             for name in files:
                 path = os.path.join(root, name)
                 if path not in keep:

@@ -1,6 +1,6 @@
 """What an incremental build remembers: the inputs it read and the outputs it wrote.
 
-The state lives in the output folder (``STATE``) but is not part of the site: it holds absolute
+The state lives in the output folder (the folder ``STATE``) but is not part of the site: it holds absolute
 paths and file times, so it differs between machines and is never published or committed. Every
 input is identified by its sha256; the stat data only lets a rebuild skip re-hashing a file whose
 size and modification time are unchanged (files modified less than ``SETTLE_S`` before a scan are
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-STATE = ".medbench-build.json"
-STATE_VERSION = 1
+STATE = ".medbench-build"
+STATE_VERSION = 2
 SETTLE_S = 2.0
 
 
@@ -84,27 +84,70 @@ def code_key(leaderboard_dir: Path) -> str:
     return h.hexdigest()
 
 
-def read_state(out: Path) -> dict:
-    """The previous build's state, or an empty one when there is none (or it cannot be read)."""
-    try:
-        state = json.loads((out / STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else {}
+class StateFolder:
+    """The state of the last build in ``<out>/STATE/``: ``state.json`` (code and context keys, the shared
+    pages) and, per unit, ``units/<name>.json`` (its input key and file hashes, summary and outputs),
+    ``units/<name>.keys.json`` (its page keys, read only when the unit is rendered) and
+    ``units/<name>.csv`` (its rows of results.csv). A rebuild writes only the files of the units it
+    rendered, so its cost follows what changed, not the size of the site."""
+
+    def __init__(self, out: Path):
+        self.dir = Path(out) / STATE
+        self.units_dir = self.dir / "units"
+
+    def read(self) -> tuple[dict, dict[str, dict]]:
+        """(main state, unit states) of the last build; both empty when there is none or it is unreadable."""
+        try:
+            main = json.loads((self.dir / "state.json").read_text(encoding="utf-8"))
+            if not isinstance(main, dict) or main.get("version") != STATE_VERSION:
+                return {}, {}
+            units = {}
+            for name in main.get("units", []):
+                units[name] = json.loads((self.units_dir / f"{name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}, {}
+        return main, units
+
+    def keys(self, name: str) -> dict[str, str]:
+        try:
+            return json.loads((self.units_dir / f"{name}.keys.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def chunk(self, name: str) -> str | None:
+        try:
+            return (self.units_dir / f"{name}.csv").read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def forget(self) -> None:
+        """Drop the main file before writing: a build that stops half-way leaves no usable state."""
+        try:
+            (self.dir / "state.json").unlink()
+        except FileNotFoundError:
+            pass
+
+    def write_unit(self, name: str, state: dict, keys: dict | None = None, chunk: str | None = None) -> None:
+        self.units_dir.mkdir(parents=True, exist_ok=True)
+        _write(self.units_dir / f"{name}.json", json.dumps(state, separators=(",", ":")))
+        if keys is not None:
+            _write(self.units_dir / f"{name}.keys.json", json.dumps(keys, separators=(",", ":")))
+        if chunk is not None:
+            _write(self.units_dir / f"{name}.csv", chunk)
+
+    def write(self, main: dict) -> None:
+        """The main file, last; unit files of units that are gone are removed."""
+        names = set(main["units"])
+        for p in self.units_dir.glob("*") if self.units_dir.is_dir() else []:
+            if p.name.split(".")[0] not in names:
+                p.unlink()
+        _write(self.dir / "state.json", json.dumps({"version": STATE_VERSION, **main}, separators=(",", ":")))
 
 
-def write_state(out: Path, state: dict) -> None:
-    tmp = out / (STATE + ".tmp")
-    tmp.write_text(json.dumps({"version": STATE_VERSION, **state}, separators=(",", ":")), encoding="utf-8")
-    tmp.replace(out / STATE)
-
-
-def forget_state(out: Path) -> None:
-    """Drop the state before writing: a build that stops half-way leaves none, so the next one is full."""
-    try:
-        (out / STATE).unlink()
-    except FileNotFoundError:
-        pass
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 class Hasher:

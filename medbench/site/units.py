@@ -86,6 +86,7 @@ class Unit:
         old_keys, old_out = previous.get("keys", {}), previous.get("outputs", {})
         keys: dict[str, str] = {}
         w = Writer(out)
+        kept = 0
 
         def current(rel: str, key: str) -> bool:
             keys[rel] = key
@@ -106,7 +107,9 @@ class Unit:
         for track, row in pages:
             rel = f"{name}/{row.slug}.html"
             log = self.logs.get(f"{row.model_id}.train.jsonl") if row.loaded else None
-            if not current(rel, self.page_key(context, row, track)):
+            if current(rel, self.page_key(context, row, track)):
+                kept += 1
+            else:
                 figures = plots.model_figures(row.result) if row.result else {}
                 w.text(rel, tpl.render(root="../", board=board, spec=spec, row=row, track=track, figures=figures,
                                        train_log=log.name if log else None, **common))
@@ -130,7 +133,8 @@ class Unit:
             csv_threats=part["threats"])
         self.csv_part = part
         self.record_line = export.record_line(name, record)
-        return {"key": self.key, "summary": self.summary, "keys": keys, "outputs": w.outputs, "csv_part": part}
+        return {"key": self.key, "summary": self.summary, "keys": keys, "outputs": w.outputs, "csv_part": part,
+                "kept": kept}
 
 
 @dataclass

@@ -161,27 +161,40 @@ class Hasher:
 
     def files(self, found: list[tuple[str, str, str]]) -> list[InputFile]:
         """``found``: (folder as given, absolute folder, name) as ``listing`` returns them."""
-        if self.threads > 1 and len(found) > 64:
+        known = [self.known(f) for f in found]
+        todo = [f for f, k in zip(found, known) if k is None]
+        if self.threads > 1 and len(todo) > 64:
             with ThreadPoolExecutor(self.threads) as pool:  # hashlib and reads release the GIL
-                return list(pool.map(self.file, found, chunksize=64))
-        return [self.file(f) for f in found]
+                hashed = iter(list(pool.map(self.hash, todo, chunksize=64)))
+        else:
+            hashed = iter([self.hash(f) for f in todo])
+        return [k if k is not None else next(hashed) for k in known]
 
-    def file(self, found: tuple[str, str, str]) -> InputFile:
+    def known(self, found: tuple[str, str, str]) -> InputFile | None:
+        """The file with its sha256 from the last build, when its size and mtime are unchanged."""
         given, folder, name = found
         key = folder + os.sep + name
+        old = self.previous.get(key)
+        if not old:
+            return None
         try:
             st = os.stat(key)
         except OSError:
+            return None
+        if old[0] == st.st_size and old[1] == st.st_mtime_ns and old[1] < self.settled_ns:
+            self.seen[key] = old
+            return InputFile(given, name, old[2])
+        return None
+
+    def hash(self, found: tuple[str, str, str]) -> InputFile:
+        given, folder, name = found
+        key = folder + os.sep + name
+        try:
+            with open(key, "rb") as f:
+                st = os.fstat(f.fileno())
+                sha = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
             return InputFile(given, name, "")
-        old = self.previous.get(key)
-        if old and old[0] == st.st_size and old[1] == st.st_mtime_ns and old[1] < self.settled_ns:
-            sha = old[2]
-        else:
-            try:
-                with open(key, "rb") as f:
-                    sha = hashlib.sha256(f.read()).hexdigest()
-            except OSError:
-                return InputFile(given, name, "")
         self.seen[key] = [st.st_size, st.st_mtime_ns, sha]
         return InputFile(given, name, sha)
 

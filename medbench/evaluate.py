@@ -33,6 +33,8 @@ from .paths import data_root as resolve_data_root
 from .protocol import CURRENT_VERSION, Protocol, load_protocol
 from .schema import CleanMetrics, EvaluationResult, Interval, Provenance
 
+STAGE_TIMES = "stage_times"  # key of a runner's result holding {stage: {"wall": s, "cpu": s}} (not a result field)
+
 # threat name -> "module:function". A runner takes an EvalContext and returns result fields.
 THREAT_RUNNERS: dict[str, str] = {
     "clean": "medbench.evaluate:run_clean",
@@ -315,9 +317,11 @@ def benchmark(
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     fields: dict[str, Any] = {}
     times: dict[str, float] = {}
+    stage_times: dict[str, dict[str, float]] = {}  # stage -> {"wall": s, "cpu": s}
     for name, payload in done.get("threats", {}).items():
         _merge(fields, _decode(payload["fields"]))
         times[name] = payload["wall_time_s"]
+        stage_times.update(payload.get("stage_times", {}))
     ctx.results = fields
 
     reused: dict[str, Any] = {}
@@ -332,14 +336,16 @@ def benchmark(
                 print(f"not reused, recomputing {note}", file=sys.stderr)
 
     if checks and "admission" not in done.get("threats", {}):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         from .checks import admission_checks
 
         verdicts = admission_checks(ctx)
         _merge(fields, {"checks": verdicts})
         times["admission"] = time.perf_counter() - t0
+        stage_times["admission"] = {"wall": times["admission"], "cpu": time.process_time() - c0}
         _refuse_unless_allowed(fields, allow_unranked)
-        _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"])
+        _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"],
+                    {"admission": stage_times["admission"]})
     elif checks:  # resumed: a refusal stored by an earlier --allow-unranked run still needs the flag
         _refuse_unless_allowed(fields, allow_unranked)
 
@@ -359,11 +365,14 @@ def benchmark(
                       file=sys.stderr)
             continue
         if threat not in done.get("threats", {}):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             update = _resolve_runner(threat)(ctx)
             times[threat] = time.perf_counter() - t0
+            # runners with inner stages (attacks, curve points) report them; the others are one stage
+            stages = update.pop(STAGE_TIMES, None) or {threat: {"wall": times[threat], "cpu": time.process_time() - c0}}
+            stage_times.update(stages)
             _merge(fields, update)
-            _save_state(state_dir, identity, done, threat, update, times[threat])
+            _save_state(state_dir, identity, done, threat, update, times[threat], stages)
         if threat == "clean" and checks:  # admission on the clean pass: before any attack
             from .checks import clean_admission_checks
 
@@ -385,7 +394,9 @@ def benchmark(
             weights_sha256=weights_sha256, seed=seed, device=_device_name(dev), torch_version=torch.__version__,
             library_versions=dict(_library_versions()), python_version=platform.python_version(),
             platform=platform.platform(), started_at=done.get("started_at", started),
-            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()}, reused=reused,
+            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
+            wall_time_per_stage_s={k: round(v["wall"], 3) for k, v in stage_times.items()},
+            cpu_time_per_stage_s={k: round(v["cpu"], 3) for k, v in stage_times.items()}, reused=reused,
         ),
         **fields,
     )
@@ -464,13 +475,15 @@ def _load_state(state_dir: Path | None, identity: dict) -> dict[str, Any]:
     return state
 
 
-def _save_state(state_dir: Path | None, identity: dict, state: dict, threat: str, update: dict, wall: float) -> None:
+def _save_state(state_dir: Path | None, identity: dict, state: dict, threat: str, update: dict, wall: float,
+                stage_times: dict[str, dict[str, float]] | None = None) -> None:
     if state_dir is None:
         return
     state_dir.mkdir(parents=True, exist_ok=True)
     state.setdefault("identity", identity)
     state.setdefault("started_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    state.setdefault("threats", {})[threat] = {"fields": _encode(update), "wall_time_s": wall}
+    state.setdefault("threats", {})[threat] = {"fields": _encode(update), "wall_time_s": wall,
+                                               "stage_times": stage_times or {}}
     tmp = state_dir / "state.json.tmp"
     tmp.write_text(json.dumps(state))
     tmp.replace(state_dir / "state.json")

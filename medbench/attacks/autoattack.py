@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
 from typing import Callable
@@ -137,6 +138,8 @@ class ChunkOutcome:
     max_perturbation: float  # largest norm of x_adv - x in the chunk (config.norm)
     out_of_range: float  # largest violation of [0, 1] by x_adv
     x_adv: torch.Tensor  # final inputs (the adversarial example where an attack succeeded, else the clean input)
+    attack_wall_s: dict[str, float] | None = None  # attack -> wall seconds spent on this chunk
+    attack_cpu_s: dict[str, float] | None = None  # attack -> process CPU seconds spent on this chunk
 
 
 def broken_by_names(config: AttackConfig, codes: np.ndarray) -> list[str | None]:
@@ -163,10 +166,13 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
     adv_pred = clean_pred.clone()
     codes = torch.where(robust, 0, 1).to(torch.int8)
     x_adv = x.clone()
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for i, attack in enumerate(config.attacks):
         idx = torch.nonzero(robust).flatten()
         if on_start is not None:
             on_start(attack, int(idx.numel()), len(x))
+        t0, c0 = time.perf_counter(), time.process_time()
         if idx.numel():
             adversary.attacks_to_run = [attack]
             xa, ya = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=int(idx.numel()))
@@ -176,6 +182,7 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
             adv_pred[hit] = ya.to(y.device)[flipped]
             codes[hit] = 2 + i
             x_adv[hit] = xa.to(x_adv.device)[flipped]
+        wall[attack], cpu[attack] = time.perf_counter() - t0, time.process_time() - c0
         if on_attack is not None:
             on_attack(attack, int(idx.numel()), int(robust.sum()))
     with torch.no_grad():
@@ -187,4 +194,5 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
         clean_pred=clean_pred.cpu().numpy(), adv_pred=adv_pred.cpu().numpy(), robust=robust.cpu().numpy(),
         broken_by=codes.cpu().numpy(), adv_logits=adv_logits,
         max_perturbation=float(norm.max()) if len(norm) else 0.0, out_of_range=out_of_range, x_adv=x_adv,
+        attack_wall_s=wall, attack_cpu_s=cpu,
     )

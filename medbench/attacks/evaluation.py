@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import metrics as M
+from ..evaluate import STAGE_TIMES  # benchmark() moves this key of a runner's result into provenance
 from ..inference import to_float
 from ..schema import AdversarialResult, CurvePoint, Curves, Interval
 from .autoattack import attack_chunk, attack_config, broken_by_names, make_autoattack
@@ -26,6 +27,12 @@ from .subset import Subset, evaluation_subset
 
 # pyautoattack's default batch; also bounds the work lost when a run is killed mid-chunk.
 MAX_ATTACK_BATCH = 250
+
+
+def _add_time(times: dict[str, dict[str, float]], stage: str, wall: float, cpu: float) -> None:
+    entry = times.setdefault(stage, {"wall": 0.0, "cpu": 0.0})
+    entry["wall"] += float(wall)
+    entry["cpu"] += float(cpu)
 
 
 def attack_batch_size(ctx) -> int:
@@ -62,8 +69,9 @@ def _clean_predictions(ctx) -> np.ndarray | None:
     return np.asarray(preds, dtype=np.int64)
 
 
-def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
-    """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset."""
+def run_threat(ctx, norm: str, threat: dict[str, Any]) -> tuple[AdversarialResult, dict[str, dict[str, float]]]:
+    """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset, and
+    the wall / CPU seconds spent per attack (stage ``<label>/<attack>``)."""
     spec, k = ctx.spec, ctx.spec.num_classes
     bs = attack_batch_size(ctx)
     config = attack_config(spec, norm, threat["eps"], ctx.protocol, size=ctx.size, batch_size=bs, seed=ctx.seed)
@@ -86,7 +94,9 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
                 saved = dict(clean_pred=out.clean_pred, adv_pred=out.adv_pred, robust=out.robust,
                              broken_by=out.broken_by, adv_logits=out.adv_logits,
                              max_perturbation=np.float64(out.max_perturbation),
-                             wall=np.float64(time.perf_counter() - t0))
+                             wall=np.float64(time.perf_counter() - t0),
+                             attack_wall=np.array([out.attack_wall_s[a] for a in config.attacks]),
+                             attack_cpu=np.array([out.attack_cpu_s[a] for a in config.attacks]))
                 store.put(f"chunk{i:05d}", **saved)
             else:
                 bar.skip_chunk()
@@ -99,6 +109,11 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
                                seed=clean_cfg["bootstrap_seed"], level=clean_cfg["ci_level"])
     codes = cat["broken_by"]
     per_attack = {a: float(np.mean((codes == 0) | (codes > 2 + j))) for j, a in enumerate(config.attacks)}
+    times: dict[str, dict[str, float]] = {}
+    for p in parts:  # chunks restored from checkpoints written before per-attack timing lack these
+        if "attack_wall" in p and "attack_cpu" in p:
+            for j, a in enumerate(config.attacks):
+                _add_time(times, f"{threat['label']}/{a}", p["attack_wall"][j], p["attack_cpu"][j])
     return AdversarialResult(
         threat=threat["label"], config=config, subset=subset.info.model_copy(update={"indices": subset.indices.tolist()}),
         clean_accuracy=float(np.mean(cat["clean_pred"] == y)),
@@ -113,12 +128,16 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
         per_attack_robust_accuracy=per_attack,
         max_perturbation=float(max(float(p["max_perturbation"]) for p in parts)) if parts else 0.0,
         wall_time_s=round(float(sum(float(p["wall"]) for p in parts)), 3),
-    )
+    ), times
 
 
 def _run_norm(ctx, norm: str) -> dict[str, Any]:
     threats = ctx.protocol["adversarial"]["threats"].get(norm, [])
-    return {"adversarial": {t["label"]: run_threat(ctx, norm, t) for t in threats}}
+    out: dict[str, Any] = {"adversarial": {}, STAGE_TIMES: {}}
+    for t in threats:
+        out["adversarial"][t["label"]], stage_times = run_threat(ctx, norm, t)
+        out[STAGE_TIMES].update(stage_times)
+    return out
 
 
 def run_linf(ctx) -> dict[str, Any]:
@@ -129,6 +148,28 @@ def run_linf(ctx) -> dict[str, Any]:
 def run_l2(ctx) -> dict[str, Any]:
     """AutoAttack under every L2 threat of the protocol (0.25 at 28 px, scaled with the image size)."""
     return _run_norm(ctx, "L2")
+
+
+STAGE_NAMES = {"apgd": "apgd-ce", "fgsm": "fgsm", "noise": "noise"}
+
+
+def _curve_chunk(ctx, store: ChunkStore, kind: str, j: int, value: float, i: int, idx: np.ndarray,
+                 n_iter: int) -> dict[str, np.ndarray]:
+    """One curve point on one chunk: restored from its checkpoint, else computed and checkpointed."""
+    name = f"{kind}{j:02d}_chunk{i:05d}"
+    saved = store.get(name)
+    if saved is not None:
+        return saved
+    x, y = _batch(ctx, idx)
+    if kind == "apgd":
+        saved = {"pred": apgd_ce(ctx.model, x, y, value, n_iter=n_iter, seed=ctx.seed, device=ctx.device).cpu().numpy()}
+    elif kind == "fgsm":
+        saved = {"pred": fgsm(ctx.model, x, y, value).cpu().numpy()}
+    else:
+        pred, linf, l2 = noise_predictions(ctx.model, x, value, seed=ctx.seed, sigma_index=j, example_ids=idx)
+        saved = {"pred": pred.cpu().numpy(), "linf": linf.cpu().numpy(), "l2": l2.cpu().numpy()}
+    store.put(name, **saved)
+    return saved
 
 
 def run_curves(ctx) -> dict[str, Any]:
@@ -148,6 +189,8 @@ def run_curves(ctx) -> dict[str, Any]:
     jobs = [("apgd", j, e) for j, e in enumerate(apgd_eps)] + [("fgsm", j, e) for j, e in enumerate(fgsm_eps)] \
         + [("noise", j, s) for j, s in enumerate(sigmas)]
     results: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {(kind, j): [] for kind, j, _ in jobs}
+    clean = _clean_predictions(ctx)
+    times: dict[str, dict[str, float]] = {}
     # the bar counts forward+backward passes, so APGD (n_iter steps) and FGSM (one) weigh what they cost
     cost = {"apgd": n_iter + 1, "fgsm": 2, "noise": 1}
     with tqdm(total=len(subset) * sum(cost[kind] for kind, _, _ in jobs), desc=f"curves {ctx.spec.name}",
@@ -155,21 +198,16 @@ def run_curves(ctx) -> dict[str, Any]:
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}") as bar:
         for kind, j, value in jobs:
             bar.set_postfix_str(f"{kind} {value:.4g}")
+            stage = f"curves/{STAGE_NAMES[kind]}/{value * 255:g}/255" if kind != "noise" else f"curves/noise/{value:g}"
             for i, idx in _chunks(subset, bs):
-                name = f"{kind}{j:02d}_chunk{i:05d}"
-                saved = store.get(name)
-                if saved is None:
-                    x, y = _batch(ctx, idx)
-                    if kind == "apgd":
-                        saved = {"pred": apgd_ce(ctx.model, x, y, value, n_iter=n_iter, seed=ctx.seed,
-                                                 device=ctx.device).cpu().numpy()}
-                    elif kind == "fgsm":
-                        saved = {"pred": fgsm(ctx.model, x, y, value).cpu().numpy()}
-                    else:
-                        pred, linf, l2 = noise_predictions(ctx.model, x, value, seed=ctx.seed, sigma_index=j,
-                                                           example_ids=idx)
-                        saved = {"pred": pred.cpu().numpy(), "linf": linf.cpu().numpy(), "l2": l2.cpu().numpy()}
-                    store.put(name, **saved)
+                t0, c0 = time.perf_counter(), time.process_time()
+                if kind != "noise" and value == 0 and clean is not None:
+                    # at eps 0 APGD-CE and FGSM return x itself (every step is scaled by eps and projected
+                    # onto the eps ball), so their predictions are the clean ones: taken from the clean pass
+                    saved = {"pred": clean[idx]}
+                else:
+                    saved = _curve_chunk(ctx, store, kind, j, value, i, idx, n_iter)
+                _add_time(times, stage, time.perf_counter() - t0, time.process_time() - c0)
                 results[(kind, j)].append(saved)
                 bar.update(len(idx) * cost[kind])
     y = ctx.labels[subset.indices]
@@ -186,7 +224,7 @@ def run_curves(ctx) -> dict[str, Any]:
                           balanced_accuracy=M.balanced_accuracy(y, pred, k),
                           correct=[bool(v) for v in pred == y], **extra)
 
-    return {"curves": Curves(
+    return {STAGE_TIMES: times, "curves": Curves(
         subset=subset.info.model_copy(update={"indices": subset.indices.tolist()}),
         apgd_ce=[point("apgd", j, e) for j, e in enumerate(apgd_eps)],
         fgsm=[point("fgsm", j, e) for j, e in enumerate(fgsm_eps)],

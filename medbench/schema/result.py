@@ -59,6 +59,10 @@ class Provenance(Strict):
     started_at: str  # ISO 8601, UTC
     wall_time_s: float
     wall_time_per_threat_s: dict[str, float] = Field(default_factory=dict)
+    # finer than per threat (absent in results computed before medbench recorded it): clean, admission,
+    # corruptions, "<threat label>/<attack>" per AutoAttack attack, "curves/<kind>/<eps or sigma>"
+    wall_time_per_stage_s: dict[str, float] = Field(default_factory=dict)
+    cpu_time_per_stage_s: dict[str, float] = Field(default_factory=dict)  # process CPU seconds, same keys
     # threat -> where its section was computed, when carried over from an earlier result
     reused: dict[str, ReusedSection] = Field(default_factory=dict)
 

@@ -213,7 +213,7 @@ def protocol_threats(spec: DatasetSpec, protocol: Protocol) -> list[str]:
     from .attacks.autoattack import UnsupportedTaskError, check_supported
 
     out = []
-    for threat in ALL_THREATS:
+    for threat in protocol.get("threats") or ALL_THREATS:  # the lite track lists its own (clean, Linf)
         norm = {"Linf": "Linf", "L2": "L2", "curves": "Linf"}.get(threat)
         if norm is not None:
             try:
@@ -236,6 +236,11 @@ def _normalise_threats(threats: str | Iterable[str], spec: DatasetSpec, protocol
                 match = {k.lower(): k for k in THREAT_RUNNERS}.get(t.lower())
                 if match is None:
                     raise ValueError(f"Unknown threat {t!r}; choose from {', '.join(ALL_THREATS)} or 'all'.")
+                defined = protocol.get("threats") or ALL_THREATS
+                if match not in defined:
+                    raise ValueError(f"Threat {match!r} is not part of protocol {protocol.version} ({protocol.track} "
+                                     f"track), which evaluates {', '.join(defined)}. Fix: choose from those, or "
+                                     "evaluate on the full track.")
                 out.append(match)
     # clean always runs first: relative robustness, the admission checks on the clean pass and the
     # sanity checks need its numbers
@@ -385,7 +390,7 @@ def benchmark(
         _merge(fields, {"checks": sanity_checks(ctx, fields)})
 
     result = EvaluationResult(
-        model_id=model_id or _model_name(model), dataset=spec.name, size=size, task=spec.task,
+        track=proto.track, model_id=model_id or _model_name(model), dataset=spec.name, size=size, task=spec.task,
         num_classes=spec.num_classes, class_names=list(spec.class_names),
         threats=[t for t in threat_list if t not in skipped], skipped=skipped,
         provenance=Provenance(

@@ -43,17 +43,21 @@ class UnsupportedTaskError(MedbenchError, ValueError):
     """The protocol has no adversarial track for this dataset / threat."""
 
 
-def attack_set(num_classes: int, is_3d: bool) -> list[str]:
-    """The protocol's attack list for ``num_classes`` classes (PROTOCOL.md section 4)."""
+def attack_set(num_classes: int, is_3d: bool, protocol=None) -> list[str]:
+    """The protocol's attack list for ``num_classes`` classes (PROTOCOL.md section 4), or the one a
+    protocol lists under ``adversarial.attack_sets`` (keys "2", "3", "4+"; the lite track)."""
     if num_classes < 2:
         raise UnsupportedTaskError(f"AutoAttack needs at least 2 classes (logits), got {num_classes}.")
-    if num_classes == 2:
+    sets = protocol.get("adversarial.attack_sets") if protocol is not None else None
+    if sets:
+        attacks = list(sets[str(num_classes)] if str(num_classes) in sets else sets["4+"])
+    elif num_classes == 2:
         attacks = ["apgd-ce", "fab-t", "square"]
     elif num_classes == 3:
         attacks = ["apgd-ce", "apgd-dlr", "fab-t", "square"]
     else:
         attacks = ["apgd-ce", "apgd-t", "fab-t", "square"]
-    if is_3d:  # Square fails on 5-D inputs; APGD and FAB work
+    if is_3d and "square" in attacks:  # Square fails on 5-D inputs; APGD and FAB work
         attacks.remove("square")
     return attacks
 
@@ -89,7 +93,7 @@ def attack_config(spec: DatasetSpec, norm: str, eps: float, protocol, *, size: i
     """The full configuration of one AutoAttack threat for ``spec`` under ``protocol``."""
     check_supported(spec, norm, protocol)
     adv = protocol["adversarial"]
-    attacks = attack_set(spec.num_classes, spec.is_3d)
+    attacks = attack_set(spec.num_classes, spec.is_3d, protocol)
     targeted = any(a in ("apgd-t", "fab-t") for a in attacks)
     return AttackConfig(
         norm=norm, eps=scaled_eps(norm, eps, size, spec), attacks=attacks,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -71,6 +72,8 @@ class EvaluationResult(Strict):
     """The record ``medbench.benchmark`` returns and the leaderboard renders."""
 
     result_schema_version: int = RESULT_SCHEMA_VERSION
+    # "lite": the cheap screening track (protocol lite1), never ranked with the full benchmark's results
+    track: Literal["full", "lite"] = "full"
     model_id: str | None = None
     dataset: str
     size: int

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 from ..data import DATASETS
 from ..errors import MedbenchError
 from ..protocol import CURRENT_VERSION
-from . import export, marks, meta, plots, protocol_page
+from . import export, lite, marks, meta, plots, protocol_page
 from .load import load_inputs
 from .table import DatasetBoard, build_boards
 
@@ -175,6 +175,11 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
         for fname, data in page.files.items():
             w.bytes(f"protocol/{fname}", data)
         report.pages += 1
+    lite_page = lite.load_lite(lb / "lite")  # the lite track: its own page, never in the benchmark's tables
+    report.problems += lite_page.problems
+    w.text("lite.html", env.get_template("lite.html").render(root="", lite=lite_page, **common))
+    w.bytes(f"protocol/{lite_page.protocol_file}", protocol_page.raw_file(lite_page.protocol_file))
+    report.pages += 1
     dataset_tpl, model_tpl = env.get_template("dataset.html"), env.get_template("model.html")
     records: dict[str, dict] = {}
     for name, board in boards.items():

@@ -64,6 +64,11 @@ def _row(corruption: str, size: str, cell: dict) -> ParamRow:
     return ParamRow(corruption, str(size), cell.get("source", ""), [_params(p) for p in cell["params"]], _note(cell))
 
 
+def raw_file(name: str) -> bytes:
+    """A protocol file shipped with medbench, as published on the site (e.g. ``lite1.yaml``)."""
+    return resources.files("medbench.protocols").joinpath(name).read_bytes()
+
+
 def load_page(version: str) -> ProtocolPage:
     pkg = resources.files("medbench.protocols")
     raw = pkg.joinpath(f"v{version}.yaml").read_bytes()

@@ -1,0 +1,201 @@
+"""The lite track against the full protocol on the reference zoo: ranking agreement and cost.
+
+For every committed full result (``leaderboard/results/<dataset>/<model>.json``, protocol 2) the
+script evaluates the same registered weights under the lite protocol (``medbench/protocols/lite1.yaml``:
+a fixed subset, APGD-CE / APGD-DLR only, fewer iterations), one model at a time on one thread, and
+reports Spearman's rho between lite and full Linf-2/255 robust balanced accuracy (pooled over the zoo
+and per dataset) and the CPU time of both tracks.
+
+Full-track CPU time per model comes from ``bench/results/cost_profile.json`` (``bench/cost_profile.py``);
+the committed results only record wall time (on a shared 2-core machine, so inflated by contention),
+which is reported beside it, labelled as such.
+
+    python bench/lite_track.py                       # writes bench/results/lite_track.json
+    python bench/lite_track.py --write-results       # also (re)writes leaderboard/lite/<dataset>/<model>.json
+    python bench/lite_track.py --variant adversarial.n_iter=100   # a derived ('+custom') variant, for comparison
+    python bench/lite_track.py --write-subsets       # (re)writes medbench/protocols/lite1_subsets.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from scipy.stats import spearmanr
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from medbench.attacks.subset import compute_subset, indices_sha256  # noqa: E402
+from medbench.data import load_dataset  # noqa: E402
+from medbench.evaluate import benchmark  # noqa: E402
+from medbench.protocol import LITE_VERSION, load_protocol  # noqa: E402
+from medbench.schema import EvaluationResult  # noqa: E402
+
+RESULTS = REPO / "leaderboard" / "results"
+LITE_RESULTS = REPO / "leaderboard" / "lite"
+OUT = REPO / "bench" / "results" / "lite_track.json"
+COST = REPO / "bench" / "results" / "cost_profile.json"
+HEADLINE = "Linf-2/255"
+
+
+def full_results() -> list[tuple[str, str, EvaluationResult]]:
+    out = []
+    for path in sorted(RESULTS.glob("*/*.json")):
+        r = EvaluationResult.from_json(path)
+        if r.provenance.protocol_version == "2" and HEADLINE in r.adversarial:
+            out.append((r.dataset, r.model_id, r))
+    return out
+
+
+def full_wall_s(r: EvaluationResult) -> float:
+    """The committed full result's wall time: per threat, where it was computed (reused sections too)."""
+    prov = r.provenance
+    total = 0.0
+    for threat, wall in prov.wall_time_per_threat_s.items():
+        reused = prov.reused.get(threat)
+        total += reused.original_wall_time_s if reused is not None and reused.original_wall_time_s else wall
+    return total
+
+
+def rho(a: list[float], b: list[float]) -> float | None:
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return float(spearmanr(a, b).statistic)
+
+
+def write_subsets(protocol) -> Path:
+    """The lite subsets of every dataset whose test split is on this machine, as protocol data."""
+    from medbench.data import DATASETS
+    from medbench.paths import data_root
+
+    adv = protocol["adversarial"]
+    size, seed = int(adv["subset_size"]), int(adv["subset_seed"])
+    subsets = {}
+    for name in sorted(DATASETS):
+        try:
+            labels = load_dataset(name, "test", 28, data_root(None)).labels
+        except Exception:  # noqa: BLE001 (the official file is not here: the subset is computed at run time)
+            continue
+        idx = compute_subset(labels, size, seed)
+        subsets[name] = {"n": int(len(idx)), "subset_size": size, "seed": seed, "whole_split": len(idx) == len(labels),
+                         "indices_sha256": indices_sha256(idx), "indices": [int(i) for i in idx]}
+    path = REPO / "medbench" / "protocols" / f"{LITE_VERSION}_subsets.json"
+    path.write_text(json.dumps({
+        "protocol_version": protocol.version,
+        "description": ("Lite-track evaluation subsets: a stratified random subset of adversarial.subset_size test "
+                        "images (seed adversarial.subset_seed; the whole split when smaller), sha256 of the sorted "
+                        "int64 little-endian indices. Listed for the datasets whose official files were available "
+                        "when it was written (bench/lite_track.py --write-subsets); the others are computed from "
+                        "the labels and recorded in each result."),
+        "subsets": subsets}, indent=1) + "\n")
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                    help="derive a '+custom' lite protocol (for comparing settings); not written as results")
+    ap.add_argument("--write-results", action="store_true", help="write leaderboard/lite/<dataset>/<model>.json")
+    ap.add_argument("--write-subsets", action="store_true")
+    ap.add_argument("--only", default=None, help="comma-separated datasets (default: every committed one)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--rejoin", action="store_true",
+                    help="recompute the summary from --out's rows and the current cost profile (no evaluation)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    protocol = load_protocol(LITE_VERSION)
+    if args.write_subsets:
+        print(f"wrote {write_subsets(protocol)}")
+        return
+    changes = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.variant)}
+    if changes:
+        protocol = protocol.derive(**changes)
+        if args.write_results:
+            raise SystemExit("--write-results writes the standard lite protocol's results only; drop --variant")
+    cost = json.loads(COST.read_text()) if COST.is_file() else {}
+    full_cpu = {(m["dataset"], m["model_id"]): m.get("full_cpu_s") for m in cost.get("models", [])}
+
+    rows = []
+    only = set(args.only.split(",")) if args.only else None
+    if args.rejoin:
+        previous = json.loads(args.out.read_text())
+        rows = previous["models"]
+        for r in rows:
+            r["full_cpu_s"] = full_cpu.get((r["dataset"], r["model_id"]))
+        command = previous["command"]
+    else:
+        command = "python " + " ".join(["bench/lite_track.py", *sys.argv[1:]])
+    for dataset, model_id, full in ([] if args.rejoin else full_results()):
+        if only and dataset not in only:
+            continue
+        t0, c0 = time.perf_counter(), time.process_time()
+        lite = benchmark(model_id, dataset, threats="all", protocol=protocol, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if args.write_results:
+            lite.to_json(LITE_RESULTS / dataset / f"{model_id}.json")
+        fa, la = full.adversarial[HEADLINE], lite.adversarial[HEADLINE]
+        row = {
+            "dataset": dataset, "model_id": model_id,
+            "full_robust_ba": round(fa.robust_balanced_accuracy, 4),
+            "lite_robust_ba": round(la.robust_balanced_accuracy, 4),
+            "lite_ci": [la.robust_balanced_accuracy_ci.low, la.robust_balanced_accuracy_ci.high],
+            "lite_attacks": la.config.attacks, "lite_n": la.subset.n, "full_n": fa.subset.n,
+            "lite_cpu_s": round(cpu, 2), "lite_wall_s": round(wall, 2),
+            "lite_cpu_per_stage_s": lite.provenance.cpu_time_per_stage_s,
+            "full_cpu_s": full_cpu.get((dataset, model_id)),
+            "full_recorded_wall_s": round(full_wall_s(full), 1),
+        }
+        rows.append(row)
+        print(f"{dataset:15s} {model_id:28s} full {row['full_robust_ba']:.3f} lite {row['lite_robust_ba']:.3f} "
+              f"({cpu:.1f} s CPU, {wall:.1f} s wall)", flush=True)
+
+    full_ba = [r["full_robust_ba"] for r in rows]
+    lite_ba = [r["lite_robust_ba"] for r in rows]
+    per_dataset = {}
+    for ds in sorted({r["dataset"] for r in rows}):
+        sub = [r for r in rows if r["dataset"] == ds]
+        per_dataset[ds] = {"n_models": len(sub), "spearman_rho": rho([r["full_robust_ba"] for r in sub],
+                                                                      [r["lite_robust_ba"] for r in sub])}
+    with_cpu = [r for r in rows if r["full_cpu_s"]]
+    report = {
+        "what": ("Spearman rho between lite and full (protocol 2) Linf-2/255 robust balanced accuracy over the "
+                 "reference zoo, and the cost of both tracks"),
+        "command": command,
+        "lite_protocol": {"version": protocol.version, "sha256": protocol.sha256(), "track": protocol.track,
+                          "subset_size": protocol.get("adversarial.subset_size"),
+                          "n_iter": protocol.get("adversarial.n_iter"),
+                          "attack_sets": protocol.get("adversarial.attack_sets")},
+        "machine": f"{torch.get_num_threads()} torch thread(s), nice 10, on a 2-core machine shared with other jobs",
+        "n_models": len(rows),
+        "spearman_rho_pooled": rho(full_ba, lite_ba),
+        "spearman_rho_per_dataset": per_dataset,
+        "mean_abs_difference": round(float(np.mean(np.abs(np.subtract(full_ba, lite_ba)))), 4) if rows else None,
+        "lite_cpu_s_total": round(sum(r["lite_cpu_s"] for r in rows), 1),
+        "full_cpu_s_total": round(sum(r["full_cpu_s"] for r in with_cpu), 1) if with_cpu else None,
+        "cpu_ratio_full_over_lite": (round(sum(r["full_cpu_s"] for r in with_cpu)
+                                           / sum(r["lite_cpu_s"] for r in with_cpu), 1) if with_cpu else None),
+        "cpu_ratio_note": ("full_cpu_s: per-model CPU of the whole full protocol from bench/results/cost_profile.json "
+                           "(see its method); lite_cpu_s: measured here, the whole lite evaluation including model "
+                           "and data loading"),
+        "recorded_wall_ratio_full_over_lite": round(sum(r["full_recorded_wall_s"] for r in rows)
+                                                    / sum(r["lite_wall_s"] for r in rows), 1) if rows else None,
+        "recorded_wall_note": ("full: the committed results' wall times (where each section was computed, at "
+                               "different times under different contention); lite: wall time of this run"),
+        "models": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"pooled rho {report['spearman_rho_pooled']}, per dataset "
+          f"{ {k: v['spearman_rho'] for k, v in per_dataset.items()} }, CPU ratio {report['cpu_ratio_full_over_lite']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -70,6 +70,50 @@ def rho(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
+def full_tie_groups(dataset: str, results: list[EvaluationResult]) -> dict[str, int]:
+    """model -> the full protocol's tie group on Linf-2/255 (paired bootstrap, as the site ranks)."""
+    from medbench.paths import data_root
+    from medbench.site.ranking import RankItem, tie_groups
+
+    labels = load_dataset(dataset, "test", 28, data_root(None)).labels
+    first = results[0].adversarial[HEADLINE]
+    y = np.asarray(labels)[np.asarray(first.subset.indices)]
+    items = [RankItem(r.model_id, r.adversarial[HEADLINE].robust_balanced_accuracy,
+                      predictions=np.asarray(r.adversarial[HEADLINE].adv_predictions)) for r in results]
+    ranked, _ = tie_groups(items, labels=y, num_classes=results[0].num_classes)
+    return {x.key: x.group for x in ranked}
+
+
+def full_on_lite_subset(full: EvaluationResult, protocol) -> float:
+    """The full protocol's Linf-2/255 verdicts restricted to the lite subset: separates the subset's effect
+    (sampling) from the attack's (APGD-CE/-DLR with fewer iterations) at no cost."""
+    from medbench import metrics as M
+    from medbench.attacks.subset import evaluation_subset
+    from medbench.paths import data_root
+
+    labels = np.asarray(load_dataset(full.dataset, "test", 28, data_root(None)).labels)
+    lite_idx = evaluation_subset(full.dataset, labels, protocol).indices
+    adv = full.adversarial[HEADLINE]
+    pos = {int(i): j for j, i in enumerate(adv.subset.indices)}
+    if any(int(i) not in pos for i in lite_idx):
+        return float("nan")  # the lite subset is not inside the full one (test splits over 1,000 images)
+    pred = np.asarray(adv.adv_predictions)[[pos[int(i)] for i in lite_idx]]
+    return float(M.balanced_accuracy(labels[lite_idx], pred, full.num_classes))
+
+
+def discordant(rows: list[dict], groups: dict[str, int]) -> tuple[int, int]:
+    """(pairs the full protocol separates (different tie groups), of which the lite track orders the other way)."""
+    separated = reversed_ = 0
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            if groups[a["model_id"]] == groups[b["model_id"]]:
+                continue
+            separated += 1
+            full_sign = np.sign(a["full_robust_ba"] - b["full_robust_ba"])
+            reversed_ += int(np.sign(a["lite_robust_ba"] - b["lite_robust_ba"]) == -full_sign)
+    return separated, reversed_
+
+
 def write_subsets(protocol) -> Path:
     """The lite subsets of every dataset whose test split is on this machine, as protocol data."""
     from medbench.data import DATASETS
@@ -160,10 +204,21 @@ def main() -> None:
     full_ba = [r["full_robust_ba"] for r in rows]
     lite_ba = [r["lite_robust_ba"] for r in rows]
     per_dataset = {}
+    fulls = {(r.dataset, r.model_id): r for _, _, r in full_results()}
     for ds in sorted({r["dataset"] for r in rows}):
         sub = [r for r in rows if r["dataset"] == ds]
+        groups = full_tie_groups(ds, [fulls[(ds, r["model_id"])] for r in sub])
+        separated, reversed_ = discordant(sub, groups)
+        for r in sub:
+            r["full_tie_group"] = groups[r["model_id"]]
+            r["full_robust_ba_on_lite_subset"] = round(full_on_lite_subset(fulls[(ds, r["model_id"])], protocol), 4)
         per_dataset[ds] = {"n_models": len(sub), "spearman_rho": rho([r["full_robust_ba"] for r in sub],
-                                                                      [r["lite_robust_ba"] for r in sub])}
+                                                                      [r["lite_robust_ba"] for r in sub]),
+                           "pairs_full_separates": separated, "of_which_lite_reverses": reversed_,
+                           "spearman_rho_full_on_lite_subset_vs_full": rho(
+                               [r["full_robust_ba"] for r in sub], [r["full_robust_ba_on_lite_subset"] for r in sub]),
+                           "spearman_rho_lite_vs_full_on_lite_subset": rho(
+                               [r["full_robust_ba_on_lite_subset"] for r in sub], [r["lite_robust_ba"] for r in sub])}
     with_cpu = [r for r in rows if r["full_cpu_s"]]
     report = {
         "what": ("Spearman rho between lite and full (protocol 2) Linf-2/255 robust balanced accuracy over the "
@@ -177,6 +232,17 @@ def main() -> None:
         "n_models": len(rows),
         "spearman_rho_pooled": rho(full_ba, lite_ba),
         "spearman_rho_per_dataset": per_dataset,
+        "decomposition": {
+            "spearman_rho_pooled_full_on_lite_subset_vs_full": rho(full_ba, [r["full_robust_ba_on_lite_subset"] for r in rows]),
+            "spearman_rho_pooled_lite_vs_full_on_lite_subset": rho([r["full_robust_ba_on_lite_subset"] for r in rows], lite_ba),
+            "mean_abs_difference_subset_only": round(float(np.mean([abs(r["full_robust_ba"] - r["full_robust_ba_on_lite_subset"]) for r in rows])), 4),
+            "mean_abs_difference_attack_only": round(float(np.mean([abs(r["lite_robust_ba"] - r["full_robust_ba_on_lite_subset"]) for r in rows])), 4),
+            "note": ("full_robust_ba_on_lite_subset: the full protocol's own verdicts on the lite subset's 128 images. "
+                     "full vs it measures what the smaller subset costs; it vs lite what the cheaper attack costs"),
+        },
+        "pairs_note": ("pairs of models in different tie groups of the full protocol (paired bootstrap 95% "
+                       "interval of the difference excludes 0, as the site ranks them), and how many of those "
+                       "the lite track orders the other way"),
         "mean_abs_difference": round(float(np.mean(np.abs(np.subtract(full_ba, lite_ba)))), 4) if rows else None,
         "lite_cpu_s_total": round(sum(r["lite_cpu_s"] for r in rows), 1),
         "full_cpu_s_total": round(sum(r["full_cpu_s"] for r in with_cpu), 1) if with_cpu else None,

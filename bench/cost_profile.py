@@ -5,13 +5,16 @@ Running the full protocol on all 21 reference models takes hours on this shared 
 1. ``measured_full``: the whole protocol (``threats=all``) on one model (default: the cheapest 2D one,
    Baseline_ResNet8_AUCM on BreastMNIST), one torch thread, with the harness's own per-stage CPU and wall
    times (``provenance.cpu_time_per_stage_s``). Its verdicts are compared with the committed result.
-2. ``models``: for every committed result, each attack stage (AutoAttack attack per threat, curve point)
-   is run on a fixed small probe subset (``--probe-n`` test images, stratified, seed 0) with the full
-   protocol's settings, and its CPU time is scaled to the full run with an affine per-call cost model:
+2. ``models``: for every committed result, the Linf-2/255 AutoAttack attacks and the curves at one eps
+   and sigma are run on a fixed small probe subset (``--probe-n`` test images, stratified, seed 0) with the
+   full protocol's settings; each attack's CPU time per call is carried to the other threats (Linf-4/255,
+   L2-0.25) and eps, and scaled to the full run with an affine per-call cost model:
    an attack iteration on ``n`` points costs ``a + b * n`` (a: per-call overhead, b: per image; measured
    per model from forward+backward passes at two batch sizes), summed over the full run's chunks with
    the number of points that reached the stage in the committed result (known from its ``broken_by`` and
-   per-example flags). Clean, admission and corruptions are taken from the committed result's recorded
+   per-example flags). The curves are probed at eps 2/255 and sigma 0.05 and their per-call cost used for
+   every eps / sigma (APGD-CE runs a fixed number of iterations whatever eps is); an attack no probe point
+   reached in one threat takes its per-call cost from the same attack in another threat. Clean, admission and corruptions are taken from the committed result's recorded
    wall time (protocol 2, one thread; a wall time, labelled so). Estimates are labelled as such; step 1
    checks the estimate against the measurement on the same model.
 3. ``recorded``: the committed results' wall time per threat (``original_wall_time_s`` where a section was
@@ -45,6 +48,7 @@ RESULTS = REPO / "leaderboard" / "results"
 OUT = REPO / "bench" / "results" / "cost_profile.json"
 CHUNK = 250  # the full runs' attack chunk size (config.batch_size of every committed result)
 FROM_RECORD = ("clean", "admission", "corruptions")
+COMMANDS = ["python " + " ".join(["bench/cost_profile.py", *sys.argv[1:]])]  # every invocation behind the report
 
 
 def committed() -> list[EvaluationResult]:
@@ -98,52 +102,65 @@ def call_cost(model: torch.nn.Module, shape: tuple[int, ...], sizes: tuple[int, 
     return max(times[0] - b * sizes[0], 0.0), b
 
 
-def scale(a: float, b: float, probe_n: int, full_chunks: list[int]) -> float | None:
-    """Full-run cost / probe cost under the affine model; None when the probe attacked nothing."""
-    if probe_n == 0:
-        return None
-    return sum(a + b * n for n in full_chunks if n > 0) / (a + b * probe_n)
+PROBE_CURVES = {"curves.apgd_eps_255": [0, 2], "curves.fgsm_eps_255": [0, 2], "curves.noise_sigma": [0.05]}
+PROBE_THREAT = "Linf-2/255"  # probed; Linf-4/255 and L2-0.25 take each attack's per-call cost from it
+
+
+def _peer(stage: str, units: dict[str, float]) -> str | None:
+    """The measured stage whose per-call cost stands in for ``stage``: a curve point of the same kind
+    (APGD-CE runs a fixed number of iterations whatever eps is), or the same attack in another threat."""
+    parts = stage.split("/")
+    if parts[0] == "curves":
+        cands = [k for k in units if k.startswith(f"curves/{parts[1]}/")]
+    else:
+        cands = [k for k in units if k.endswith("/" + parts[-1]) and k.split("/")[0].split("-")[0] == parts[0].split("-")[0]]
+        cands += [k for k in units if k.endswith("/" + parts[-1]) and k not in cands]
+    return cands[0] if cands else None
 
 
 def probe(r: EvaluationResult, probe_n: int) -> dict:
-    """Per-stage CPU of the full protocol's attack stages on a ``probe_n`` subset, scaled to ``r``'s run."""
+    """Per-stage CPU of the full protocol's attack stages on a ``probe_n`` subset, scaled to ``r``'s run.
+
+    Only Linf-2/255 and the curves at one eps (2/255) and one sigma (0.05) are probed: an attack costs
+    about the same per call at every eps and norm (fixed iterations and queries; Square and FAB stop
+    early on broken points, which the reached-point counts carry), which the measured full run checks."""
     spec = get_spec(r.dataset)
-    proto = load_protocol("2").derive(**{"adversarial.subset_size": probe_n, "clean.bootstrap_resamples": 1000})
-    threats = [t for t in ("Linf", "L2", "curves") if t in r.threats]
+    full_proto = load_protocol("2")
+    linf = [t for t in full_proto["adversarial"]["threats"]["Linf"] if t["label"] == PROBE_THREAT]
+    proto = full_proto.derive(**{"adversarial.subset_size": probe_n, "adversarial.threats": {"Linf": linf},
+                                 **PROBE_CURVES})
+    threats = [t for t in ("Linf", "curves") if t in r.threats]
     c0 = time.process_time()
     p = benchmark(r.model_id, r.dataset, threats=",".join(threats), protocol=proto, progress=False, batch_size=CHUNK)
     probe_cpu = time.process_time() - c0
     model = prepare_model(load_model(r.model_id, r.dataset, device="cpu"), spec, 28, torch.device("cpu"))
-    a, b = call_cost(model, spec.input_shape(28), (1, 16), reps=5 if spec.is_3d else 20)
+    a, b = call_cost(model, spec.input_shape(28), (1, 16), reps=3 if spec.is_3d else 20)
     probe_reached = {k: sum(v) for k, v in reached(p).items()}
-    full_reached = reached(r)
+    cpu = {k: v for k, v in p.provenance.cpu_time_per_stage_s.items() if k not in FROM_RECORD}
+    # CPU seconds per unit of the affine call cost (a + b * n), for the stages the probe exercised
+    units = {k: v / (a + b * probe_reached[k]) for k, v in cpu.items() if probe_reached.get(k)}
     stages = {}
-    for stage, cpu in p.provenance.cpu_time_per_stage_s.items():
-        if stage in FROM_RECORD:
-            continue
-        k = scale(a, b, probe_reached.get(stage, 0), full_reached.get(stage, []))
-        full_n = sum(full_reached.get(stage, []))
-        stages[stage] = {"probe_cpu_s": cpu, "probe_points": probe_reached.get(stage, 0), "full_points": full_n,
-                         "estimated_full_cpu_s": None if k is None else round(cpu * k, 2)}
-        if k is None and full_n:
-            stages[stage]["note"] = "no probe point reached this stage; estimated from the stage's per-point cost in another threat"
-    # a stage no probe point reached: per-point cost of the same attack in another threat of this model
-    for stage, s in stages.items():
-        if s["estimated_full_cpu_s"] is None:
-            attack = stage.split("/")[-1] if not stage.startswith("curves") else None
-            peers = [v for k, v in stages.items() if attack and k.endswith("/" + attack) and v["probe_points"]]
-            if peers and s["full_points"]:
-                per = peers[0]["probe_cpu_s"] / (a + b * peers[0]["probe_points"])
-                s["estimated_full_cpu_s"] = round(per * sum(a + b * n for n in full_reached[stage] if n), 2)
+    for stage, chunks in reached(r).items():
+        full_n = sum(chunks)
+        entry = {"full_points": full_n, "probe_cpu_s": cpu.get(stage), "probe_points": probe_reached.get(stage)}
+        if not full_n:
+            entry["estimated_full_cpu_s"] = 0.0
+        else:
+            src = stage if stage in units else _peer(stage, units)
+            if src is None:
+                entry["estimated_full_cpu_s"] = None
+                entry["note"] = "not measured: no probe point reached this attack in any threat"
             else:
-                s["estimated_full_cpu_s"] = 0.0 if not s["full_points"] else None
+                entry["estimated_full_cpu_s"] = round(units[src] * sum(a + b * n for n in chunks if n), 2)
+                if src != stage:
+                    entry["per_call_cost_from"] = src
+        stages[stage] = entry
     recorded = recorded_walls(r)
     est = {k: v["estimated_full_cpu_s"] for k, v in stages.items()}
     total = sum(v for v in est.values() if v) + sum(recorded.get(t, 0.0) for t in FROM_RECORD)
     return {"dataset": r.dataset, "model_id": r.model_id, "probe_n": p.adversarial[next(iter(p.adversarial))].subset.n,
             "probe_cpu_s": round(probe_cpu, 1), "call_cost_a_s": a, "call_cost_b_s_per_image": b,
             "stages": stages, "recorded_wall_s": recorded,
-            "clean_admission_corruptions_s": {t: recorded.get(t) for t in FROM_RECORD},
             "full_cpu_s": round(total, 1),
             "full_cpu_by_family_s": family_totals(est, recorded)}
 
@@ -209,6 +226,7 @@ def main() -> None:
                     help="a result of --full-model computed by this medbench (threats=all, one thread) instead of running it")
     ap.add_argument("--only", default=None, help="comma-separated datasets to probe (default: all committed)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--resume", action="store_true", help="keep the models already in --out, probe the others")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -217,14 +235,28 @@ def main() -> None:
     print(f"measured full protocol: {full['cpu_s_total']} s CPU; verdicts identical: {full['verdicts_identical_to_committed']}",
           flush=True)
     only = set(args.only.split(",")) if args.only else None
+    before = json.loads(args.out.read_text()) if args.resume and args.out.is_file() else {}
+    previous = before.get("models", [])
+    COMMANDS[:0] = before.get("commands", [before["command"]] if "command" in before else [])
+    done = {(m["dataset"], m["model_id"]): m for m in previous}
     models = []
-    for r in results:
+    # 2D first: seconds each; the 3D probes take minutes on a loaded machine
+    for r in sorted(results, key=lambda r: (get_spec(r.dataset).is_3d, r.dataset, r.model_id)):
         if only and r.dataset not in only:
+            continue
+        if (r.dataset, r.model_id) in done:
+            models.append(done[(r.dataset, r.model_id)])
             continue
         row = probe(r, args.probe_n)
         models.append(row)
+        write_report(args, full, models, results)
         print(f"{r.dataset:15s} {r.model_id:28s} probe {row['probe_cpu_s']:6.1f} s -> full {row['full_cpu_s']:8.1f} s CPU "
               f"(est.)", flush=True)
+    write_report(args, full, models, results)
+
+
+def write_report(args, full: dict, models: list[dict], results: list[EvaluationResult]) -> None:
+    """The report so far (written after every model, so an interrupted run keeps what it measured)."""
     check = next((m for m in models if (m["dataset"], m["model_id"]) == (args.full_dataset, args.full_model)), None)
     validation = None
     if check is not None:
@@ -239,11 +271,12 @@ def main() -> None:
         }
     report = {
         "what": "CPU time of the full protocol (version 2) per stage for each reference model",
-        "command": "python " + " ".join(["bench/cost_profile.py", *sys.argv[1:]]),
+        "commands": COMMANDS,
         "machine": "2-core x86_64 shared with other jobs; torch 1 thread; nice 10",
         "method": __doc__.split("\n\n")[1],
         "measured_full": full,
         "estimate_check": validation,
+        "n_models": len(models),
         "models": models,
         "full_cpu_s_total_estimated": round(sum(m["full_cpu_s"] for m in models), 1),
         "skipped_work": {
@@ -271,7 +304,6 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

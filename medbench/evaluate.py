@@ -33,8 +33,6 @@ from .paths import data_root as resolve_data_root
 from .protocol import CURRENT_VERSION, Protocol, load_protocol
 from .schema import CleanMetrics, EvaluationResult, Interval, Provenance
 
-STAGE_TIMES = "stage_times"  # key of a runner's result holding {stage: {"wall": s, "cpu": s}} (not a result field)
-
 # threat name -> "module:function". A runner takes an EvalContext and returns result fields.
 THREAT_RUNNERS: dict[str, str] = {
     "clean": "medbench.evaluate:run_clean",
@@ -65,6 +63,8 @@ class EvalContext:
     reference: EvaluationResult | None = None  # reference model's result (for BE / rBE)
     model_id: str | None = None  # the model's id, when it has one (the pinned reference is its own reference)
     results: dict[str, Any] = field(default_factory=dict)  # fields filled so far (runners may read them)
+    # stage -> {"wall": s, "cpu": s}, filled by runners with inner stages (AutoAttack attacks, curve points)
+    stage_times: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def images(self) -> torch.Tensor:
@@ -371,10 +371,11 @@ def benchmark(
             continue
         if threat not in done.get("threats", {}):
             t0, c0 = time.perf_counter(), time.process_time()
+            ctx.stage_times = {}
             update = _resolve_runner(threat)(ctx)
             times[threat] = time.perf_counter() - t0
             # runners with inner stages (attacks, curve points) report them; the others are one stage
-            stages = update.pop(STAGE_TIMES, None) or {threat: {"wall": times[threat], "cpu": time.process_time() - c0}}
+            stages = ctx.stage_times or {threat: {"wall": times[threat], "cpu": time.process_time() - c0}}
             stage_times.update(stages)
             _merge(fields, update)
             _save_state(state_dir, identity, done, threat, update, times[threat], stages)

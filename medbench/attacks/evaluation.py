@@ -16,7 +16,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..evaluate import STAGE_TIMES  # benchmark() moves this key of a runner's result into provenance
 from ..inference import to_float
 from ..schema import AdversarialResult, CurvePoint, Curves, Interval
 from .autoattack import attack_chunk, attack_config, broken_by_names, make_autoattack
@@ -29,7 +28,11 @@ from .subset import Subset, evaluation_subset
 MAX_ATTACK_BATCH = 250
 
 
-def _add_time(times: dict[str, dict[str, float]], stage: str, wall: float, cpu: float) -> None:
+def _add_time(ctx, stage: str, wall: float, cpu: float) -> None:
+    """Add to ``ctx.stage_times`` (stage -> wall / CPU seconds), which benchmark() records in provenance."""
+    times = getattr(ctx, "stage_times", None)
+    if times is None:  # a context made elsewhere (scripts, benchmarks) that does not collect stage times
+        return
     entry = times.setdefault(stage, {"wall": 0.0, "cpu": 0.0})
     entry["wall"] += float(wall)
     entry["cpu"] += float(cpu)
@@ -69,9 +72,9 @@ def _clean_predictions(ctx) -> np.ndarray | None:
     return np.asarray(preds, dtype=np.int64)
 
 
-def run_threat(ctx, norm: str, threat: dict[str, Any]) -> tuple[AdversarialResult, dict[str, dict[str, float]]]:
-    """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset, and
-    the wall / CPU seconds spent per attack (stage ``<label>/<attack>``)."""
+def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
+    """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset; the
+    wall / CPU seconds per attack go to ``ctx.stage_times`` (stage ``<label>/<attack>``)."""
     spec, k = ctx.spec, ctx.spec.num_classes
     bs = attack_batch_size(ctx)
     config = attack_config(spec, norm, threat["eps"], ctx.protocol, size=ctx.size, batch_size=bs, seed=ctx.seed)
@@ -109,11 +112,10 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> tuple[AdversarialResul
                                seed=clean_cfg["bootstrap_seed"], level=clean_cfg["ci_level"])
     codes = cat["broken_by"]
     per_attack = {a: float(np.mean((codes == 0) | (codes > 2 + j))) for j, a in enumerate(config.attacks)}
-    times: dict[str, dict[str, float]] = {}
     for p in parts:  # chunks restored from checkpoints written before per-attack timing lack these
         if "attack_wall" in p and "attack_cpu" in p:
             for j, a in enumerate(config.attacks):
-                _add_time(times, f"{threat['label']}/{a}", p["attack_wall"][j], p["attack_cpu"][j])
+                _add_time(ctx, f"{threat['label']}/{a}", p["attack_wall"][j], p["attack_cpu"][j])
     return AdversarialResult(
         threat=threat["label"], config=config, subset=subset.info.model_copy(update={"indices": subset.indices.tolist()}),
         clean_accuracy=float(np.mean(cat["clean_pred"] == y)),
@@ -128,16 +130,12 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> tuple[AdversarialResul
         per_attack_robust_accuracy=per_attack,
         max_perturbation=float(max(float(p["max_perturbation"]) for p in parts)) if parts else 0.0,
         wall_time_s=round(float(sum(float(p["wall"]) for p in parts)), 3),
-    ), times
+    )
 
 
 def _run_norm(ctx, norm: str) -> dict[str, Any]:
     threats = ctx.protocol["adversarial"]["threats"].get(norm, [])
-    out: dict[str, Any] = {"adversarial": {}, STAGE_TIMES: {}}
-    for t in threats:
-        out["adversarial"][t["label"]], stage_times = run_threat(ctx, norm, t)
-        out[STAGE_TIMES].update(stage_times)
-    return out
+    return {"adversarial": {t["label"]: run_threat(ctx, norm, t) for t in threats}}
 
 
 def run_linf(ctx) -> dict[str, Any]:
@@ -190,7 +188,6 @@ def run_curves(ctx) -> dict[str, Any]:
         + [("noise", j, s) for j, s in enumerate(sigmas)]
     results: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {(kind, j): [] for kind, j, _ in jobs}
     clean = _clean_predictions(ctx)
-    times: dict[str, dict[str, float]] = {}
     # the bar counts forward+backward passes, so APGD (n_iter steps) and FGSM (one) weigh what they cost
     cost = {"apgd": n_iter + 1, "fgsm": 2, "noise": 1}
     with tqdm(total=len(subset) * sum(cost[kind] for kind, _, _ in jobs), desc=f"curves {ctx.spec.name}",
@@ -207,7 +204,7 @@ def run_curves(ctx) -> dict[str, Any]:
                     saved = {"pred": clean[idx]}
                 else:
                     saved = _curve_chunk(ctx, store, kind, j, value, i, idx, n_iter)
-                _add_time(times, stage, time.perf_counter() - t0, time.process_time() - c0)
+                _add_time(ctx, stage, time.perf_counter() - t0, time.process_time() - c0)
                 results[(kind, j)].append(saved)
                 bar.update(len(idx) * cost[kind])
     y = ctx.labels[subset.indices]
@@ -224,7 +221,7 @@ def run_curves(ctx) -> dict[str, Any]:
                           balanced_accuracy=M.balanced_accuracy(y, pred, k),
                           correct=[bool(v) for v in pred == y], **extra)
 
-    return {STAGE_TIMES: times, "curves": Curves(
+    return {"curves": Curves(
         subset=subset.info.model_copy(update={"indices": subset.indices.tolist()}),
         apgd_ce=[point("apgd", j, e) for j, e in enumerate(apgd_eps)],
         fgsm=[point("fgsm", j, e) for j, e in enumerate(fgsm_eps)],

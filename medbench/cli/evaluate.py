@@ -126,7 +126,7 @@ def _threat_list(args: argparse.Namespace, proto) -> list[str]:
     budgets = {norm: [t["label"] for t in entries] for norm, entries in proto["adversarial"]["threats"].items()}
     if proto.get("curves.apgd_eps_255"):
         budgets["curves"] = [f"up to {max(proto['curves']['apgd_eps_255'])}/255"]
-    threats = args.threats or ("all" if proto.track == "lite" else "clean")
+    threats = args.threats if args.threats is not None else ("all" if proto.track == "lite" else "clean")
     try:
         names = parse_threats(threats, budgets)
     except ThreatsError as exc:

@@ -63,6 +63,8 @@ class EvalContext:
     reference: EvaluationResult | None = None  # reference model's result (for BE / rBE)
     model_id: str | None = None  # the model's id, when it has one (the pinned reference is its own reference)
     results: dict[str, Any] = field(default_factory=dict)  # fields filled so far (runners may read them)
+    # stage -> {"wall": s, "cpu": s}, filled by runners with inner stages (AutoAttack attacks, curve points)
+    stage_times: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def images(self) -> torch.Tensor:
@@ -211,7 +213,7 @@ def protocol_threats(spec: DatasetSpec, protocol: Protocol) -> list[str]:
     from .attacks.autoattack import UnsupportedTaskError, check_supported
 
     out = []
-    for threat in ALL_THREATS:
+    for threat in protocol.get("threats") or ALL_THREATS:  # the lite track lists its own (clean, Linf)
         norm = {"Linf": "Linf", "L2": "L2", "curves": "Linf"}.get(threat)
         if norm is not None:
             try:
@@ -234,6 +236,11 @@ def _normalise_threats(threats: str | Iterable[str], spec: DatasetSpec, protocol
                 match = {k.lower(): k for k in THREAT_RUNNERS}.get(t.lower())
                 if match is None:
                     raise ValueError(f"Unknown threat {t!r}; choose from {', '.join(ALL_THREATS)} or 'all'.")
+                defined = protocol.get("threats") or ALL_THREATS
+                if match not in defined:
+                    raise ValueError(f"Threat {match!r} is not part of protocol {protocol.version} ({protocol.track} "
+                                     f"track), which evaluates {', '.join(defined)}. Fix: choose from those, or "
+                                     "evaluate on the full track.")
                 out.append(match)
     # clean always runs first: relative robustness, the admission checks on the clean pass and the
     # sanity checks need its numbers
@@ -315,9 +322,11 @@ def benchmark(
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     fields: dict[str, Any] = {}
     times: dict[str, float] = {}
+    stage_times: dict[str, dict[str, float]] = {}  # stage -> {"wall": s, "cpu": s}
     for name, payload in done.get("threats", {}).items():
         _merge(fields, _decode(payload["fields"]))
         times[name] = payload["wall_time_s"]
+        stage_times.update(payload.get("stage_times", {}))
     ctx.results = fields
 
     reused: dict[str, Any] = {}
@@ -332,14 +341,16 @@ def benchmark(
                 print(f"not reused, recomputing {note}", file=sys.stderr)
 
     if checks and "admission" not in done.get("threats", {}):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         from .checks import admission_checks
 
         verdicts = admission_checks(ctx)
         _merge(fields, {"checks": verdicts})
         times["admission"] = time.perf_counter() - t0
+        stage_times["admission"] = {"wall": times["admission"], "cpu": time.process_time() - c0}
         _refuse_unless_allowed(fields, allow_unranked)
-        _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"])
+        _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"],
+                    {"admission": stage_times["admission"]})
     elif checks:  # resumed: a refusal stored by an earlier --allow-unranked run still needs the flag
         _refuse_unless_allowed(fields, allow_unranked)
 
@@ -359,11 +370,15 @@ def benchmark(
                       file=sys.stderr)
             continue
         if threat not in done.get("threats", {}):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
+            ctx.stage_times = {}
             update = _resolve_runner(threat)(ctx)
             times[threat] = time.perf_counter() - t0
+            # runners with inner stages (attacks, curve points) report them; the others are one stage
+            stages = ctx.stage_times or {threat: {"wall": times[threat], "cpu": time.process_time() - c0}}
+            stage_times.update(stages)
             _merge(fields, update)
-            _save_state(state_dir, identity, done, threat, update, times[threat])
+            _save_state(state_dir, identity, done, threat, update, times[threat], stages)
         if threat == "clean" and checks:  # admission on the clean pass: before any attack
             from .checks import clean_admission_checks
 
@@ -376,7 +391,7 @@ def benchmark(
         _merge(fields, {"checks": sanity_checks(ctx, fields)})
 
     result = EvaluationResult(
-        model_id=model_id or _model_name(model), dataset=spec.name, size=size, task=spec.task,
+        track=proto.track, model_id=model_id or _model_name(model), dataset=spec.name, size=size, task=spec.task,
         num_classes=spec.num_classes, class_names=list(spec.class_names),
         threats=[t for t in threat_list if t not in skipped], skipped=skipped,
         provenance=Provenance(
@@ -385,7 +400,9 @@ def benchmark(
             weights_sha256=weights_sha256, seed=seed, device=_device_name(dev), torch_version=torch.__version__,
             library_versions=dict(_library_versions()), python_version=platform.python_version(),
             platform=platform.platform(), started_at=done.get("started_at", started),
-            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()}, reused=reused,
+            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
+            wall_time_per_stage_s={k: round(v["wall"], 3) for k, v in stage_times.items()},
+            cpu_time_per_stage_s={k: round(v["cpu"], 3) for k, v in stage_times.items()}, reused=reused,
         ),
         **fields,
     )
@@ -464,13 +481,15 @@ def _load_state(state_dir: Path | None, identity: dict) -> dict[str, Any]:
     return state
 
 
-def _save_state(state_dir: Path | None, identity: dict, state: dict, threat: str, update: dict, wall: float) -> None:
+def _save_state(state_dir: Path | None, identity: dict, state: dict, threat: str, update: dict, wall: float,
+                stage_times: dict[str, dict[str, float]] | None = None) -> None:
     if state_dir is None:
         return
     state_dir.mkdir(parents=True, exist_ok=True)
     state.setdefault("identity", identity)
     state.setdefault("started_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    state.setdefault("threats", {})[threat] = {"fields": _encode(update), "wall_time_s": wall}
+    state.setdefault("threats", {})[threat] = {"fields": _encode(update), "wall_time_s": wall,
+                                               "stage_times": stage_times or {}}
     tmp = state_dir / "state.json.tmp"
     tmp.write_text(json.dumps(state))
     tmp.replace(state_dir / "state.json")

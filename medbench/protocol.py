@@ -17,6 +17,14 @@ from typing import Any
 import yaml
 
 CURRENT_VERSION = "2"
+LITE_VERSION = "lite1"  # the lite track's protocol: a cheap screening evaluation, never ranked with the full one
+
+
+def protocol_file(version: str, suffix: str = ".yaml") -> str:
+    """File name of a protocol document (or of its ``_subsets.json`` etc. with ``suffix``) in
+    ``medbench/protocols``: ``v2.yaml`` for numbered versions, ``lite1.yaml`` for the lite track."""
+    base = str(version).split("+")[0]
+    return f"{base}{suffix}" if base.startswith("lite") else f"v{base}{suffix}"
 
 
 class Protocol:
@@ -29,6 +37,11 @@ class Protocol:
     @property
     def version(self) -> str:
         return self._data["version"] + ("+custom" if self.custom else "")
+
+    @property
+    def track(self) -> str:
+        """``"full"`` (the benchmark protocol) or ``"lite"`` (the cheap screening track); never ranked together."""
+        return str(self._data.get("track", "full"))
 
     @property
     def is_standard(self) -> bool:
@@ -70,9 +83,10 @@ class Protocol:
 @lru_cache(maxsize=8)
 def _load(version: str) -> dict[str, Any]:
     try:
-        text = resources.files("medbench.protocols").joinpath(f"v{version}.yaml").read_text()
+        text = resources.files("medbench.protocols").joinpath(protocol_file(version)).read_text()
     except FileNotFoundError:
-        raise ValueError(f"Unknown protocol version {version!r}; this medbench knows version {CURRENT_VERSION}.") from None
+        raise ValueError(f"Unknown protocol version {version!r}; this medbench knows version {CURRENT_VERSION} "
+                         f"(and the lite track, {LITE_VERSION}).") from None
     return yaml.safe_load(text)
 
 

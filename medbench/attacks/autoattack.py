@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
 from typing import Callable
@@ -42,17 +43,21 @@ class UnsupportedTaskError(MedbenchError, ValueError):
     """The protocol has no adversarial track for this dataset / threat."""
 
 
-def attack_set(num_classes: int, is_3d: bool) -> list[str]:
-    """The protocol's attack list for ``num_classes`` classes (PROTOCOL.md section 4)."""
+def attack_set(num_classes: int, is_3d: bool, protocol=None) -> list[str]:
+    """The protocol's attack list for ``num_classes`` classes (PROTOCOL.md section 4), or the one a
+    protocol lists under ``adversarial.attack_sets`` (keys "2", "3", "4+"; the lite track)."""
     if num_classes < 2:
         raise UnsupportedTaskError(f"AutoAttack needs at least 2 classes (logits), got {num_classes}.")
-    if num_classes == 2:
+    sets = protocol.get("adversarial.attack_sets") if protocol is not None else None
+    if sets:
+        attacks = list(sets[str(num_classes)] if str(num_classes) in sets else sets["4+"])
+    elif num_classes == 2:
         attacks = ["apgd-ce", "fab-t", "square"]
     elif num_classes == 3:
         attacks = ["apgd-ce", "apgd-dlr", "fab-t", "square"]
     else:
         attacks = ["apgd-ce", "apgd-t", "fab-t", "square"]
-    if is_3d:  # Square fails on 5-D inputs; APGD and FAB work
+    if is_3d and "square" in attacks:  # Square fails on 5-D inputs; APGD and FAB work
         attacks.remove("square")
     return attacks
 
@@ -88,7 +93,7 @@ def attack_config(spec: DatasetSpec, norm: str, eps: float, protocol, *, size: i
     """The full configuration of one AutoAttack threat for ``spec`` under ``protocol``."""
     check_supported(spec, norm, protocol)
     adv = protocol["adversarial"]
-    attacks = attack_set(spec.num_classes, spec.is_3d)
+    attacks = attack_set(spec.num_classes, spec.is_3d, protocol)
     targeted = any(a in ("apgd-t", "fab-t") for a in attacks)
     return AttackConfig(
         norm=norm, eps=scaled_eps(norm, eps, size, spec), attacks=attacks,
@@ -137,6 +142,8 @@ class ChunkOutcome:
     max_perturbation: float  # largest norm of x_adv - x in the chunk (config.norm)
     out_of_range: float  # largest violation of [0, 1] by x_adv
     x_adv: torch.Tensor  # final inputs (the adversarial example where an attack succeeded, else the clean input)
+    attack_wall_s: dict[str, float] | None = None  # attack -> wall seconds spent on this chunk
+    attack_cpu_s: dict[str, float] | None = None  # attack -> process CPU seconds spent on this chunk
 
 
 def broken_by_names(config: AttackConfig, codes: np.ndarray) -> list[str | None]:
@@ -163,10 +170,13 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
     adv_pred = clean_pred.clone()
     codes = torch.where(robust, 0, 1).to(torch.int8)
     x_adv = x.clone()
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for i, attack in enumerate(config.attacks):
         idx = torch.nonzero(robust).flatten()
         if on_start is not None:
             on_start(attack, int(idx.numel()), len(x))
+        t0, c0 = time.perf_counter(), time.process_time()
         if idx.numel():
             adversary.attacks_to_run = [attack]
             xa, ya = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=int(idx.numel()))
@@ -176,6 +186,7 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
             adv_pred[hit] = ya.to(y.device)[flipped]
             codes[hit] = 2 + i
             x_adv[hit] = xa.to(x_adv.device)[flipped]
+        wall[attack], cpu[attack] = time.perf_counter() - t0, time.process_time() - c0
         if on_attack is not None:
             on_attack(attack, int(idx.numel()), int(robust.sum()))
     with torch.no_grad():
@@ -187,4 +198,5 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
         clean_pred=clean_pred.cpu().numpy(), adv_pred=adv_pred.cpu().numpy(), robust=robust.cpu().numpy(),
         broken_by=codes.cpu().numpy(), adv_logits=adv_logits,
         max_perturbation=float(norm.max()) if len(norm) else 0.0, out_of_range=out_of_range, x_adv=x_adv,
+        attack_wall_s=wall, attack_cpu_s=cpu,
     )

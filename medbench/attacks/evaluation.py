@@ -28,6 +28,16 @@ from .subset import Subset, evaluation_subset
 MAX_ATTACK_BATCH = 250
 
 
+def _add_time(ctx, stage: str, wall: float, cpu: float) -> None:
+    """Add to ``ctx.stage_times`` (stage -> wall / CPU seconds), which benchmark() records in provenance."""
+    times = getattr(ctx, "stage_times", None)
+    if times is None:  # a context made elsewhere (scripts, benchmarks) that does not collect stage times
+        return
+    entry = times.setdefault(stage, {"wall": 0.0, "cpu": 0.0})
+    entry["wall"] += float(wall)
+    entry["cpu"] += float(cpu)
+
+
 def attack_batch_size(ctx) -> int:
     """Chunk size of the attacks: the run's batch size, at most ``MAX_ATTACK_BATCH``."""
     return int(max(1, min(ctx.batch_size, MAX_ATTACK_BATCH)))
@@ -63,7 +73,8 @@ def _clean_predictions(ctx) -> np.ndarray | None:
 
 
 def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
-    """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset."""
+    """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset; the
+    wall / CPU seconds per attack go to ``ctx.stage_times`` (stage ``<label>/<attack>``)."""
     spec, k = ctx.spec, ctx.spec.num_classes
     bs = attack_batch_size(ctx)
     config = attack_config(spec, norm, threat["eps"], ctx.protocol, size=ctx.size, batch_size=bs, seed=ctx.seed)
@@ -86,7 +97,9 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
                 saved = dict(clean_pred=out.clean_pred, adv_pred=out.adv_pred, robust=out.robust,
                              broken_by=out.broken_by, adv_logits=out.adv_logits,
                              max_perturbation=np.float64(out.max_perturbation),
-                             wall=np.float64(time.perf_counter() - t0))
+                             wall=np.float64(time.perf_counter() - t0),
+                             attack_wall=np.array([out.attack_wall_s[a] for a in config.attacks]),
+                             attack_cpu=np.array([out.attack_cpu_s[a] for a in config.attacks]))
                 store.put(f"chunk{i:05d}", **saved)
             else:
                 bar.skip_chunk()
@@ -99,6 +112,10 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
                                seed=clean_cfg["bootstrap_seed"], level=clean_cfg["ci_level"])
     codes = cat["broken_by"]
     per_attack = {a: float(np.mean((codes == 0) | (codes > 2 + j))) for j, a in enumerate(config.attacks)}
+    for p in parts:  # chunks restored from checkpoints written before per-attack timing lack these
+        if "attack_wall" in p and "attack_cpu" in p:
+            for j, a in enumerate(config.attacks):
+                _add_time(ctx, f"{threat['label']}/{a}", p["attack_wall"][j], p["attack_cpu"][j])
     return AdversarialResult(
         threat=threat["label"], config=config, subset=subset.info.model_copy(update={"indices": subset.indices.tolist()}),
         clean_accuracy=float(np.mean(cat["clean_pred"] == y)),
@@ -131,6 +148,28 @@ def run_l2(ctx) -> dict[str, Any]:
     return _run_norm(ctx, "L2")
 
 
+STAGE_NAMES = {"apgd": "apgd-ce", "fgsm": "fgsm", "noise": "noise"}
+
+
+def _curve_chunk(ctx, store: ChunkStore, kind: str, j: int, value: float, i: int, idx: np.ndarray,
+                 n_iter: int) -> dict[str, np.ndarray]:
+    """One curve point on one chunk: restored from its checkpoint, else computed and checkpointed."""
+    name = f"{kind}{j:02d}_chunk{i:05d}"
+    saved = store.get(name)
+    if saved is not None:
+        return saved
+    x, y = _batch(ctx, idx)
+    if kind == "apgd":
+        saved = {"pred": apgd_ce(ctx.model, x, y, value, n_iter=n_iter, seed=ctx.seed, device=ctx.device).cpu().numpy()}
+    elif kind == "fgsm":
+        saved = {"pred": fgsm(ctx.model, x, y, value).cpu().numpy()}
+    else:
+        pred, linf, l2 = noise_predictions(ctx.model, x, value, seed=ctx.seed, sigma_index=j, example_ids=idx)
+        saved = {"pred": pred.cpu().numpy(), "linf": linf.cpu().numpy(), "l2": l2.cpu().numpy()}
+    store.put(name, **saved)
+    return saved
+
+
 def run_curves(ctx) -> dict[str, Any]:
     """APGD-CE and FGSM over Linf eps, Gaussian noise over sigma; balanced accuracy at each point."""
     from .autoattack import check_supported
@@ -148,6 +187,7 @@ def run_curves(ctx) -> dict[str, Any]:
     jobs = [("apgd", j, e) for j, e in enumerate(apgd_eps)] + [("fgsm", j, e) for j, e in enumerate(fgsm_eps)] \
         + [("noise", j, s) for j, s in enumerate(sigmas)]
     results: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {(kind, j): [] for kind, j, _ in jobs}
+    clean = _clean_predictions(ctx)
     # the bar counts forward+backward passes, so APGD (n_iter steps) and FGSM (one) weigh what they cost
     cost = {"apgd": n_iter + 1, "fgsm": 2, "noise": 1}
     with tqdm(total=len(subset) * sum(cost[kind] for kind, _, _ in jobs), desc=f"curves {ctx.spec.name}",
@@ -155,21 +195,16 @@ def run_curves(ctx) -> dict[str, Any]:
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}") as bar:
         for kind, j, value in jobs:
             bar.set_postfix_str(f"{kind} {value:.4g}")
+            stage = f"curves/{STAGE_NAMES[kind]}/{value * 255:g}/255" if kind != "noise" else f"curves/noise/{value:g}"
             for i, idx in _chunks(subset, bs):
-                name = f"{kind}{j:02d}_chunk{i:05d}"
-                saved = store.get(name)
-                if saved is None:
-                    x, y = _batch(ctx, idx)
-                    if kind == "apgd":
-                        saved = {"pred": apgd_ce(ctx.model, x, y, value, n_iter=n_iter, seed=ctx.seed,
-                                                 device=ctx.device).cpu().numpy()}
-                    elif kind == "fgsm":
-                        saved = {"pred": fgsm(ctx.model, x, y, value).cpu().numpy()}
-                    else:
-                        pred, linf, l2 = noise_predictions(ctx.model, x, value, seed=ctx.seed, sigma_index=j,
-                                                           example_ids=idx)
-                        saved = {"pred": pred.cpu().numpy(), "linf": linf.cpu().numpy(), "l2": l2.cpu().numpy()}
-                    store.put(name, **saved)
+                t0, c0 = time.perf_counter(), time.process_time()
+                if kind != "noise" and value == 0 and clean is not None:
+                    # at eps 0 APGD-CE and FGSM return x itself (every step is scaled by eps and projected
+                    # onto the eps ball), so their predictions are the clean ones: taken from the clean pass
+                    saved = {"pred": clean[idx]}
+                else:
+                    saved = _curve_chunk(ctx, store, kind, j, value, i, idx, n_iter)
+                _add_time(ctx, stage, time.perf_counter() - t0, time.process_time() - c0)
                 results[(kind, j)].append(saved)
                 bar.update(len(idx) * cost[kind])
     y = ctx.labels[subset.indices]

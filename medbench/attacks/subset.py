@@ -2,7 +2,7 @@
 
 The whole test split when it has at most ``subset_size`` images, otherwise a stratified random
 subset of ``subset_size`` (seed ``subset_seed``). The indices' sha256 is protocol data
-(``medbench/protocols/v<version>_subsets.json``): a subset that does not match the stored hash is an
+(``medbench/protocols/v<version>_subsets.json``, ``lite1_subsets.json``): a subset that does not match the stored hash is an
 error, so every result is computed on exactly the published examples.
 """
 
@@ -42,9 +42,10 @@ class Subset:
 @lru_cache(maxsize=4)
 def stored_subsets(version: str) -> dict[str, dict]:
     """The subsets stored as protocol data for ``version`` (dataset -> n, seed, sha256, ...); {} if none."""
-    base = version.split("+")[0]
+    from ..protocol import protocol_file
+
     try:
-        text = resources.files("medbench.protocols").joinpath(f"v{base}_subsets.json").read_text()
+        text = resources.files("medbench.protocols").joinpath(protocol_file(version, "_subsets.json")).read_text()
     except FileNotFoundError:
         return {}
     return json.loads(text)["subsets"]

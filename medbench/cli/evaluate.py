@@ -21,9 +21,12 @@ EXAMPLES = """examples:
   medbench evaluate --weights run/model.safetensors --arch resnet8 --dataset breastmnist --out results/mine.json
   medbench evaluate MODEL --dataset pneumoniamnist --threats all --out results/r.json --plot results/r.png
   medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats Linf --set adversarial.subset_size=32
+  medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --track lite --out results/erm.lite.json
   medbench evaluate --list-archs
   (with --out the run is resumable: re-run the same command to continue after an interruption;
-   --set derives a custom protocol for a quick look: such results are marked '+custom' and never ranked)
+   --set derives a custom protocol for a quick look: such results are marked '+custom' and never ranked;
+   --track lite runs the cheap screening protocol lite1 (clean + APGD-CE/-DLR at Linf 2/255 on a fixed
+   128-image subset, about a minute on a CPU): labelled 'lite', never ranked with full results)
 """
 
 
@@ -40,9 +43,13 @@ def register(sub) -> None:
     p.add_argument("--std", type=float, nargs="+", default=[0.5], help="normalisation std, one value or per channel")
     p.add_argument("--name", default=None,
                    help="model name in tables and figures (default: the zoo id, else the architecture's class name)")
-    p.add_argument("--threats", default="clean",
-                   help="comma-separated threat families: clean, corruptions, Linf, L2, curves, or all (default: clean); "
-                        "the budgets (e.g. Linf 2/255 and 4/255) are fixed by the protocol")
+    p.add_argument("--threats", default=None,
+                   help="comma-separated threat families: clean, corruptions, Linf, L2, curves, or all (default: clean; "
+                        "with --track lite: all, i.e. clean and Linf); the budgets (e.g. Linf 2/255 and 4/255) are "
+                        "fixed by the protocol")
+    p.add_argument("--track", choices=("full", "lite"), default="full",
+                   help="full: the benchmark protocol (default); lite: the cheap screening protocol lite1 "
+                        "(fixed subset, APGD-CE/-DLR only; results labelled lite, never ranked with full ones)")
     p.add_argument("--size", type=int, default=28, help="image size track: 28 (default), 64, 128, 224")
     p.add_argument("--out", help="write the result JSON here (and make the run resumable)")
     p.add_argument("--plot", metavar="FILE", help="also save an overview figure (.png, .svg or .pdf)")
@@ -84,14 +91,15 @@ def build_checkpoint_model(args: argparse.Namespace):
 OPTIONAL_KEYS = {"corruptions.include": "restrict the corruption suite, e.g. corruptions.include=[pixelate]"}
 
 
-def _protocol(settings: list[str]):
-    """The current protocol, or a derived '+custom' one with the --set overrides (keys must exist)."""
+def _protocol(settings: list[str], track: str = "full"):
+    """The current protocol (or the lite track's), or a derived '+custom' one with the --set overrides
+    (keys must exist)."""
     import yaml
 
     from ..errors import MedbenchError
-    from ..protocol import load_protocol
+    from ..protocol import LITE_VERSION, load_protocol, protocol_file
 
-    proto = load_protocol()
+    proto = load_protocol(LITE_VERSION) if track == "lite" else load_protocol()
     changes = {}
     for item in settings:
         key, sep, raw = item.partition("=")
@@ -103,7 +111,7 @@ def _protocol(settings: list[str]):
             if not sep or not isinstance(node, dict) or part not in node:
                 raise MedbenchError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol "
                                     "(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, "
-                                    f"corruptions.include=[pixelate]); see medbench/protocols/v{proto.version}.yaml.")
+                                    f"corruptions.include=[pixelate]); see medbench/protocols/{protocol_file(proto.version)}.")
             node = node[part]
         changes[key] = yaml.safe_load(raw)
     return proto.derive(**changes) if changes else proto
@@ -116,16 +124,23 @@ def _threat_list(args: argparse.Namespace, proto) -> list[str]:
     from ..evaluate import protocol_threats
 
     budgets = {norm: [t["label"] for t in entries] for norm, entries in proto["adversarial"]["threats"].items()}
-    budgets["curves"] = [f"up to {max(proto['curves']['apgd_eps_255'])}/255"]
+    if proto.get("curves.apgd_eps_255"):
+        budgets["curves"] = [f"up to {max(proto['curves']['apgd_eps_255'])}/255"]
+    threats = args.threats if args.threats is not None else ("all" if proto.track == "lite" else "clean")
     try:
-        names = parse_threats(args.threats, budgets)
+        names = parse_threats(threats, budgets)
     except ThreatsError as exc:
         raise UsageError(str(exc)) from None
     spec = get_spec(args.dataset)
     out: list[str] = []
     for name in names:
         out.extend(protocol_threats(spec, proto) if name == "all" else [name])
+    defined = proto.get("threats")
     for name in out:
+        if defined and name not in defined:
+            raise UsageError(f"--threats {name}: the {proto.track} track (protocol {proto.version}) evaluates "
+                             f"{', '.join(defined)} only. Fix: --threats {','.join(defined)} (or all), or drop "
+                             "--track lite for the full protocol.")
         norm = {"Linf": "Linf", "L2": "L2", "curves": "Linf"}.get(name)
         if norm:
             try:
@@ -154,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.weights and not args.arch:
         print("error: --weights needs --arch NAME (see `medbench evaluate --list-archs`).", file=sys.stderr)
         return 2
-    proto = _protocol(args.protocol_set)
+    proto = _protocol(args.protocol_set, args.track)
     try:
         threats = _threat_list(args, proto)
     except UsageError as exc:
@@ -169,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         model, sha, model_id = build_checkpoint_model(args), sha256sum(args.weights), args.name
     else:
         model, sha, model_id = args.model_id, None, args.name
-    if not args.quiet and not args.protocol_set:
+    if not args.quiet and not args.protocol_set and proto.track == "full":
         text = estimate_text(args.dataset.lower(), args.size, [t for t in threats], checks=not args.no_checks)
         if text:
             print(text, file=sys.stderr)
@@ -196,6 +211,9 @@ def print_result(result) -> None:
     p = result.provenance
     print(f"{result.model_id or 'unnamed model'} on {result.dataset} ({result.size}px, {result.task}), "
           f"protocol {p.protocol_version}, {p.device}, {p.wall_time_s:.1f}s")
+    if result.track == "lite":
+        print("LITE TRACK: a cheap screening evaluation (fixed subset, APGD-CE/-DLR only); its numbers are not the "
+              "benchmark's and are never ranked with full results.")
     c = result.clean
     if c:
         print(f"\nclean (n={c.n}, {int(c.ci_level * 100)}% bootstrap CI)")

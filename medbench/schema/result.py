@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -59,6 +60,10 @@ class Provenance(Strict):
     started_at: str  # ISO 8601, UTC
     wall_time_s: float
     wall_time_per_threat_s: dict[str, float] = Field(default_factory=dict)
+    # finer than per threat (absent in results computed before medbench recorded it): clean, admission,
+    # corruptions, "<threat label>/<attack>" per AutoAttack attack, "curves/<kind>/<eps or sigma>"
+    wall_time_per_stage_s: dict[str, float] = Field(default_factory=dict)
+    cpu_time_per_stage_s: dict[str, float] = Field(default_factory=dict)  # process CPU seconds, same keys
     # threat -> where its section was computed, when carried over from an earlier result
     reused: dict[str, ReusedSection] = Field(default_factory=dict)
 
@@ -71,6 +76,8 @@ class EvaluationResult(Strict):
     """The record ``medbench.benchmark`` returns and the leaderboard renders."""
 
     result_schema_version: int = RESULT_SCHEMA_VERSION
+    # "lite": the cheap screening track (protocol lite1), never ranked with the full benchmark's results
+    track: Literal["full", "lite"] = "full"
     model_id: str | None = None
     dataset: str
     size: int

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..data import DATASETS
 from ..errors import MedbenchError
 from ..protocol import CURRENT_VERSION
-from . import export, meta, protocol_page
+from . import export, lite, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
 from .state import Hasher, InputFile, StateFolder, code_key, digest, listing, outputs_intact
@@ -275,6 +275,11 @@ def _shared_pages(w: Writer, lb: Path, *, env, summaries: dict, common: dict, re
         w.text(rels[0], proto_tpl.render(root="../", page=page, **common))
         for fname, data in page.files.items():
             w.bytes(f"protocol/{fname}", data)
+    lite_page = lite.load_lite(lb / "lite")  # the lite track: its own page, never in the benchmark's tables
+    report.problems += lite_page.problems
+    w.text("lite.html", env.get_template("lite.html").render(root="", lite=lite_page, **common))
+    w.bytes(f"protocol/{lite_page.protocol_file}", protocol_page.raw_file(lite_page.protocol_file))
+    report.pages += 1
     return keys
 
 

@@ -74,6 +74,11 @@ def files(version: str) -> dict[str, bytes]:
     return out
 
 
+def raw_file(name: str) -> bytes:
+    """A protocol file shipped with medbench, as published on the site (e.g. ``lite1.yaml``)."""
+    return resources.files("medbench.protocols").joinpath(name).read_bytes()
+
+
 def load_page(version: str) -> ProtocolPage:
     pkg = resources.files("medbench.protocols")
     raw = pkg.joinpath(f"v{version}.yaml").read_bytes()

@@ -1,0 +1,126 @@
+"""The lite track (protocol lite1): its attack sets, the CLI's --track lite on real data and real zoo
+weights, the labels its results carry, and its site page (never mixed with the benchmark's tables)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from pyautoattack import AutoAttack
+
+from medbench.attacks.autoattack import attack_config, attack_set
+from medbench.data import get_spec
+from medbench.protocol import CURRENT_VERSION, LITE_VERSION, load_protocol
+from medbench.schema import EvaluationResult
+from medbench.site.lite import load_lite
+from conftest import need_real
+
+REPO = Path(__file__).resolve().parents[1]
+LITE_DIR = REPO / "leaderboard" / "lite"
+
+
+def test_lite_protocol_is_its_own_labelled_version():
+    lite, full = load_protocol(LITE_VERSION), load_protocol()
+    assert (lite.version, lite.track, full.track) == ("lite1", "lite", "full")
+    assert lite.sha256() != full.sha256()
+    assert lite.get("full_protocol") == CURRENT_VERSION
+    assert lite.get("threats") == ["clean", "Linf"]
+    assert [t["label"] for t in lite["adversarial"]["threats"]["Linf"]] == ["Linf-2/255"]
+
+
+@pytest.mark.parametrize("k, is_3d, expected", [
+    (2, False, ["apgd-ce"]), (2, True, ["apgd-ce"]), (3, False, ["apgd-ce", "apgd-dlr"]),
+    (5, False, ["apgd-ce", "apgd-dlr"]), (11, True, ["apgd-ce", "apgd-dlr"]),
+])
+def test_lite_attack_sets(k, is_3d, expected):
+    assert attack_set(k, is_3d, load_protocol(LITE_VERSION)) == expected
+    assert "fab-t" in attack_set(k, is_3d)  # the full protocol keeps its sets
+
+
+def test_lite_config_for_real_tasks_has_no_targets_or_queries():
+    lite = load_protocol(LITE_VERSION)
+    for name in ("breastmnist", "retinamnist", "adrenalmnist3d"):
+        cfg = attack_config(get_spec(name), "Linf", 2 / 255, lite)
+        assert cfg.n_iter == lite.get("adversarial.n_iter") and cfg.n_target_classes is None and cfg.n_queries is None
+
+
+def test_pyautoattack_dlr_needs_three_logits():
+    """Why binary tasks run APGD-CE alone on the lite track: the reference DLR loss indexes the third logit."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y = torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 0, 1])
+    adversary = AutoAttack(model, attacks=["apgd-dlr"], eps=0.1, norm="Linf", seed=0, version="custom", device="cpu")
+    adversary.apgd.n_iter = 2
+    with pytest.raises(IndexError):
+        adversary.run_standard_evaluation(x, y, batch_size=4)
+
+
+def _cli(*args: str, real_root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MEDBENCH_DATA": str(real_root), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "medbench", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
+
+
+def test_cli_track_lite_on_real_data(real_root, tmp_path):
+    need_real(real_root, "breastmnist.npz")
+    out = tmp_path / "erm.lite.json"
+    proc = _cli("evaluate", "Baseline_ResNet8_PGDAT", "--dataset", "breastmnist", "--track", "lite", "--quiet",
+                "--out", str(out), real_root=real_root)
+    assert proc.returncode == 0, proc.stderr
+    assert "LITE TRACK" in proc.stdout
+    r = EvaluationResult.from_json(out)
+    lite = load_protocol(LITE_VERSION)
+    assert r.track == "lite" and r.provenance.protocol_version == "lite1"
+    assert r.provenance.protocol_sha256 == lite.sha256()
+    assert r.threats == ["clean", "Linf"] and list(r.adversarial) == ["Linf-2/255"]
+    adv = r.adversarial["Linf-2/255"]
+    stored = json.loads((REPO / "medbench" / "protocols" / "lite1_subsets.json").read_text())["subsets"]["breastmnist"]
+    assert adv.subset.n == stored["n"] == 128 and adv.subset.indices_sha256 == stored["indices_sha256"]
+    assert adv.config.attacks == ["apgd-ce"] and set(r.provenance.cpu_time_per_stage_s) == \
+        {"admission", "clean", "Linf-2/255/apgd-ce"}
+    # an adversarially trained model keeps clearly more than chance under the lite attack; robust <= clean
+    assert 0.5 < adv.robust_balanced_accuracy <= adv.clean_balanced_accuracy
+    assert r.admitted and r.reliable
+
+
+def test_cli_track_lite_refuses_threats_it_does_not_define(real_root):
+    need_real(real_root, "breastmnist.npz")
+    proc = _cli("evaluate", "Baseline_ResNet8_ERM", "--dataset", "breastmnist", "--track", "lite", "--threats",
+                "clean,L2", real_root=real_root)
+    assert proc.returncode == 2
+    assert "lite track" in proc.stderr and "clean, Linf only" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_committed_lite_results_are_current_lite_results():
+    paths = sorted(LITE_DIR.glob("*/*.json"))
+    if not paths:
+        pytest.skip("no lite results committed")
+    sha = load_protocol(LITE_VERSION).sha256()
+    for path in paths:
+        r = EvaluationResult.from_json(path)
+        assert r.track == "lite" and r.provenance.protocol_sha256 == sha, path
+        assert (r.dataset, r.model_id) == (path.parent.name, path.stem)
+        assert (REPO / "leaderboard" / "results" / r.dataset / path.name).is_file()  # a lite twin of a full result
+
+
+def test_site_lite_page_shows_only_lite_results(tmp_path):
+    paths = sorted(LITE_DIR.glob("*/*.json"))
+    if not paths:
+        pytest.skip("no lite results committed")
+    root = tmp_path / "lite"
+    src = paths[0]
+    (root / src.parent.name).mkdir(parents=True)
+    shutil.copy(src, root / src.parent.name / src.name)
+    full = REPO / "leaderboard" / "results" / src.parent.name / src.name
+    shutil.copy(full, root / src.parent.name / f"Full_{src.name}")  # a full result put here by mistake
+    page = load_lite(root)
+    assert [row.model_id for row in page.boards[src.parent.name]] == [src.stem]
+    assert len(page.problems) == 1 and "Full_" in page.problems[0] and "lite1" in page.problems[0]
+    rows = load_lite(LITE_DIR).boards
+    for board in rows.values():
+        assert [r.robust_ba for r in board] == sorted((r.robust_ba for r in board), reverse=True)

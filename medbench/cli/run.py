@@ -19,14 +19,13 @@ OUT/<dataset>/<model>.json. Corruption cells read the dataset's pinned reference
 
 EXAMPLES = """examples:
   medbench run --models all --datasets breastmnist --threats clean,corruptions --out results/
-  medbench run --models Baseline_ResNet8_ERM,Baseline_ResNet8_SAM --datasets breastmnist,retinamnist \\
-      --threats all --workers 2 --out results/
+  medbench run --models Baseline_ResNet8_ERM,Baseline_ResNet8_SAM --datasets breastmnist --threats all --workers 2 --out results/
   medbench run --models all --datasets all --threats clean,corruptions --executor ray --workers 2 --out results/
-  ray start --head --num-cpus 8 && medbench run ... --executor ray --address auto     (an existing cluster)
-  medbench run --models all --datasets all --threats clean,Linf,L2,curves,corruptions \\
-      --reuse leaderboard/results --out leaderboard/results
-      (attack sections carried over from the committed results where medbench.reuse proves them
-       computed exactly as now; recorded in provenance.reused; everything else is recomputed)
+  medbench run --models all --datasets all --threats clean,Linf,L2,curves,corruptions --reuse leaderboard/results --out leaderboard/results
+      (attack sections are carried over from the committed results where medbench.reuse proves them
+       computed exactly as now, recorded in provenance.reused; everything else is recomputed)
+  on a Ray cluster: `ray start --head` on one machine, `ray start --address HEAD:6379` on the others,
+      then medbench run ... --executor ray --address auto (every node needs the same medbench and data)
 """
 
 

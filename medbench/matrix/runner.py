@@ -47,8 +47,10 @@ def _as_list(value: str | Iterable[str]) -> list[str]:
     return [x.strip() for item in items for x in str(item).split(",") if x.strip()]
 
 
-def select(models: str | Iterable[str], datasets: str | Iterable[str]) -> list:
-    """Registry entries for ``models`` ("all" or ids) on ``datasets`` ("all" or names), dataset by dataset."""
+def select(models: str | Iterable[str], datasets: str | Iterable[str],
+           pairs: Iterable[tuple[str, str]] | None = None) -> list:
+    """Registry entries for ``models`` ("all" or ids) on ``datasets`` ("all" or names), dataset by dataset;
+    ``pairs``: only these (dataset, model id) among them."""
     from ..data import get_spec
     from ..zoo.registry import list_models
 
@@ -60,6 +62,9 @@ def select(models: str | Iterable[str], datasets: str | Iterable[str]) -> list:
         names = list(dict.fromkeys(get_spec(d).name for d in wanted_ds))
     ids = _as_list(models)
     entries = [e for e in all_entries if e.dataset in names and (ids == ["all"] or e.id in ids)]
+    if pairs is not None:
+        keep = {(get_spec(d).name, m) for d, m in pairs}
+        entries = [e for e in entries if (e.dataset, e.id) in keep]
     if ids != ["all"]:
         missing = [i for i in ids if not any(e.id == i for e in entries)]
         if missing:
@@ -163,11 +168,13 @@ def run_matrix(models: str | Iterable[str] = "all", datasets: str | Iterable[str
                seed: int = 0, device: str | None = None, batch_size: int | None = None,
                data_root: str | os.PathLike | None = None, reuse: str | os.PathLike | None = None,
                allow_unranked: bool = False, address: str | None = None, max_retries: int = 3,
-               threads_per_worker: int = 1, progress: bool = True) -> MatrixReport:
+               threads_per_worker: int = 1, pairs: Iterable[tuple[str, str]] | None = None,
+               progress: bool = True) -> MatrixReport:
     """Evaluate registry ``models`` on ``datasets`` under ``threats`` cell by cell; write each result to
     ``<out>/<dataset>/<model>.json`` (``out=None``: only fill the store). ``store`` (default
     ``<cache>/matrix``) keeps finished cells. ``reuse``: a results folder (``<dataset>/<model>.json``)
-    whose attack sections are carried over where ``medbench.reuse`` proves them identical."""
+    whose attack sections are carried over where ``medbench.reuse`` proves them identical. ``pairs``:
+    restrict ``models`` x ``datasets`` to these (dataset, model id) pairs."""
     from tqdm.auto import tqdm
 
     from ..data import get_spec
@@ -183,7 +190,7 @@ def run_matrix(models: str | Iterable[str] = "all", datasets: str | Iterable[str
     proto = load_protocol()
     st = Store(store if store is not None else cache_root() / "matrix")
     dev = str(device) if device is not None else str(default_device())
-    entries = select(models, datasets)
+    entries = select(models, datasets, pairs)
     p, dropped = plan(entries, threats, size=size, seed=seed, device=dev, batch_size=batch_size,
                       data_root=resolve_data_root(data_root), protocol=proto, store=st, threads=threads_per_worker,
                       reuse=reuse)

@@ -175,12 +175,12 @@ def test_cell_code_versions_cover_every_module_a_cell_runs(env, local, tmp_path)
 def test_cli_explains_bad_input(capsys):
     from medbench.cli import main
 
-    assert main(["run", "--threats", "clean,Linf-8/255", "--out", "x"]) == 2
+    assert main(["run", "--models", "all", "--datasets", "breastmnist", "--threats", "clean,Linf-8/255"]) == 2
     assert "threat families, not budgets" in capsys.readouterr().err
-    assert main(["run", "--models", "NoSuchModel", "--datasets", "breastmnist", "--out", "x"]) == 1
+    assert main(["run", "--models", "NoSuchModel", "--datasets", "breastmnist"]) == 1
     err = capsys.readouterr().err
     assert "NoSuchModel" in err and "medbench zoo list" in err and "Traceback" not in err
-    assert main(["run", "--address", "auto"]) == 2
+    assert main(["run", "--models", "all", "--datasets", "all", "--address", "auto"]) == 2
     assert "--executor ray" in capsys.readouterr().err
 
 

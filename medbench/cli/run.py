@@ -32,9 +32,8 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     p = sub.add_parser("run", help="evaluate models x datasets x threats as cached cells (local pool or Ray)",
                        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="all", help="comma-separated registry ids, or all (default)")
-    p.add_argument("--datasets", default="all",
-                   help="comma-separated datasets, or all (default: every dataset with registry models)")
+    p.add_argument("--models", required=True, help="comma-separated registry ids, or all")
+    p.add_argument("--datasets", required=True, help="comma-separated datasets, or all (every dataset with registry models)")
     p.add_argument("--threats", default="all",
                    help="comma-separated threats: clean, corruptions, Linf, L2, curves, or all (default); a threat the "
                         "protocol does not define for a dataset (L2 on 3D data) is left out there; clean always runs")

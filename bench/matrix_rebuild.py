@@ -39,6 +39,11 @@ def main(argv=None) -> int:
     rows, problems = [], []
     for committed in sorted((REPO / "leaderboard" / "results").glob("*/*.json")):
         rel = committed.relative_to(REPO / "leaderboard" / "results")
+        missing = [name for name in ("local", "ray") if not (getattr(args, name) / "out" / rel).is_file()]
+        if missing:  # a rebuild that did not finish: reported, never counted as identical
+            problems.append(f"{rel}: no {' and no '.join(missing)} rebuild")
+            rows.append({"result": str(rel), "missing": missing})
+            continue
         ids = {name: identity((getattr(args, name) / "out" / rel).read_text()) for name in ("local", "ray")}
         ref = identity(committed.read_text())
         same_exec = ids["local"] == ids["ray"]
@@ -66,14 +71,16 @@ def main(argv=None) -> int:
         name, _, path = item.partition("=")
         logs[name] = [line for line in Path(path).read_text().splitlines()
                       if line.strip() and "cells:" not in line][-40:]
-    payload = {"results": len(rows), "all_identical_across_executors": all(r["local_equals_ray"] for r in rows),
-               "all_equal_committed": all(r["equals_committed"] for r in rows), "problems": problems,
+    compared = [r for r in rows if "missing" not in r]
+    payload = {"results": len(rows), "compared": len(compared),
+               "all_compared_identical_across_executors": all(r["local_equals_ray"] for r in compared),
+               "all_compared_equal_committed": all(r["equals_committed"] for r in compared), "problems": problems,
                "stores": stores, "rows": rows, "logs": logs,
                "identity": "result JSON without provenance started_at, wall_time_s, wall_time_per_threat_s, device, "
                            "platform and every section's wall_time_s; versus committed, threats compared as a set"}
     path = write("matrix_rebuild", payload)
-    print(json.dumps({k: payload[k] for k in ("results", "all_identical_across_executors", "all_equal_committed",
-                                              "problems", "stores")}, indent=1))
+    print(json.dumps({k: payload[k] for k in ("results", "compared", "all_compared_identical_across_executors",
+                                              "all_compared_equal_committed", "problems", "stores")}, indent=1))
     print(f"written {path}")
     return 0 if not problems else 1
 

@@ -11,7 +11,9 @@ robust-accuracy intervals; for the curves, the same eps / sigma grids,
 APGD iterations, seed, chunk size and subset. Anything else is recomputed. Corruption and clean
 sections are never reused (their code and parameters are not captured by such a fingerprint; they
 are cheap). Every reused section is recorded in ``provenance.reused`` with the sha256 of the result
-file it came from, so a reader can trace each number to the run that computed it.
+file it came from, so a reader can trace each number to the run that computed it; a section the prior
+result had itself carried over keeps its original record (the run that computed it, not the file
+that passed it on).
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ def reusable_sections(prior: EvaluationResult | str | os.PathLike, ctx, threats:
         update = _curves_update(result, ctx) if threat == "curves" else _adversarial_update(result, ctx, threat)
         if update is None:
             notes.append(f"{threat}: the prior result's section is missing or was computed with other settings")
+            continue
+        earlier = result.provenance.reused.get(threat)
+        if earlier is not None:  # the prior result carried it over itself: point at where it was computed
+            found[threat] = (update, earlier)
             continue
         wall = result.provenance.wall_time_per_threat_s.get(threat)
         found[threat] = (update, ReusedSection(

@@ -2,15 +2,15 @@
 """Train, register and evaluate the medbench reference zoo (issue 6).
 
     python scripts/build_reference_zoo.py train [--dataset D ...] [--only ID ...] [--force]
-    python scripts/build_reference_zoo.py evaluate [--dataset D ...] [--only ID ...] [--threats all]
+    python scripts/build_reference_zoo.py evaluate [--dataset D ...] [--only ID ...] [--threats all] [--workers N]
     python scripts/build_reference_zoo.py reevaluate [--dataset D ...] [--only ID ...]  # to the current protocol
     python scripts/build_reference_zoo.py plan | summary
 
 ``train`` writes ``model_zoo/<dataset>/<ModelId>.{yaml,safetensors}`` and the training log
 ``leaderboard/results/<dataset>/<ModelId>.train.jsonl``; ``evaluate`` writes the full-protocol
-``leaderboard/results/<dataset>/<ModelId>.json`` with ``medbench.benchmark`` (resumable), the
-dataset's ERM baseline first because it is the corruption reference (BE / rBE) of the others.
-Each process uses one thread (``--threads``) so two can share a 2-core machine.
+``leaderboard/results/<dataset>/<ModelId>.json`` with the matrix runner (``medbench run``: cached cells,
+resumable, ``--workers`` at once, ``--executor local|ray``), the dataset's ERM baseline first because it
+is the corruption reference (BE / rBE) of the others. Each worker uses one thread (``--threads``).
 """
 
 from __future__ import annotations
@@ -149,34 +149,14 @@ def do_train(datasets, only, force: bool) -> None:
                   f"{result.wall_time_s:.0f}s, sha256 {result.weights_sha256[:12]}", flush=True)
 
 
-def _committed(path: str) -> bool:
-    """Whether ``path`` is tracked by git (threat code still being written is never used for results)."""
+def _refuse_uncommitted_code() -> None:
+    """Results come from committed code only: stop when medbench's sources have uncommitted changes."""
     import subprocess
 
-    return subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=REPO, capture_output=True).returncode == 0
-
-
-class ThreatNotLanded(RuntimeError):
-    pass
-
-
-def _guard_uncommitted_threats() -> None:
-    """Runs of a threat whose runner module is not committed stop there; the partial run resumes later."""
-    import importlib
-
-    from medbench import evaluate
-
-    for threat, target in list(evaluate.THREAT_RUNNERS.items()):
-        module = target.split(":")[0]
-        if not _committed(module.replace(".", "/") + ".py"):
-            def refuse(ctx, _t=threat):
-                raise ThreatNotLanded(f"threat {_t!r} is not committed yet; the run is kept and resumes later")
-            mod_name = f"_medbench_guard_{threat}"
-            guard = type(sys)(mod_name)
-            guard.run = refuse
-            sys.modules[mod_name] = guard
-            evaluate.THREAT_RUNNERS[threat] = f"{mod_name}:run"
-    importlib.invalidate_caches()
+    out = subprocess.run(["git", "status", "--porcelain", "--", "medbench"], cwd=REPO, capture_output=True, text=True)
+    if out.returncode == 0 and out.stdout.strip():
+        raise SystemExit("medbench/ has uncommitted changes; commit them first (results name the code that computed "
+                         "them):\n" + out.stdout)
 
 
 def reference_result(dataset: str) -> Path:
@@ -199,76 +179,41 @@ def reference_result(dataset: str) -> Path:
     return path
 
 
-def _claim(out: Path) -> Path | None:
-    """A lock file next to ``out`` so that several evaluate processes can share one model list without
-    two of them resuming the same partial run; a lock left by a process that died is taken over."""
-    lock = Path(str(out) + ".lock")
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text() or 0)
-                os.kill(pid, 0)
-                return None  # alive: someone else is on it
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # stale
-                continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        return lock
-    return None
+def do_evaluate(datasets, only, threats: str, *, executor: str = "local", workers: int = 1, store: str | None = None,
+                threads: int = 1) -> None:
+    """Full-protocol results of the trained entries that have none yet, computed as matrix cells
+    (``medbench run``): every cell is stored once in the cell store (``--store``, default the medbench cache)
+    and never recomputed, so an interrupted run resumes where it stopped; ``--workers`` cells run at once.
+    Each dataset's pinned corruption reference (its ERM baseline) is computed first: the others read it."""
+    from medbench.matrix import run_matrix
 
-
-def do_evaluate(datasets, only, threats: str) -> None:
-    """Full-protocol results of the trained entries that have none yet; several processes may run this
-    at once over the same list (each model is claimed by a lock file; finished ones are skipped)."""
-    _guard_uncommitted_threats()
+    _refuse_uncommitted_code()
+    todo = []
     for dataset in datasets:
-        for method in PLAN[dataset]:  # ERM first: the corruption reference of the others
+        for method in PLAN[dataset]:
             mid = model_id(dataset, method)
+            out = RESULTS / dataset / f"{mid}.json"
             if only and mid not in only:
                 continue
-            yaml_path = ZOO / dataset / f"{mid}.yaml"
-            out = RESULTS / dataset / f"{mid}.json"
-            if not yaml_path.exists():
+            if not (ZOO / dataset / f"{mid}.yaml").exists():
                 print(f"skip {dataset}/{mid}: not trained yet", flush=True)
-                continue
-            if out.exists():
+            elif out.exists():
                 print(f"skip {dataset}/{mid}: {out.relative_to(REPO)} exists", flush=True)
-                continue
-            lock = _claim(out)
-            if lock is None:
-                print(f"skip {dataset}/{mid}: another process is evaluating it ({out.name}.lock)", flush=True)
-                continue
-            try:
-                _evaluate_one(dataset, mid, yaml_path, out, threats)
-            finally:
-                lock.unlink(missing_ok=True)
-
-
-def _evaluate_one(dataset: str, mid: str, yaml_path: Path, out: Path, threats: str) -> None:
-    import medbench
-    from medbench.evaluate import protocol_threats
-    from medbench.schema.entry import read_entry
+            else:
+                todo.append((dataset, mid))
+    if not todo:
+        return
     from medbench.zoo.registry import clear_cache
 
-    entry = read_entry(yaml_path)
     clear_cache()  # entries trained after this process started
-    try:
-        ref = reference_result(dataset)
-    except ThreatNotLanded:
-        ref = None  # corruptions pause the run below; a resumed run gets the reference
-    defined = protocol_threats(get_spec(dataset), medbench.load_protocol())
-    wanted = [t for t in threats.split(",") if t in defined]
-    try:
-        result = medbench.benchmark(mid, dataset, threats=wanted, out=out, reference=ref, model_id=mid,
-                                    weights_sha256=entry.weights.sha256, progress=True)
-    except ThreatNotLanded as exc:
-        print(f"paused {dataset}/{mid}: {exc}", flush=True)
-        return
-    print(f"evaluated {dataset}/{mid}: wall {result.provenance.wall_time_s:.0f}s -> {out.relative_to(REPO)}",
-          flush=True)
+    report = run_matrix(sorted({m for _, m in todo}), sorted({d for d, _ in todo}), threats, executor=executor,
+                        workers=workers, store=store, out=RESULTS, threads_per_worker=threads, pairs=todo)
+    for (dataset, mid), path in report.results.items():
+        print(f"evaluated {dataset}/{mid} -> {path.relative_to(REPO)}", flush=True)
+    for (dataset, mid), why in {**report.refused, **report.failed}.items():
+        print(f"not written {dataset}/{mid}: {why}", flush=True)
+    print(f"{report.cells} cells: {report.computed} computed, {report.stored} already stored, "
+          f"{report.skipped} skipped; {report.wall_time_s:.0f}s", flush=True)
 
 
 def do_reevaluate(datasets, only) -> None:
@@ -357,7 +302,10 @@ def main(argv=None) -> int:
     p.add_argument("--threats", default="clean,Linf,L2,curves,corruptions",
                    help="threat order (default: all, attacks before corruptions; threats the protocol does "
                         "not define for a dataset, such as L2 on 3D data, are left out)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process / matrix worker")
+    p.add_argument("--workers", type=int, default=1, help="evaluate: matrix cells computed at once")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="evaluate: where cells run")
+    p.add_argument("--store", default=None, help="evaluate: matrix cell store (default: the medbench cache)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("MEDBENCH_DATA", str(REPO.parent / "shared" / "data" / "medmnist"))
@@ -372,7 +320,8 @@ def main(argv=None) -> int:
     elif args.command == "reevaluate":
         do_reevaluate(args.dataset, args.only)
     else:
-        do_evaluate(args.dataset, args.only, args.threats)
+        do_evaluate(args.dataset, args.only, args.threats, executor=args.executor, workers=args.workers,
+                    store=args.store, threads=args.threads)
     return 0
 
 

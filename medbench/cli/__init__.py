@@ -10,12 +10,13 @@ import sys
 from ..errors import MedbenchError
 
 # Command groups, in the order ``medbench --help`` lists them.
-GROUPS = ("evaluate", "data", "zoo", "corruptions", "train", "study", "leaderboard", "submission")
+GROUPS = ("evaluate", "run", "data", "zoo", "corruptions", "train", "study", "leaderboard", "submission")
 
 EPILOG = """examples:
   medbench data info                                  datasets, and which files the data root holds
   medbench evaluate Baseline_ResNet8_ERM --dataset breastmnist --threats clean,Linf --out results/erm.json
   medbench evaluate --weights model.safetensors --arch resnet8 --dataset breastmnist --out results/mine.json
+  medbench run --models all --datasets breastmnist --threats clean,corruptions --workers 2 --out results/
   medbench zoo list --dataset breastmnist
   medbench corruptions list                           the corruption suites and the datasets they cover
   medbench train Baseline_ResNet8_ERM --dataset breastmnist --out results/retrained/

@@ -169,7 +169,7 @@ def build_corrupted_sets(
                 buf = io.BytesIO()
                 np.savez(buf, **arrays)
                 data = buf.getvalue()
-                tmp = folder / f"{name}.npz.tmp"
+                tmp = folder / f"{name}.npz.{os.getpid()}.tmp"  # per process: parallel runs may build the same set
                 tmp.write_bytes(data)
                 tmp.replace(folder / f"{name}.npz")
                 files[name] = {"file": f"{name}.npz", "sha256": _sha256_bytes(data), "params": params[name],
@@ -181,7 +181,7 @@ def build_corrupted_sets(
             "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "files": {c: files[c] for c in sorted(files)},
         }
-        tmp = folder / "manifest.json.tmp"
+        tmp = folder / f"manifest.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(manifest, indent=1))
         tmp.replace(mpath)
     return CorruptedSets(folder=folder, manifest=manifest, spec=spec)

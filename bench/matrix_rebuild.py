@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Compare rebuilds of the committed leaderboard results made by ``medbench run`` with both executors.
+
+    medbench run --models IDS --datasets all --threats clean,Linf,L2,curves,corruptions \\
+        --reuse leaderboard/results --executor local --store A/store --out A/out      (and the same with ray, B)
+    python bench/matrix_rebuild.py --local A --ray B
+
+For every committed ``leaderboard/results/<dataset>/<model>.json`` it checks that the local and the Ray
+rebuild are identical (``medbench.matrix.assemble.identity``: the JSON without timing and host fields)
+and that both equal the committed result (the same identity, with the ``threats`` list compared as a
+set: a committed result lists its threats in the order its run asked for them). It records which
+sections each store computed and which it carried over (``provenance.reused``: attack sections proven
+identical by ``medbench.reuse``, traced to the run that computed them), and writes
+``bench/results/matrix_rebuild.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> int:
+    from medbench.matrix.assemble import identity
+    from medbench.matrix.store import Store
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--local", type=Path, required=True, help="folder with store/ and out/ of the local rebuild")
+    p.add_argument("--ray", type=Path, required=True, help="folder with store/ and out/ of the Ray rebuild")
+    p.add_argument("--log", action="append", default=[], help="NAME=FILE: a rebuild's log, kept in the JSON")
+    args = p.parse_args(argv)
+    rows, problems = [], []
+    for committed in sorted((REPO / "leaderboard" / "results").glob("*/*.json")):
+        rel = committed.relative_to(REPO / "leaderboard" / "results")
+        missing = [name for name in ("local", "ray") if not (getattr(args, name) / "out" / rel).is_file()]
+        if missing:  # a rebuild that did not finish: reported, never counted as identical
+            problems.append(f"{rel}: no {' and no '.join(missing)} rebuild")
+            rows.append({"result": str(rel), "missing": missing})
+            continue
+        ids = {name: identity((getattr(args, name) / "out" / rel).read_text()) for name in ("local", "ray")}
+        ref = identity(committed.read_text())
+        same_exec = ids["local"] == ids["ray"]
+        as_committed = {}
+        for name, got in ids.items():
+            a, b = dict(got), dict(ref)
+            as_committed[name] = (sorted(a.pop("threats")) == sorted(b.pop("threats"))) and a == b
+        if not same_exec or not all(as_committed.values()):
+            problems.append(str(rel))
+        rows.append({"result": str(rel), "local_equals_ray": same_exec,
+                     "equals_committed": as_committed["local"] and as_committed["ray"],
+                     "threats_order_as_committed": ids["local"]["threats"] == ref["threats"],
+                     "reused": sorted(ids["local"]["provenance"]["reused"]),
+                     "recomputed": [t for t in ["admission"] + ids["local"]["threats"]
+                                    if t not in ids["local"]["provenance"]["reused"]]})
+    stores = {}
+    for name in ("local", "ray"):
+        journal = Store(getattr(args, name) / "store").journal_entries()
+        ids_written = [e["id"] for e in journal]
+        stores[name] = {"cells_written": len(journal), "cells_written_twice": len(ids_written) - len(set(ids_written)),
+                        "reused_cells": sum(e["reused"] for e in journal),
+                        "computed_cells": sum(not e["reused"] for e in journal)}
+    logs = {}
+    for item in args.log:
+        name, _, path = item.partition("=")
+        logs[name] = [line for line in Path(path).read_text().splitlines()
+                      if line.strip() and "cells:" not in line][-40:]
+    compared = [r for r in rows if "missing" not in r]
+    payload = {"results": len(rows), "compared": len(compared),
+               "all_compared_identical_across_executors": all(r["local_equals_ray"] for r in compared),
+               "all_compared_equal_committed": all(r["equals_committed"] for r in compared), "problems": problems,
+               "stores": stores, "rows": rows, "logs": logs,
+               "identity": "result JSON without provenance started_at, wall_time_s, wall_time_per_threat_s, device, "
+                           "platform and every section's wall_time_s; versus committed, threats compared as a set"}
+    path = write("matrix_rebuild", payload)
+    print(json.dumps({k: payload[k] for k in ("results", "compared", "all_compared_identical_across_executors",
+                                              "all_compared_equal_committed", "problems", "stores")}, indent=1))
+    print(f"written {path}")
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

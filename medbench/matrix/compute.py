@@ -1,0 +1,144 @@
+"""Compute one cell in a worker process: ``compute_cell(job) -> (status, payload)``.
+
+The worker first looks in the store (a retried task whose cell was already written skips), checks
+that its own code version equals the one the cell is keyed on (a cluster worker with other code
+or libraries refuses instead of storing wrong cells), builds the model and evaluation context the
+way ``benchmark()`` does, runs the threat's runner and stores the cell. An attack cell with an
+earlier result to reuse carries its section over through :mod:`medbench.reuse` when, and only when,
+that section was computed exactly as this cell would compute it (recorded in the payload).
+
+Fault injection for tests: when ``$MEDBENCH_MATRIX_KILL_ONCE`` names an existing folder, the worker
+kills itself (SIGKILL) once per cell, after computing it and before storing it (the moment a crash
+loses the most), leaving ``<folder>/<cell id>`` as the record. Nothing else reads that variable.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import signal
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ..errors import MedbenchError
+from .cells import ATTACK_KINDS, Job, code_version
+from .store import Store
+
+KILL_ONCE_ENV = "MEDBENCH_MATRIX_KILL_ONCE"
+
+
+def _decode_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    from ..evaluate import _decode
+
+    return _decode(payload["fields"])
+
+
+def _reference(job: Job):
+    """The pinned reference's result fields that BE / rBE read (dataset, model id, clean, corruptions)."""
+    if "ref_corruptions" not in job.inputs:
+        return None
+    clean = _decode_fields(job.inputs["ref_clean"])["clean"]
+    corruptions = _decode_fields(job.inputs["ref_corruptions"])["corruptions"]
+    return SimpleNamespace(dataset=job.dataset, model_id=job.inputs["ref_corruptions"]["model_id"], clean=clean,
+                           corruptions=corruptions)
+
+
+def _context(job: Job, store: Store):
+    import torch
+
+    from ..data import get_spec, load_dataset
+    from ..evaluate import EvalContext, prepare_model
+    from ..protocol import load_protocol
+    from ..zoo import get_entry, load_model
+
+    spec = get_spec(job.dataset)
+    proto = load_protocol(job.protocol_version)
+    entry = get_entry(job.model_id, spec.name)
+    if entry.weights.sha256 != job.key["model"]["weights_sha256"]:
+        raise MedbenchError(f"{job.model_id} ({spec.name}): the registry entry's weights sha256 changed while the "
+                            "matrix ran. Fix: run it again (cells are keyed on the weights).")
+    dev = torch.device(job.device)
+    split = load_dataset(spec.name, "test", job.size, job.data_root)
+    if split.md5 != job.key["data_md5"]:
+        raise MedbenchError(f"{split.path}: MD5 {split.md5} differs from the {job.key['data_md5']} the cell was "
+                            "keyed on. Fix: run the matrix again.")
+    net = prepare_model(load_model(entry.id, spec.name, device=str(dev)), spec, job.size, dev)
+    ctx = EvalContext(model=net, spec=spec, split=split, size=job.size, device=dev, batch_size=job.batch_size,
+                      seed=job.seed, protocol=proto, data_root=Path(job.data_root), progress=False,
+                      reference=_reference(job), model_id=entry.id,
+                      state_dir=store.partial_dir(job.id) if job.kind in ATTACK_KINDS else None)
+    if "clean" in job.inputs:
+        ctx.results = {"clean": _decode_fields(job.inputs["clean"])["clean"]}
+    return ctx, entry
+
+
+def _run(job: Job, ctx, entry) -> tuple[dict[str, Any], dict | None]:
+    """(result fields, reused-section record or None)."""
+    from ..checks import admission_checks, clean_admission_checks
+    from ..evaluate import _resolve_runner, run_clean
+
+    if job.kind == "admission":
+        return {"checks": admission_checks(ctx)}, None
+    if job.kind == "clean":
+        update = run_clean(ctx)
+        return {**update, "checks": clean_admission_checks(ctx, update)}, None
+    if job.kind in ATTACK_KINDS and job.reuse:
+        from ..reuse import reusable_sections
+
+        found, _ = reusable_sections(job.reuse, ctx, [job.kind], entry.weights.sha256)
+        if job.kind in found:
+            update, record = found[job.kind]
+            return update, record.model_dump(mode="json")
+    return _resolve_runner(job.kind)(ctx), None
+
+
+def _device_name(dev) -> str:
+    from ..evaluate import _device_name as name
+
+    return name(dev)
+
+
+def _maybe_kill(job: Job) -> None:
+    folder = os.environ.get(KILL_ONCE_ENV)
+    if not folder or not Path(folder).is_dir():
+        return
+    marker = Path(folder) / job.id
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def compute_cell(job: Job) -> tuple[str, dict[str, Any]]:
+    """("stored" | "computed" | "reused", the cell's payload) for ``job``; stores the cell when computed."""
+    import torch
+
+    from ..evaluate import _encode
+
+    store = Store(job.store)
+    existing = store.get(job.id)
+    if existing is not None:
+        return "stored", existing
+    mine = code_version(job.kind)
+    if mine != job.key["code"]:
+        raise MedbenchError(
+            f"This worker ({platform.node()}) runs other code or libraries than the matrix driver for a "
+            f"{job.kind} cell: worker {mine}, driver {job.key['code']}. Fix: install the same medbench checkout and "
+            "library versions on every node of the cluster.")
+    torch.set_num_threads(job.threads)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    ctx, entry = _context(job, store)
+    t0 = time.perf_counter()  # the threat's own time, as benchmark() counts it (not model loading)
+    fields, reused = _run(job, ctx, entry)
+    wall = 0.0 if reused is not None else time.perf_counter() - t0
+    payload = {
+        "format": job.key["format"], "id": job.id, "kind": job.kind, "model_id": job.model_id,
+        "dataset": job.dataset, "size": job.size, "key": job.key, "fields": _encode(fields), "reused": reused,
+        "measured": {"started_at": started, "wall_time_s": wall, "device": _device_name(ctx.device),
+                     "platform": platform.platform(), "python_version": platform.python_version()},
+    }
+    _maybe_kill(job)
+    stored, _ = store.put(payload)
+    return ("reused" if reused is not None else "computed"), stored

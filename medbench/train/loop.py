@@ -175,8 +175,14 @@ def train(
     size: int = 28,
     data_root: str | os.PathLike | None = None,
     progress: bool = True,
+    train_split: Split | None = None,
+    val_split: Split | None = None,
 ) -> TrainResult:
-    """Train ``config`` on ``dataset``; write ``<out_dir>/<name>.safetensors`` and ``<name>.train.jsonl``."""
+    """Train ``config`` on ``dataset``; write ``<out_dir>/<name>.safetensors`` and ``<name>.train.jsonl``.
+
+    ``train_split`` / ``val_split`` replace the dataset's own splits (e.g. a derived training set built
+    by a study); their ``md5`` is logged as the data's identity.
+    """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     spec = get_spec(dataset)
     if spec.is_multilabel:
@@ -184,8 +190,10 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights_path, log_path = out / f"{name}.safetensors", out / f"{name}.train.jsonl"
-    train_split = load_dataset(spec.name, "train", size, data_root)
-    val_split = load_dataset(spec.name, "val", size, data_root)
+    if train_split is None:
+        train_split = load_dataset(spec.name, "train", size, data_root)
+    if val_split is None:
+        val_split = load_dataset(spec.name, "val", size, data_root)
     labels = torch.as_tensor(train_split.labels)
     counts = np.bincount(train_split.labels, minlength=spec.num_classes)
     weight = (balanced_class_weights(train_split.labels, spec.num_classes) if cfg.class_weights == "balanced"

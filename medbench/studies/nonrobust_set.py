@@ -113,10 +113,10 @@ def cache_key(ident: dict) -> str:
     return hashlib.sha256(json.dumps({"format": FORMAT_VERSION, **ident}, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def save_set(s: NonrobustSet, path: Path) -> str:
-    """Write the set as an uncompressed npz (no pickles) with a sha256 sidecar; return the sha256."""
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
+    """Write ``arrays`` as an uncompressed npz (no pickles) with a sha256 sidecar; return the sha256."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: (getattr(s, k).numpy() if k == "images" else getattr(s, k)) for k in _ARRAYS})
+    np.savez(buf, **arrays)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +127,9 @@ def save_set(s: NonrobustSet, path: Path) -> str:
     return digest
 
 
-def load_set(path: Path) -> tuple[NonrobustSet, str] | None:
-    """The cached set at ``path`` and its sha256, or None when absent; a file that fails its sha256 is refused."""
+def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], str] | None:
+    """The arrays cached at ``path`` and their sha256, or None when absent; a file that fails its sha256
+    sidecar is refused (it was changed after it was written)."""
     side = path.with_suffix(".sha256")
     if not path.is_file() or not side.is_file():
         return None
@@ -138,6 +139,20 @@ def load_set(path: Path) -> tuple[NonrobustSet, str] | None:
         raise ChecksumMismatchError(f"{path} has sha256 {digest}, its sidecar says {side.read_text().strip()}. "
                                     "Fix: delete both files; the study rebuilds them.")
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        arrays = {k: z[k].copy() for k in _ARRAYS}
+        return {k: z[k].copy() for k in z.files}, digest
+
+
+def save_set(s: NonrobustSet, path: Path) -> str:
+    """Write the set (see :func:`save_arrays`); return its sha256."""
+    return save_arrays(path, {k: (getattr(s, k).numpy() if k == "images" else getattr(s, k)) for k in _ARRAYS})
+
+
+def load_set(path: Path) -> tuple[NonrobustSet, str] | None:
+    """The cached set at ``path`` and its sha256, or None when absent."""
+    loaded = load_arrays(path)
+    if loaded is None:
+        return None
+    arrays, digest = loaded
+    arrays = {k: arrays[k] for k in _ARRAYS}
     arrays["images"] = torch.from_numpy(arrays["images"])
     return NonrobustSet(**arrays), digest

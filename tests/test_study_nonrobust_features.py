@@ -46,9 +46,11 @@ def test_study_end_to_end_on_breastmnist(real_root, tmp_path):
     need_real(real_root, "breastmnist.npz")
     from medbench.studies import load_result, run_study
     from medbench.studies.nonrobust_features import confusion_balanced_accuracy, corruption_means
+    from medbench.data import load_dataset
+    from medbench.inference import to_float
+    from medbench.metrics import auc
     from medbench.studies.nonrobust_set import load_set
     from medbench.zoo import get_entry, load_model
-    from medbench.inference import to_float
 
     res = run_study("nonrobust-features", "breastmnist", data_root=real_root, out=tmp_path / "out",
                     work_dir=tmp_path / "work", options=QUICK, progress=False)
@@ -61,6 +63,12 @@ def test_study_end_to_end_on_breastmnist(real_root, tmp_path):
     assert f["nonrobust_clean_ba"].value == pytest.approx(d.test.balanced_accuracy)
     assert f["nonrobust_clean_ba"].test.p_value == d.test.permutation_p
     assert sum(map(sum, d.test.confusion)) == d.test.n == 156
+    y_test = load_dataset("breastmnist", "test", root=real_root).labels
+    probs = np.asarray(d.test.probabilities)
+    assert f["nonrobust_clean_auc"].value == pytest.approx(auc(y_test, probs, "binary-class"))
+    assert np.array_equal(np.asarray(d.test.confusion), np.histogram2d(
+        y_test, probs.argmax(1), bins=[2, 2], range=[[0, 2], [0, 2]])[0])  # the stored scores made the confusion
+    assert d.training.best_epoch == d.training.epochs == 2  # selection "last": the final epoch is kept
     for a in d.attacks:
         assert f[f"nonrobust_robust_ba_linf_{a.eps_255:g}"].value == pytest.approx(a.robust_balanced_accuracy)
         assert confusion_balanced_accuracy(a.confusion) == pytest.approx(a.robust_balanced_accuracy)
@@ -158,3 +166,26 @@ def test_paired_bootstrap_uses_the_same_resamples_as_the_harness():
     assert out.diff.low > 0 and out.p_a_not_greater < 0.01 and out.p_a_not_less > 0.99
     same = paired_bootstrap_mean_ba(y, np.stack([good, bad]), np.stack([good, bad]), 2, n_resamples=200, seed=0)
     assert (same.diff.low, same.diff.high) == (0.0, 0.0) and same.p_two_sided == 1.0
+
+
+def test_auc_permutation_test_is_the_mann_whitney_test():
+    from scipy.stats import mannwhitneyu
+
+    from medbench.metrics import auc, permutation_test_auc
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(12, int), np.ones(7, int)]
+    score = rng.random(19) + 0.35 * y  # no ties: scipy's exact distribution applies
+    probs = np.c_[1 - score, score]
+    exact = mannwhitneyu(score[y == 1], score[y == 0], alternative="greater", method="exact")
+    assert exact.statistic / (7 * 12) == pytest.approx(auc(y, probs, "binary-class"))
+    p, null_mean = permutation_test_auc(y, probs, "binary-class", n_permutations=20_000, seed=0)
+    assert p == pytest.approx(exact.pvalue, abs=0.01) and null_mean == pytest.approx(0.5, abs=0.01)
+    three = np.r_[y, np.full(5, 2)]
+    p3 = rng.dirichlet(np.ones(3), size=24)
+    p_multi, null_multi = permutation_test_auc(three, p3, "multi-class", n_permutations=300, seed=0)
+    # the same permutations, each scored by the harness's own AUC (mean one-vs-rest)
+    perms = three[np.argsort(np.random.default_rng(0).random((300, 24)), axis=1)]
+    null = np.array([auc(row, p3, "multi-class") for row in perms])
+    assert null_multi == pytest.approx(null.mean())
+    assert p_multi == pytest.approx((1 + (null >= auc(three, p3, "multi-class") - 1e-12).sum()) / 301)

@@ -51,6 +51,10 @@ class Options(Strict):
                                  "the original ones and carry robust features)")
     epochs: int | None = Field(None, ge=1, description="override the ERM recipe's epochs (the zoo entry's), for "
                                "quick runs")
+    selection: Literal["last", "recipe"] = Field("last", description="the epoch kept: the last one (as Ilyas et al.; "
+                                                 "on the relabelled val set the recipe's validation AUC reaches 1 within "
+                                                 "a few epochs, the perturbations being easy to detect, so selecting on "
+                                                 "it keeps an early, undertrained epoch) or the recipe's best val epoch")
     max_train: int | None = Field(None, ge=4, description="perturb a stratified subset of this many train images "
                                   "(default: the whole train split)")
     max_val: int | None = Field(None, ge=4, description="the same for the val split")
@@ -114,8 +118,11 @@ class TestEvaluation(Strict):
     auc: float | None
     per_class_recall: list[float | None]
     confusion: list[list[int]] = Field(description="rows true label, columns prediction")
-    permutation_p: float
+    permutation_p: float = Field(description="label-permutation test of balanced accuracy")
     permutation_null_mean: float
+    auc_permutation_p: float = Field(description="label-permutation test of AUC (Mann-Whitney for binary tasks)")
+    auc_permutation_null_mean: float
+    probabilities: list[list[float]] = Field(description="the model's softmax output per test image")
 
 
 class AttackSummary(Strict):
@@ -253,7 +260,8 @@ def _train(ctx, entry, train_split: Split, val_split: Split, opts: Options, set_
     from ..weights import load_state_strict, read_safetensors, sha256sum
 
     cfg = config_from_entry(entry).to_dict()
-    cfg.update(seed=ctx.seed, **({"epochs": opts.epochs} if opts.epochs else {}))
+    cfg.update(seed=ctx.seed, **({"epochs": opts.epochs} if opts.epochs else {}),
+               **({"selection": "last"} if opts.selection == "last" else {}))
     cfg = TrainConfig.from_dict(cfg)
     key = cache_key({"kind": "nonrobust-model", "sets": list(set_shas), "config": cfg.to_dict(),
                      "torch": torch.__version__})
@@ -404,14 +412,23 @@ def _findings(d: Details, opts: Options, test_ci, corr, clean) -> list[Finding]:
     tr = d.train_set
     res = [Finding(
         key="nonrobust_clean_ba", label="Clean test balanced accuracy of the model trained only on nonrobust features",
-        value=confusion_balanced_accuracy(d.test.confusion), ci=_iv(test_ci), reference=d.chance,
+        value=confusion_balanced_accuracy(d.test.confusion), ci=_iv(test_ci["balanced_accuracy"]), reference=d.chance,
         reference_label="chance (1/K)",
         test=StatTest(name=f"one-sided label-permutation test of balanced accuracy ({opts.resamples:,} permutations)",
                       null="the model's test predictions are independent of the true labels (expected BA = chance; "
                            "permuting labels keeps both class and prediction frequencies, unlike a binomial test "
                            "on accuracy, whose chance level depends on the class balance)",
                       statistic=d.test.balanced_accuracy, p_value=d.test.permutation_p),
-        paper=PAPER["clean"])]
+        paper=PAPER["clean"],
+        note="the model's own decision (argmax), trained on perturbed images only"),
+        Finding(
+        key="nonrobust_clean_auc", label="Clean test AUC of the same model (threshold-free: do its scores rank the "
+        "true classes?)", value=d.test.auc,
+        ci=_iv(test_ci["auc"]), reference=0.5, reference_label="chance",
+        test=StatTest(name=f"one-sided label-permutation test of AUC ({opts.resamples:,} permutations; "
+                      "the Mann-Whitney U test for two classes)",
+                      null="the model's test scores are independent of the true labels (expected AUC 0.5)",
+                      statistic=d.test.auc, p_value=d.test.auc_permutation_p))]
     for a in d.attacks:
         res.append(Finding(
             key=f"nonrobust_robust_ba_linf_{a.eps_255:g}",
@@ -464,22 +481,28 @@ def _findings(d: Details, opts: Options, test_ci, corr, clean) -> list[Finding]:
     return res
 
 
-def _summary(dataset: str, d: Details, corr, test_p: float) -> str:
+def _summary(dataset: str, d: Details, corr) -> str:
     std_mean, adv_mean = corruption_means(d.corruptions)
-    ba = confusion_balanced_accuracy(d.test.confusion)
-    worst = min(d.attacks, key=lambda a: a.eps_255)
-    side = "significantly above" if ba > d.chance and test_p < ALPHA else "not significantly above"
+    ba, t = confusion_balanced_accuracy(d.test.confusion), d.test
+    first = min(d.attacks, key=lambda a: a.eps_255)
+
+    def above(p: float) -> str:
+        return "significantly above" if p < ALPHA else "not significantly above"
+
     if corr.p_a_not_greater < ALPHA:
         verdict = "significantly better than"
     elif corr.p_a_not_less < ALPHA:
         verdict = "significantly worse than"
     else:
         verdict = "not significantly different from"
+    auc = "" if t.auc is None else (f"; its scores rank the true classes with AUC {t.auc:.1%} "
+                                    f"({above(t.auc_permutation_p)} 50%, p = {t.auc_permutation_p:.2g})")
     return (f"Trained only on {dataset} images moved by targeted PGD ({d.eps_255}/255) toward random labels, a ResNet-8 "
-            f"reaches {ba:.1%} balanced accuracy on the original clean test set ({side} chance {d.chance:.0%}; "
-            f"permutation p = {test_p:.2g}) and {worst.robust_balanced_accuracy:.1%} under Linf {worst.eps_255:g}/255 "
-            f"{'+'.join(worst.attacks)}. Under MedMNIST-C the adversarially trained model is {verdict} the standard one "
-            f"({adv_mean:.1%} vs {std_mean:.1%}; one-sided paired bootstrap p = {corr.p_a_not_greater:.2g}).")
+            f"reaches {ba:.1%} balanced accuracy on the original clean test set ({above(t.permutation_p)} chance "
+            f"{d.chance:.0%}, p = {t.permutation_p:.2g}){auc}, and {first.robust_balanced_accuracy:.1%} under "
+            f"{'+'.join(first.attacks)} at Linf {first.eps_255:g}/255. Under MedMNIST-C the adversarially trained model "
+            f"is {verdict} the standard one ({adv_mean:.1%} vs {std_mean:.1%}; one-sided paired bootstrap "
+            f"p = {corr.p_a_not_greater:.2g}).")
 
 
 # -- the study --------------------------------------------------------------------------------------
@@ -516,13 +539,15 @@ def run(ctx) -> StudyOutcome:
     k, y = spec.num_classes, test.labels
     probs, pred = _predict(model, test.images, spec.task, ctx.progress, "nonrobust-only on test")
     m = M.compute_metrics(y, probs, spec.task)
-    test_ci = M.bootstrap_metric_ci(y, pred, k, n_resamples=opts.resamples, seed=0)
+    test_ci = M.bootstrap_ci(y, probs, spec.task, n_resamples=opts.resamples, seed=0)
     p_value, null_mean = M.permutation_test_balanced_accuracy(y, pred, k, n_permutations=opts.resamples, seed=0)
+    auc_p, auc_null = M.permutation_test_auc(y, probs, spec.task, n_permutations=opts.resamples, seed=0)
     evaluation = TestEvaluation(n=len(y), balanced_accuracy=m.balanced_accuracy, accuracy=m.accuracy,
                                 auc=None if np.isnan(m.auc) else m.auc,
                                 per_class_recall=[None if np.isnan(r) else r for r in m.per_class_recall],
                                 confusion=_confusion(y, pred, k), permutation_p=p_value,
-                                permutation_null_mean=null_mean)
+                                permutation_null_mean=null_mean, auc_permutation_p=auc_p,
+                                auc_permutation_null_mean=auc_null, probabilities=probs.tolist())
     attacks = _attack(ctx, model, training.weights_sha256, test, opts, protocol)
     corruption, corr, clean = _corruptions(ctx, std, adv, (std_entry.weights.sha256, adv_entry.weights.sha256),
                                            test, protocol, opts)
@@ -530,7 +555,7 @@ def run(ctx) -> StudyOutcome:
                       class_names=names, chance=1 / k, eps_255=opts.eps_255, steps=opts.steps, step_size_255=step,
                       protocol_version=protocol.version, train_set=built["train"][1], val_set=built["val"][1],
                       training=training, test=evaluation, attacks=attacks, corruptions=corruption)
-    return StudyOutcome(summary=_summary(spec.name, details, corr, p_value),
+    return StudyOutcome(summary=_summary(spec.name, details, corr),
                         findings=_findings(details, opts, test_ci, corr, clean), details=details)
 
 
@@ -547,8 +572,9 @@ STUDY = Study(
             f"Linf PGD against the zoo's standard model `{STANDARD}` (default 8/255, 10 steps, no random start); the "
             "perturbation is rounded to grey levels, and only images that model then classifies as their target are "
             "kept, relabelled with it. A fresh ResNet-8 is trained on this set with the standard model's own ERM recipe "
-            "(best epoch on the relabelled val set) and tested on the original clean test split: balanced accuracy "
-            "with a bootstrap CI against chance, with a label-permutation test; then under APGD-CE (AutoAttack's first "
+            "(its last epoch kept) and tested on the original clean test split: balanced accuracy of its own decision "
+            "and AUC of its scores (threshold-free), each with a bootstrap CI and a label-permutation test against "
+            "chance; then under APGD-CE (AutoAttack's first "
             "attack; `--set attack=autoattack` runs the protocol's whole set) at Linf 2/255 and 8/255 on the protocol's "
             "attack subset. Finally `{STANDARD}` and `{ADVERSARIAL}` are compared under the protocol's "
             "MedMNIST-C corruptions (mean balanced accuracy over every corruption and severity, the harness's corrupted "

@@ -153,7 +153,7 @@ def selection_key(val: dict[str, float], selection: str) -> tuple[bool, float]:
 
 
 def selection_score(val: dict[str, float], selection: str) -> float:
-    if selection == "auc":
+    if selection in ("auc", "last"):  # "last" keeps the final epoch whatever it scores; its AUC is logged
         return val["val_auc"]
     if selection == "balanced_accuracy":
         return val["val_balanced_accuracy"]
@@ -237,7 +237,7 @@ def train(
             val = validate(model, val_split, cfg)
             key = selection_key(val, cfg.selection)
             score = key[1]
-            improved = key > best_key
+            improved = key > best_key or cfg.selection == "last"
             if improved:
                 best_key, best_epoch, best_val = key, epoch, dict(val)
                 best_state = copy.deepcopy(model.state_dict())

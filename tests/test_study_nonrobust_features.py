@@ -69,6 +69,8 @@ def test_study_end_to_end_on_breastmnist(real_root, tmp_path):
     assert np.array_equal(np.asarray(d.test.confusion), np.histogram2d(
         y_test, probs.argmax(1), bins=[2, 2], range=[[0, 2], [0, 2]])[0])  # the stored scores made the confusion
     assert d.training.best_epoch == d.training.epochs == 2  # selection "last": the final epoch is kept
+    one_class = len(set(probs.argmax(1))) == 1
+    assert ("every clean test image in one class" in f["nonrobust_clean_ba"].note) == one_class
     for a in d.attacks:
         assert f[f"nonrobust_robust_ba_linf_{a.eps_255:g}"].value == pytest.approx(a.robust_balanced_accuracy)
         assert confusion_balanced_accuracy(a.confusion) == pytest.approx(a.robust_balanced_accuracy)

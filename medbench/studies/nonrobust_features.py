@@ -406,6 +406,14 @@ def confusion_balanced_accuracy(confusion: list[list[int]]) -> float:
     return float(np.mean(np.diag(t)[support > 0] / support[support > 0]))
 
 
+def _decision_note(confusion: list[list[int]]) -> str:
+    predicted = int((np.asarray(confusion).sum(0) > 0).sum())
+    if predicted > 1:
+        return f"the model's own decision (argmax); it predicts {predicted} classes on the clean test split"
+    return ("the model's own decision (argmax) puts every clean test image in one class: the boundary it learned on "
+            "perturbed images (each pushed toward its label) misses unperturbed ones; the AUC below is threshold-free")
+
+
 def _findings(d: Details, opts: Options, test_ci, corr, clean) -> list[Finding]:
     from scipy.stats import chi2_contingency
 
@@ -419,8 +427,7 @@ def _findings(d: Details, opts: Options, test_ci, corr, clean) -> list[Finding]:
                            "permuting labels keeps both class and prediction frequencies, unlike a binomial test "
                            "on accuracy, whose chance level depends on the class balance)",
                       statistic=d.test.balanced_accuracy, p_value=d.test.permutation_p),
-        paper=PAPER["clean"],
-        note="the model's own decision (argmax), trained on perturbed images only"),
+        paper=PAPER["clean"], note=_decision_note(d.test.confusion)),
         Finding(
         key="nonrobust_clean_auc", label="Clean test AUC of the same model (threshold-free: do its scores rank the "
         "true classes?)", value=d.test.auc,
@@ -576,7 +583,7 @@ STUDY = Study(
             "and AUC of its scores (threshold-free), each with a bootstrap CI and a label-permutation test against "
             "chance; then under APGD-CE (AutoAttack's first "
             "attack; `--set attack=autoattack` runs the protocol's whole set) at Linf 2/255 and 8/255 on the protocol's "
-            "attack subset. Finally `{STANDARD}` and `{ADVERSARIAL}` are compared under the protocol's "
+            f"attack subset. Finally `{STANDARD}` and `{ADVERSARIAL}` are compared under the protocol's "
             "MedMNIST-C corruptions (mean balanced accuracy over every corruption and severity, the harness's corrupted "
             "test sets), with a paired bootstrap over test images for the difference."),
     result_type=NonrobustFeaturesResult,

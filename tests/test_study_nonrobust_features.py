@@ -57,6 +57,14 @@ def test_study_end_to_end_on_breastmnist(real_root, tmp_path):
     again = load_result(tmp_path / "out" / "nonrobust-features" / "breastmnist_28px.json")
     assert again.model_dump() == res.model_dump()
     d, f = res.details, {x.key: x for x in res.findings}
+    assert d.reused == []
+
+    # a second run takes every stage from the work dir and finds the same
+    cached = run_study("nonrobust-features", "breastmnist", data_root=real_root, work_dir=tmp_path / "work",
+                       options=QUICK, progress=False)
+    assert set(cached.details.reused) == {"relabelled train set", "relabelled val set", "nonrobust-only model",
+                                          "attack at Linf 2/255", "attack at Linf 8/255", "corruption predictions"}
+    assert [x.model_dump() for x in cached.findings] == [x.model_dump() for x in res.findings]
 
     # the findings are what the stored details say
     assert f["nonrobust_clean_ba"].value == pytest.approx(confusion_balanced_accuracy(d.test.confusion))

@@ -167,6 +167,8 @@ class Details(Strict):
     steps: int
     step_size_255: float
     protocol_version: str
+    reused: list[str] = Field(description="stages taken from the study's cache (work dir) instead of recomputed; their "
+                              "wall times are those of the run that computed them")
     train_set: SetSummary
     val_set: SetSummary
     training: TrainingSummary
@@ -225,7 +227,8 @@ def _check_set(summary: SetSummary, opts: Options, dataset: str) -> None:
                             "images (max_train / max_val) or raise eps_255.")
 
 
-def _relabelled(ctx, model, split: Split, opts: Options, std_sha: str, max_n: int | None, step: float
+def _relabelled(ctx, model, split: Split, opts: Options, std_sha: str, max_n: int | None, step: float,
+                reused: list[str]
                 ) -> tuple[NonrobustSet, str, Path]:
     ident = {"kind": "nonrobust-set", "dataset": split.spec.name, "size": split.size, "split": split.split,
              "data_md5": split.md5, "standard_sha256": std_sha, "eps_255": opts.eps_255, "steps": opts.steps,
@@ -234,6 +237,7 @@ def _relabelled(ctx, model, split: Split, opts: Options, std_sha: str, max_n: in
     cached = load_set(path)
     if cached is not None:
         ctx.log(f"reusing the relabelled {split.split} set {path}")
+        reused.append(f"relabelled {split.split} set")
         return cached[0], cached[1], path
     ctx.log(f"targeted PGD (eps {opts.eps_255}/255, {opts.steps} steps) on {max_n or len(split)} {split.split} images")
     s = build_set(model, split, eps=opts.eps_255 / 255, steps=opts.steps, step_size=step / 255, seed=ctx.seed,
@@ -253,7 +257,8 @@ def _train_summary(log_path: Path, sha: str) -> TrainingSummary:
                            val_n=int(start["val_n"]), wall_time_s=float(end["wall_time_s"]), weights_sha256=sha)
 
 
-def _train(ctx, entry, train_split: Split, val_split: Split, opts: Options, set_shas: tuple[str, str]):
+def _train(ctx, entry, train_split: Split, val_split: Split, opts: Options, set_shas: tuple[str, str],
+           reused: list[str]):
     """The nonrobust-only model: the standard model's recipe (from its zoo entry) on the relabelled sets."""
     from ..train import TrainConfig, build_model, train
     from ..train.entry import config_from_entry
@@ -269,6 +274,7 @@ def _train(ctx, entry, train_split: Split, val_split: Split, opts: Options, set_
     weights, log, meta = folder / f"{key}.safetensors", folder / f"{key}.train.jsonl", folder / f"{key}.sha256"
     if weights.is_file() and log.is_file() and meta.is_file() and sha256sum(weights) == meta.read_text().strip():
         ctx.log(f"reusing the nonrobust-only model {weights}")
+        reused.append("nonrobust-only model")
         model = build_model(cfg, ctx.dataset)
         load_state_strict(model, read_safetensors(weights), source=str(weights))
         sha = meta.read_text().strip()
@@ -294,7 +300,8 @@ def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> list[list[int]]:
     return table.tolist()
 
 
-def _attack(ctx, model, model_sha256: str, test: Split, opts: Options, protocol) -> list[AttackSummary]:
+def _attack(ctx, model, model_sha256: str, test: Split, opts: Options, protocol, reused: list[str]
+            ) -> list[AttackSummary]:
     import time
 
     from ..attacks import attack_chunk, attack_config, evaluation_subset, indices_sha256, make_autoattack
@@ -332,6 +339,7 @@ def _attack(ctx, model, model_sha256: str, test: Split, opts: Options, protocol)
             save_arrays(path, saved)
         else:
             ctx.log(f"reusing the attack at Linf {eps_255:g}/255 ({path})")
+            reused.append(f"attack at Linf {eps_255:g}/255")
         clean, adv, codes = saved["clean"], saved["adv"], saved["codes"]
         ci = M.bootstrap_metric_ci(y_all, adv, k, n_resamples=opts.resamples, seed=0)
         names = broken_by_names(config, codes)
@@ -348,7 +356,7 @@ def _attack(ctx, model, model_sha256: str, test: Split, opts: Options, protocol)
     return out
 
 
-def _corruptions(ctx, std, adv, shas: tuple[str, str], test: Split, protocol, opts: Options):
+def _corruptions(ctx, std, adv, shas: tuple[str, str], test: Split, protocol, opts: Options, reused: list[str]):
     from ..corruptions.evaluation import cell_logits, corrupted_sets
     from ..corruptions.params import parameters_sha256
 
@@ -372,6 +380,9 @@ def _corruptions(ctx, std, adv, shas: tuple[str, str], test: Split, protocol, op
         saved = {"corruption": np.array(names), "severity": np.array(sev), "standard": np.stack(pred_std),
                  "adversarial": np.stack(pred_adv)}
         save_arrays(path, saved)
+    else:
+        ctx.log(f"reusing the corruption predictions {path}")
+        reused.append("corruption predictions")
     pred_std, pred_adv = saved["standard"], saved["adversarial"]
     cells = [CorruptionPair(corruption=str(n), severity=int(v), standard=M.balanced_accuracy(y, ps, k),
                             adversarial=M.balanced_accuracy(y, pa, k))
@@ -532,14 +543,14 @@ def run(ctx) -> StudyOutcome:
     names = list(spec.class_names)
 
     splits = {s: load_dataset(spec.name, s, ctx.size, ctx.data_root) for s in ("train", "val", "test")}
-    built = {}
+    built, reused = {}, []
     for split, max_n in (("train", opts.max_train), ("val", opts.max_val)):
-        s, sha, path = _relabelled(ctx, std, splits[split], opts, std_entry.weights.sha256, max_n, step)
+        s, sha, path = _relabelled(ctx, std, splits[split], opts, std_entry.weights.sha256, max_n, step, reused)
         summary = _summarise_set(s, split, names, sha, splits[split].images[torch.as_tensor(s.index)])
         _check_set(summary, opts, spec.name)
         built[split] = (s, summary, s.kept_split(splits[split], path, file_md5(path)))
     model, training = _train(ctx, std_entry, built["train"][2], built["val"][2], opts,
-                             (built["train"][1].sha256, built["val"][1].sha256))
+                             (built["train"][1].sha256, built["val"][1].sha256), reused)
     ctx.models["nonrobust-only (trained by this study)"] = training.weights_sha256
 
     test = splits["test"]
@@ -555,12 +566,13 @@ def run(ctx) -> StudyOutcome:
                                 confusion=_confusion(y, pred, k), permutation_p=p_value,
                                 permutation_null_mean=null_mean, auc_permutation_p=auc_p,
                                 auc_permutation_null_mean=auc_null, probabilities=probs.tolist())
-    attacks = _attack(ctx, model, training.weights_sha256, test, opts, protocol)
+    attacks = _attack(ctx, model, training.weights_sha256, test, opts, protocol, reused)
     corruption, corr, clean = _corruptions(ctx, std, adv, (std_entry.weights.sha256, adv_entry.weights.sha256),
-                                           test, protocol, opts)
+                                           test, protocol, opts, reused)
     details = Details(standard_model=STANDARD, adversarial_model=ADVERSARIAL, architecture=std_entry.architecture,
                       class_names=names, chance=1 / k, eps_255=opts.eps_255, steps=opts.steps, step_size_255=step,
-                      protocol_version=protocol.version, train_set=built["train"][1], val_set=built["val"][1],
+                      protocol_version=protocol.version, reused=reused, train_set=built["train"][1],
+                      val_set=built["val"][1],
                       training=training, test=evaluation, attacks=attacks, corruptions=corruption)
     return StudyOutcome(summary=_summary(spec.name, details, corr),
                         findings=_findings(details, opts, test_ci, corr, clean), details=details)

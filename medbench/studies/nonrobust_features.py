@@ -430,7 +430,7 @@ def _findings(d: Details, opts: Options, test_ci, corr, clean) -> list[Finding]:
 
     tr = d.train_set
     res = [Finding(
-        key="nonrobust_clean_ba", label="Clean test balanced accuracy of the model trained only on nonrobust features",
+        key="nonrobust_clean_ba", label="Nonrobust-only model: clean test BA",
         value=confusion_balanced_accuracy(d.test.confusion), ci=_iv(test_ci["balanced_accuracy"]), reference=d.chance,
         reference_label="chance (1/K)",
         test=StatTest(name=f"one-sided label-permutation test of balanced accuracy ({opts.resamples:,} permutations)",
@@ -440,52 +440,52 @@ def _findings(d: Details, opts: Options, test_ci, corr, clean) -> list[Finding]:
                       statistic=d.test.balanced_accuracy, p_value=d.test.permutation_p),
         paper=PAPER["clean"], note=_decision_note(d.test.confusion)),
         Finding(
-        key="nonrobust_clean_auc", label="Clean test AUC of the same model (threshold-free: do its scores rank the "
-        "true classes?)", value=d.test.auc,
+        key="nonrobust_clean_auc", label="Nonrobust-only model: clean test AUC", value=d.test.auc,
         ci=_iv(test_ci["auc"]), reference=0.5, reference_label="chance",
         test=StatTest(name=f"one-sided label-permutation test of AUC ({opts.resamples:,} permutations; "
                       "the Mann-Whitney U test for two classes)",
                       null="the model's test scores are independent of the true labels (expected AUC 0.5)",
-                      statistic=d.test.auc, p_value=d.test.auc_permutation_p))]
+                      statistic=d.test.auc, p_value=d.test.auc_permutation_p),
+        note="threshold-free: do its scores rank the true classes of clean images?")]
     for a in d.attacks:
         res.append(Finding(
             key=f"nonrobust_robust_ba_linf_{a.eps_255:g}",
-            label=f"Its balanced accuracy under {'+'.join(a.attacks)} (Linf {a.eps_255:g}/255, {a.n} test images)",
+            label=f"Nonrobust-only model: BA under attack, Linf {a.eps_255:g}/255",
             value=confusion_balanced_accuracy(a.confusion), ci=a.robust_balanced_accuracy_ci,
             reference=a.clean_balanced_accuracy, reference_label="its clean BA on the same images",
-            paper=PAPER["robust"]))
+            paper=PAPER["robust"], note=f"{'+'.join(a.attacks)}, {a.n_iter} iterations, {a.n} test images"))
     std_mean, adv_mean = corruption_means(d.corruptions)
     boot = f"paired bootstrap over the {d.corruptions.n} test images ({opts.resamples:,} resamples)"
     res += [
-        Finding(key="standard_corruption_ba", label=f"MedMNIST-C balanced accuracy of the standard model ({d.standard_model}), "
-                f"mean over {len(d.corruptions.cells)} corruption cells", value=std_mean, ci=_iv(corr.b),
-                paper=PAPER["corruption"]),
-        Finding(key="adversarial_corruption_ba", label=f"MedMNIST-C balanced accuracy of the adversarially trained model "
-                f"({d.adversarial_model}), same cells", value=adv_mean, ci=_iv(corr.a),
-                reference=std_mean, reference_label="the standard model"),
-        Finding(key="corruption_ba_difference", label="MedMNIST-C balanced accuracy: adversarially trained minus standard",
+        Finding(key="standard_corruption_ba", label="Standard model: MedMNIST-C BA", value=std_mean, ci=_iv(corr.b),
+                paper=PAPER["corruption"], note=f"{d.standard_model}; mean over {len(d.corruptions.cells)} corruption "
+                "x severity cells"),
+        Finding(key="adversarial_corruption_ba", label="Adversarially trained model: MedMNIST-C BA", value=adv_mean,
+                ci=_iv(corr.a), reference=std_mean, reference_label="the standard model",
+                note=f"{d.adversarial_model}; the same cells and images"),
+        Finding(key="corruption_ba_difference", label="MedMNIST-C BA: adversarially trained minus standard",
                 value=adv_mean - std_mean, ci=_iv(corr.diff), reference=0.0, reference_label="no difference",
                 test=StatTest(name=f"one-sided {boot}", null="the adversarially trained model is not better under "
                               "corruptions (difference <= 0)", statistic=adv_mean - std_mean,
                               p_value=corr.p_a_not_greater),
                 paper="PathMNIST: +11 points (78% -> 89%)"),
-        Finding(key="clean_ba_difference", label="Clean test balanced accuracy: adversarially trained minus standard",
+        Finding(key="clean_ba_difference", label="Clean test BA: adversarially trained minus standard",
                 value=d.corruptions.adversarial_clean_balanced_accuracy - d.corruptions.standard_clean_balanced_accuracy,
                 ci=_iv(clean.diff), reference=0.0, reference_label="no difference",
                 test=StatTest(name=f"two-sided {boot}", null="equal clean balanced accuracy",
                               statistic=d.corruptions.adversarial_clean_balanced_accuracy
                               - d.corruptions.standard_clean_balanced_accuracy, p_value=clean.p_two_sided),
                 paper="adversarially trained models sacrifice in-distribution accuracy (all five tasks)"),
-        Finding(key="train_kept_fraction", label="Fraction of train images kept (the standard model predicts their target)",
+        Finding(key="train_kept_fraction", label="Train images kept",
                 value=tr.kept / tr.n, note=f"{tr.kept} of {tr.n}; PGD moved {tr.flipped} of the {tr.needed_flip} "
-                "images whose target differed from the clean prediction"),
+                "images whose target differed from the clean prediction; kept: the standard model predicts the target"),
     ]
     table = np.asarray(tr.contingency)
     rows, cols = table.sum(1) > 0, table.sum(0) > 0
     chi = chi2_contingency(table[rows][:, cols]) if rows.sum() > 1 and cols.sum() > 1 else None
     expected = float(np.sum(table.sum(1) * table.sum(0)) / max(1, table.sum()) ** 2)
     res += [
-        Finding(key="label_agreement", label="Kept train images whose new label equals the original label",
+        Finding(key="label_agreement", label="Kept images whose new label is the original",
                 value=tr.agreement / max(1, tr.kept), reference=expected,
                 reference_label="expected if the new label ignores the original",
                 test=None if chi is None else StatTest(
@@ -493,8 +493,9 @@ def _findings(d: Details, opts: Options, test_ci, corr, clean) -> list[Finding]:
                     null="the new label is independent of the original label, so robust features do not predict it",
                     statistic=float(chi.statistic), p_value=float(chi.pvalue)),
                 note="a leak of the original label into the new one would let robust features predict it"),
-        Finding(key="eps", label=f"Linf radius of the targeted PGD ({d.eps_255}/255, {d.steps} steps)",
-                value=d.eps_255 / 255, unit="score"),
+        Finding(key="eps", label="Targeted PGD radius (Linf)",
+                value=d.eps_255 / 255, unit="score", note=f"{d.eps_255}/255, {d.steps} steps of "
+                f"{d.step_size_255:.3g}/255, perturbation rounded to grey levels"),
     ]
     return res
 

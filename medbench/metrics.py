@@ -221,6 +221,124 @@ def paired_bootstrap_diff(
     return _percentile(np.concatenate(diffs), level)
 
 
+def permutation_test_balanced_accuracy(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    num_classes: int,
+    *,
+    n_permutations: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """One-sided permutation test of balanced accuracy against "predictions independent of the labels".
+
+    The labels are shuffled against the fixed predictions (class frequencies and prediction frequencies
+    stay as they are), so the null distribution is exactly that of BA under independence, centred on
+    chance (1/K) whatever the class balance. Returns ``(p_value, null_mean)`` with
+    ``p = (1 + #{BA_perm >= BA_obs}) / (1 + n_permutations)``.
+    """
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    observed = balanced_accuracy(y_true, y_pred, num_classes)
+    support = np.bincount(y_true, minlength=num_classes)[:num_classes].astype(np.float64)
+    present = support > 0
+    rng = np.random.default_rng(seed)
+    hits_ge, total, done = 0, 0.0, 0
+    while done < n_permutations:
+        b = min(500, n_permutations - done)
+        perm = np.argsort(rng.random((b, len(y_true))), axis=1)
+        y_perm = y_true[perm]  # b x n
+        correct = y_perm == y_pred[None, :]
+        hits = np.stack([(correct & (y_perm == k)).sum(1) for k in range(num_classes)], axis=1)
+        ba = (hits[:, present] / support[present]).mean(1)
+        hits_ge += int((ba >= observed - 1e-12).sum())
+        total += float(ba.sum())
+        done += b
+    return (1 + hits_ge) / (1 + n_permutations), total / n_permutations
+
+
+def permutation_test_auc(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    *,
+    n_permutations: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """One-sided permutation test of AUC (binary; mean one-vs-rest otherwise) against "scores independent
+    of the labels" (expected AUC 0.5). The labels are shuffled against the fixed scores; each AUC comes
+    from the rank sums (Mann-Whitney, ties counted one half, as :func:`auc`). For a binary task this is
+    the Mann-Whitney U test. Returns ``(p_value, null_mean)``.
+    """
+    from scipy.stats import rankdata
+
+    y_true, probs = np.asarray(y_true).reshape(-1), np.asarray(probs, dtype=np.float64)
+    observed = auc(y_true, probs, task)
+    classes = [probs.shape[1] - 1] if task == BINARY else list(range(probs.shape[1]))
+    ranks = [rankdata(probs[:, k]) for k in classes]
+    n_pos = [int((y_true == k).sum()) for k in classes]
+    n = len(y_true)
+    rng = np.random.default_rng(seed)
+    hits_ge, total, done = 0, 0.0, 0
+    while done < n_permutations:
+        b = min(500, n_permutations - done)
+        y_perm = y_true[np.argsort(rng.random((b, n)), axis=1)]
+        vals = []
+        for k, r, p in zip(classes, ranks, n_pos):
+            if p == 0 or p == n:
+                continue
+            rank_sum = ((y_perm == k) * r[None, :]).sum(1)
+            vals.append((rank_sum - p * (p + 1) / 2) / (p * (n - p)))
+        a = np.mean(vals, axis=0)
+        hits_ge += int((a >= observed - 1e-12).sum())
+        total += float(a.sum())
+        done += b
+    return (1 + hits_ge) / (1 + n_permutations), total / n_permutations
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    """Bootstrap of two models' mean balanced accuracy on the same examples (same resamples for both)."""
+
+    a: Interval  # CI of model a's mean BA
+    b: Interval
+    diff: Interval  # CI of mean BA(a) - mean BA(b)
+    p_a_not_greater: float  # one-sided: (1 + #{diff* <= 0}) / (1 + B)
+    p_a_not_less: float  # one-sided: (1 + #{diff* >= 0}) / (1 + B)
+
+    @property
+    def p_two_sided(self) -> float:
+        return min(1.0, 2 * min(self.p_a_not_greater, self.p_a_not_less))
+
+
+def paired_bootstrap_mean_ba(
+    y_true: np.ndarray,
+    preds_a: np.ndarray,
+    preds_b: np.ndarray,
+    num_classes: int,
+    *,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+) -> PairedBootstrap:
+    """Paired percentile bootstrap over examples of mean BA(a), mean BA(b) and their difference.
+
+    ``preds_a`` / ``preds_b``: (conditions x N) hard predictions of two models on the same N examples
+    under each condition (e.g. every corruption cell), or (N,) for one condition. Each resample draws
+    the examples once and applies them to every condition of both models; a model's value is the
+    unweighted mean BA over the conditions.
+    """
+    y_true = np.asarray(y_true).reshape(-1)
+    preds_a, preds_b = np.atleast_2d(preds_a), np.atleast_2d(preds_b)
+    a_all, b_all = [], []
+    for w in _bootstrap_counts(len(y_true), n_resamples, seed):
+        a_all.append(np.mean([_weighted_balanced_accuracy(y_true, p, w, num_classes) for p in preds_a], axis=0))
+        b_all.append(np.mean([_weighted_balanced_accuracy(y_true, p, w, num_classes) for p in preds_b], axis=0))
+    a, b = np.concatenate(a_all), np.concatenate(b_all)
+    d = (a - b)[~np.isnan(a - b)]
+    return PairedBootstrap(a=_percentile(a, level), b=_percentile(b, level), diff=_percentile(d, level),
+                           p_a_not_greater=float((1 + (d <= 0).sum()) / (1 + len(d))),
+                           p_a_not_less=float((1 + (d >= 0).sum()) / (1 + len(d))))
+
+
 def _percentile(values: np.ndarray, level: float) -> Interval:
     values = values[~np.isnan(values)]
     if values.size == 0:

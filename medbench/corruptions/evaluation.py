@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .. import metrics as M
 from ..errors import MedbenchError
 from ..inference import predict_logits
 from ..schema import CorruptionCell, CorruptionResults, EvaluationResult, RelativeError
-from .generate import build_corrupted_sets
+from .generate import CorruptedSets, build_corrupted_sets
 from .params import corruption_parameters, parameters_sha256, suite_name
 
 
@@ -96,21 +96,33 @@ def be_rbe(cells: list[CorruptionCell], clean_ba: float, reference: EvaluationRe
             "rbe_min_reference_gap": min_gap, "reference_model": reference.model_id}
 
 
+def corrupted_sets(spec, size: int, split, protocol, *, progress: bool = True) -> tuple[dict, CorruptedSets]:
+    """The protocol's corruption parameters for ``spec`` at ``size`` and the (cached) corrupted test sets."""
+    params = corruption_parameters(spec, size, protocol)
+    sets = build_corrupted_sets(spec, size, split, params, seed=int(protocol["seed"]), progress=progress)
+    return params, sets
+
+
+def cell_logits(models: dict[str, Any], params: dict, sets: CorruptedSets, *, batch_size: int, device,
+                progress: bool = True) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """``(corruption, severity, {name: logits})`` for every cell, each set loaded once for all ``models``."""
+    for name in params:
+        for severity, images in sets.load(name).items():
+            yield name, severity, {key: predict_logits(model, images, batch_size=batch_size, device=device,
+                                                       progress=progress, desc=f"{name} s{severity}")
+                                   for key, model in models.items()}
+
+
 def run(ctx) -> dict[str, Any]:
     """Threat runner: ``{"corruptions": CorruptionResults}`` for the model in ``ctx`` (an EvalContext)."""
     spec, task = ctx.spec, ctx.spec.task
-    params = corruption_parameters(spec, ctx.size, ctx.protocol)
-    seed = int(ctx.protocol["seed"])
-    sets = build_corrupted_sets(spec, ctx.size, ctx.split, params, seed=seed, progress=ctx.progress)
+    params, sets = corrupted_sets(spec, ctx.size, ctx.split, ctx.protocol, progress=ctx.progress)
     cells: list[CorruptionCell] = []
-    for name in params:
-        for severity, images in sets.load(name).items():
-            logits = predict_logits(ctx.model, images, batch_size=ctx.batch_size, device=ctx.device,
-                                    progress=ctx.progress, desc=f"{name} s{severity}")
-            m = M.compute_metrics(ctx.labels, M.probabilities(logits, task), task)
-            cells.append(CorruptionCell(corruption=name, severity=severity, accuracy=m.accuracy,
-                                        balanced_accuracy=m.balanced_accuracy,
-                                        auc=None if math.isnan(m.auc) else m.auc))
+    for name, severity, out in cell_logits({"model": ctx.model}, params, sets, batch_size=ctx.batch_size,
+                                           device=ctx.device, progress=ctx.progress):
+        m = M.compute_metrics(ctx.labels, M.probabilities(out["model"], task), task)
+        cells.append(CorruptionCell(corruption=name, severity=severity, accuracy=m.accuracy,
+                                    balanced_accuracy=m.balanced_accuracy, auc=None if math.isnan(m.auc) else m.auc))
     headline = _mean(c.balanced_accuracy for c in cells)
     aucs = [c.auc for c in cells if c.auc is not None]
     clean = ctx.results.get("clean")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 METHODS = ("erm", "pgd-at", "trades", "sam", "auc-m")
-SELECTIONS = ("auc", "balanced_accuracy", "balanced_accuracy+robust")
+SELECTIONS = ("auc", "balanced_accuracy", "balanced_accuracy+robust", "last")  # "last": keep the final epoch
 # How a binary model turns scores into a decision: the plain argmax of its logits, or the threshold on
 # the logit margin that maximises validation balanced accuracy, folded into the output layer's bias
 # (for ranking losses such as AUC-M, whose scores are ordered but not centred on 0.5).
@@ -49,7 +49,7 @@ class TrainConfig:
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of the epochs
     lr_gamma: float = 0.1
     class_weights: str | None = None  # "balanced" (inverse class frequency in the CE terms) or "none"
-    selection: str | None = None  # validation metric that picks the best epoch
+    selection: str | None = None  # validation metric that picks the best epoch ("last": the final epoch)
     seed: int = 0
     # adversarial training (pgd-at, trades) and robust validation
     eps: float | None = None

@@ -153,7 +153,7 @@ def selection_key(val: dict[str, float], selection: str) -> tuple[bool, float]:
 
 
 def selection_score(val: dict[str, float], selection: str) -> float:
-    if selection == "auc":
+    if selection in ("auc", "last"):  # "last" keeps the final epoch whatever it scores; its AUC is logged
         return val["val_auc"]
     if selection == "balanced_accuracy":
         return val["val_balanced_accuracy"]
@@ -175,8 +175,14 @@ def train(
     size: int = 28,
     data_root: str | os.PathLike | None = None,
     progress: bool = True,
+    train_split: Split | None = None,
+    val_split: Split | None = None,
 ) -> TrainResult:
-    """Train ``config`` on ``dataset``; write ``<out_dir>/<name>.safetensors`` and ``<name>.train.jsonl``."""
+    """Train ``config`` on ``dataset``; write ``<out_dir>/<name>.safetensors`` and ``<name>.train.jsonl``.
+
+    ``train_split`` / ``val_split`` replace the dataset's own splits (e.g. a derived training set built
+    by a study); their ``md5`` is logged as the data's identity.
+    """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     spec = get_spec(dataset)
     if spec.is_multilabel:
@@ -184,8 +190,10 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights_path, log_path = out / f"{name}.safetensors", out / f"{name}.train.jsonl"
-    train_split = load_dataset(spec.name, "train", size, data_root)
-    val_split = load_dataset(spec.name, "val", size, data_root)
+    if train_split is None:
+        train_split = load_dataset(spec.name, "train", size, data_root)
+    if val_split is None:
+        val_split = load_dataset(spec.name, "val", size, data_root)
     labels = torch.as_tensor(train_split.labels)
     counts = np.bincount(train_split.labels, minlength=spec.num_classes)
     weight = (balanced_class_weights(train_split.labels, spec.num_classes) if cfg.class_weights == "balanced"
@@ -229,7 +237,7 @@ def train(
             val = validate(model, val_split, cfg)
             key = selection_key(val, cfg.selection)
             score = key[1]
-            improved = key > best_key
+            improved = key > best_key or cfg.selection == "last"
             if improved:
                 best_key, best_epoch, best_val = key, epoch, dict(val)
                 best_state = copy.deepcopy(model.state_dict())

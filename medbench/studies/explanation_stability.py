@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import json
 import warnings
@@ -427,6 +428,9 @@ def run(ctx: StudyContext) -> StudyOutcome:
 
     opts: Options = ctx.options
     spec = get_spec(ctx.dataset)
+    if importlib.util.find_spec("captum") is None:
+        raise MedbenchError("explanation-stability computes its maps with captum, which is not installed: "
+                            "pip install 'medbench[studies]' (or pip install captum).")
     if spec.is_3d:
         raise MedbenchError(f"explanation-stability maps 2D images; {spec.name} is 3D. Choose a 2D dataset "
                             "(e.g. breastmnist, pneumoniamnist, retinamnist).")
@@ -469,37 +473,37 @@ def _findings(d: Details, opts: Options) -> list[Finding]:
         ms = m.method(head)
         if ms.seeds is not None:
             out.append(Finding(key=f"seeds_{m.model_id}", unit="score", value=ms.seeds.spearman, ci=ms.seeds.spearman_ci,
-                               label=f"{m.model_id}: {label} stability across {len(m.retrained) + 1} seeds of its "
-                                     f"{m.recipe} recipe (mean pairwise Spearman)",
+                               label=f"{m.model_id}: {label.lower()}, across {len(m.retrained) + 1} seeds",
                                paper="training is not stable: the regions found depend mainly on the initialisation "
                                      "and the training run (3D grey-matter maps, Alzheimer's disease)",
-                               note=f"seeds: the zoo's and {', '.join(m.retrained)}; top-{opts.top_k:.0%} overlap "
+                               note=f"mean pairwise Spearman of the maps of the zoo model and its {m.recipe} recipe "
+                                    f"retrained with seed {', '.join(m.retrained)}; top-{opts.top_k:.0%} overlap "
                                     f"{ms.seeds.topk:.3f}"))
     for m in d.models:
         ms = m.method(head)
         out.append(Finding(key=f"noise_{m.model_id}", unit="score", value=ms.noise.spearman, ci=ms.noise.spearman_ci,
-                           label=f"{m.model_id}: {label} stability under Gaussian noise (sigma {opts.noise_sigma:g}, "
-                                 f"Spearman)", note=f"top-{opts.top_k:.0%} overlap {ms.noise.topk:.3f}"))
+                           label=f"{m.model_id}: {label.lower()}, noise σ {opts.noise_sigma:g}",
+                           note=f"Spearman of map(x) and map(x + Gaussian noise); top-{opts.top_k:.0%} overlap "
+                                f"{ms.noise.topk:.3f}"))
     for m in d.models:
         ms = m.method(head)
         out.append(Finding(key=f"adv_{m.model_id}", unit="score", value=ms.adversarial.spearman,
                            ci=ms.adversarial.spearman_ci,
-                           label=f"{m.model_id}: {label} stability under APGD-CE (Linf {opts.adv_eps * 255:.3g}/255, "
-                                 f"Spearman)",
-                           note=f"top-{opts.top_k:.0%} overlap {ms.adversarial.topk:.3f}; accuracy on the subset "
+                           label=f"{m.model_id}: {label.lower()}, APGD-CE {opts.adv_eps * 255:.3g}/255",
+                           note=f"Spearman of map(x) and map(x_adv), Linf; top-{opts.top_k:.0%} overlap "
+                                f"{ms.adversarial.topk:.3f}; accuracy on the subset "
                                 f"{m.subset_accuracy:.0%} clean, {m.adv_accuracy:.0%} attacked"))
     for c in d.comparisons:
         if c.score != "adversarial":
             continue
         out.append(Finding(key=f"paired_{c.method}_{c.model}", unit="score", value=c.difference, ci=c.ci, reference=0.0,
                            reference_label="no difference",
-                           label=f"{METHOD_LABEL[c.method]} stability under attack: {c.model} minus {c.baseline} "
-                                 "(Spearman, paired over images)",
+                           label=f"{c.model} − {c.baseline}: {METHOD_LABEL[c.method].lower()}, APGD-CE",
                            test=StatTest(name=f"one-sided paired bootstrap ({opts.bootstrap:,} resamples)",
                                          null=f"{c.model}'s maps are no more stable under attack than {c.baseline}'s",
                                          statistic=c.difference, p_value=c.p_value),
-                           note=None if c.wilcoxon_p is None else f"Wilcoxon signed-rank (two-sided) p = "
-                                                                  f"{c.wilcoxon_p:.3g}"))
+                           note="difference in Spearman under attack, paired over images" + (
+                               "" if c.wilcoxon_p is None else f"; Wilcoxon signed-rank (two-sided) p = {c.wilcoxon_p:.3g}")))
     return out
 
 

@@ -176,6 +176,7 @@ def test_the_same_model_twice_is_perfectly_stable_across_seeds(real_root, tmp_pa
         assert ms.noise.spearman < 1.0  # sigma 0.02 does move the maps
     # captum's own sensitivity_max (relative change of the map under uniform noise) is positive for gradients
     assert mx.method("saliency").sensitivity_max > 0 and mx.method("occlusion").sensitivity_max is None
+    assert mx.method("integrated_gradients").sensitivity_max is None
 
 
 def test_bad_requests_say_what_to_do(real_root, tmp_path):

@@ -227,6 +227,10 @@ def test_site_shows_maps_on_model_pages_and_a_board_column(tiny, tmp_path):
     for mid in MODELS:
         row = re.search(rf'<a href="{mid}.html">{mid}</a>.*?</tr>', board, re.S).group(0)
         assert f"{d.model(mid).method('saliency').adversarial.spearman:.2f}" in row
+    html5lib = pytest.importorskip("html5lib")
+    parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
+    for p in ("breastmnist/Baseline_ResNet8_PGDAT.html", "breastmnist/index.html", "studies/explanation-stability.html"):
+        parser.parse((site / p).read_bytes())  # raises on any parse error
     study = (site / "studies" / "explanation-stability.html").read_text()
     assert "Stability per model and method" in study and "Baseline_ResNet8_PGDAT" in study
     assert json.loads((site / "studies" / "explanation-stability" / "breastmnist_28px.json").read_text())["study"] \

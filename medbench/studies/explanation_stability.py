@@ -416,8 +416,8 @@ def _comparisons(models: list[ModelScores], entries: dict, opts: Options, seed: 
                 except ValueError:
                     w = None
                 out.append(Comparison(method=method, score=which, model=m.model_id, baseline=base.model_id,
-                                      difference=round(diff, 6), ci=ci, p_value=round(p, 6),
-                                      wilcoxon_p=None if w is None else round(w, 6)))
+                                      difference=round(diff, 6), ci=ci, p_value=float(f"{p:.6g}"),
+                                      wilcoxon_p=None if w is None else float(f"{w:.6g}")))
     return out
 
 

@@ -111,7 +111,9 @@ class Comparison(Strict):
     method: Method
     score: Literal["noise", "adversarial"]
     model: str
+    recipe: str
     baseline: str
+    baseline_recipe: str
     difference: float
     ci: Interval
     p_value: float
@@ -415,7 +417,8 @@ def _comparisons(models: list[ModelScores], entries: dict, opts: Options, seed: 
                     w = float(wilcoxon(a, r).pvalue) if np.any(a != r) else None
                 except ValueError:
                     w = None
-                out.append(Comparison(method=method, score=which, model=m.model_id, baseline=base.model_id,
+                out.append(Comparison(method=method, score=which, model=m.model_id, recipe=m.recipe,
+                                      baseline=base.model_id, baseline_recipe=base.recipe,
                                       difference=round(diff, 6), ci=ci, p_value=float(f"{p:.6g}"),
                                       wilcoxon_p=None if w is None else float(f"{w:.6g}")))
     return out
@@ -498,11 +501,12 @@ def _findings(d: Details, opts: Options) -> list[Finding]:
             continue
         out.append(Finding(key=f"paired_{c.method}_{c.model}", unit="score", value=c.difference, ci=c.ci, reference=0.0,
                            reference_label="no difference",
-                           label=f"{c.model} − {c.baseline}: {METHOD_LABEL[c.method].lower()}, APGD-CE",
+                           label=f"{c.model} vs {c.baseline_recipe.upper()}: {METHOD_LABEL[c.method].lower()}, APGD-CE",
                            test=StatTest(name=f"one-sided paired bootstrap ({opts.bootstrap:,} resamples)",
-                                         null=f"{c.model}'s maps are no more stable under attack than {c.baseline}'s",
+                                         null=f"the maps of the {c.recipe} model are no more stable under attack "
+                                              f"than those of the {c.baseline_recipe} model",
                                          statistic=c.difference, p_value=c.p_value),
-                           note="difference in Spearman under attack, paired over images" + (
+                           note=f"difference in Spearman from {c.baseline}, paired over images" + (
                                "" if c.wilcoxon_p is None else f"; Wilcoxon signed-rank (two-sided) p = {c.wilcoxon_p:.3g}")))
     return out
 

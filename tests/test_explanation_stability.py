@@ -190,6 +190,9 @@ def test_bad_requests_say_what_to_do(real_root, tmp_path):
     with pytest.raises(MedbenchError, match=r"methods"):
         run_study("explanation-stability", "breastmnist", data_root=real_root, work_dir=tmp_path, progress=False,
                   options={"methods": ["gradcam"]})
+    with pytest.raises(MedbenchError, match=r"retrain_methods.*unknown recipe\(s\) ERM; choose from erm"):
+        run_study("explanation-stability", "breastmnist", data_root=real_root, work_dir=tmp_path, progress=False,
+                  options={"retrain_methods": ["ERM"]})
     if (real_root / "adrenalmnist3d.npz").is_file():
         with pytest.raises(MedbenchError, match=r"3D.*2D dataset"):
             run_study("explanation-stability", "adrenalmnist3d", data_root=real_root, work_dir=tmp_path,

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..errors import MedbenchError
@@ -63,6 +63,24 @@ class Options(Strict):
     sensitivity_samples: int = Field(8, ge=0, le=64, description="captum sensitivity_max samples per image, a "
                                      "cross-check of (b) for Saliency (0: skip)")
     bootstrap: int = Field(2000, ge=100, le=100000, description="bootstrap resamples for the intervals and tests")
+
+
+    @field_validator("retrain_methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        from ..train.config import METHODS as RECIPES
+
+        bad = [m for m in v if m not in RECIPES]
+        if bad:
+            raise ValueError(f"unknown recipe(s) {', '.join(bad)}; choose from {', '.join(RECIPES)}")
+        return v
+
+    @field_validator("retrain_seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v) or any(sd < 0 for sd in v):
+            raise ValueError("seeds must be distinct non-negative integers")
+        return v
 
 
 class Score(Strict):

@@ -64,7 +64,6 @@ class Options(Strict):
                                      "cross-check of (b) for Saliency (0: skip)")
     bootstrap: int = Field(2000, ge=100, le=100000, description="bootstrap resamples for the intervals and tests")
 
-
     @field_validator("retrain_methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:

@@ -86,6 +86,10 @@ def environment(templates: Path) -> jinja2.Environment:
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
                        top_group=marks.top_group, corruption_errors=marks.corruption_errors,
                        repository=meta.repository_url(), ci=ci, chance_mark=chance_mark, flag_badges=flag_badges)
+    from .explanations import load_explanations  # imports captum's study module only here
+
+    # model pages and boards show the explanation-stability study (its files are part of code_key)
+    env.globals["explanations"] = load_explanations(Path(templates).parent / "studies")
     return env
 
 

@@ -73,6 +73,8 @@ def code_key(leaderboard_dir: Path) -> str:
     package = Path(__file__).resolve().parents[1]
     files = sorted(package.rglob("*.py")) + sorted(package.glob("protocols/*"))
     files += sorted(p for sub in ("templates", "static") for p in (leaderboard_dir / sub).rglob("*") if p.is_file())
+    # study results that model pages and boards show (explanation maps and scores)
+    files += sorted((leaderboard_dir / "studies" / "explanation-stability").glob("*.json"))
     for p in files:
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     for dist in ("jinja2", "markupsafe", "pydantic", "pydantic_core", "numpy", "medmnist", "pyyaml"):

@@ -245,7 +245,7 @@ def _claim(out: Path) -> Path | None:
     return None
 
 
-def do_evaluate(datasets, only, threats: str) -> None:
+def do_evaluate(datasets, only, threats: str, allow_unranked: bool = False) -> None:
     """Full-protocol results of the trained entries that have none yet; several processes may run this
     at once over the same list (each model is claimed by a lock file; finished ones are skipped)."""
     _guard_uncommitted_threats()
@@ -267,12 +267,13 @@ def do_evaluate(datasets, only, threats: str) -> None:
                 print(f"skip {dataset}/{mid}: another process is evaluating it ({out.name}.lock)", flush=True)
                 continue
             try:
-                _evaluate_one(dataset, mid, yaml_path, out, threats)
+                _evaluate_one(dataset, mid, yaml_path, out, threats, allow_unranked)
             finally:
                 lock.unlink(missing_ok=True)
 
 
-def _evaluate_one(dataset: str, mid: str, yaml_path: Path, out: Path, threats: str) -> None:
+def _evaluate_one(dataset: str, mid: str, yaml_path: Path, out: Path, threats: str,
+                  allow_unranked: bool = False) -> None:
     import medbench
     from medbench.evaluate import protocol_threats
     from medbench.schema.entry import read_entry
@@ -288,7 +289,8 @@ def _evaluate_one(dataset: str, mid: str, yaml_path: Path, out: Path, threats: s
     wanted = [t for t in threats.split(",") if t in defined]
     try:
         result = medbench.benchmark(mid, dataset, threats=wanted, out=out, reference=ref, model_id=mid,
-                                    weights_sha256=entry.weights.sha256, progress=True)
+                                    weights_sha256=entry.weights.sha256, progress=True,
+                                    allow_unranked=allow_unranked)
     except ThreatNotLanded as exc:
         print(f"paused {dataset}/{mid}: {exc}", flush=True)
         return
@@ -385,6 +387,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--arch", default=None, choices=list(ARCH_FAMILIES),
                    help="2D architecture family (architectures study); default ResNet8")
+    p.add_argument("--allow-unranked", action="store_true",
+                   help="evaluate models that fail admission (marked not admitted, never ranked)")
     p.add_argument("--methods", nargs="+", default=None, help="only these recipes (e.g. erm pgd-at)")
     args = p.parse_args(argv)
     if args.arch:
@@ -405,7 +409,7 @@ def main(argv=None) -> int:
     elif args.command == "reevaluate":
         do_reevaluate(args.dataset, args.only)
     else:
-        do_evaluate(args.dataset, args.only, args.threats)
+        do_evaluate(args.dataset, args.only, args.threats, args.allow_unranked)
     return 0
 
 

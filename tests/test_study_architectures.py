@@ -89,3 +89,24 @@ def test_study_apgd_equals_the_harness_curve_point(zoo, real_root, tmp_path):
     assert source == "computed by the study"
     point = next(p for p in committed.curves.apgd_ce if abs(p.x - ROBUST_EPS) < 1e-12)
     assert np.array_equal(correct, np.asarray(point.correct))
+
+
+def test_study_page_shows_the_scatter_and_the_models(zoo, real_root, tmp_path):
+    need_real(real_root, f"{DATASET}.npz")
+    from medbench.site import build_site
+    from medbench.site.build import LEADERBOARD_DIR
+
+    lb = tmp_path / "leaderboard"
+    shutil.copytree(LEADERBOARD_DIR / "templates", lb / "templates")
+    shutil.copytree(LEADERBOARD_DIR / "static", lb / "static")
+    (lb / "results").mkdir()
+    result = run_study("architectures", DATASET, data_root=real_root, out=lb / "studies", work_dir=tmp_path / "w",
+                       options={"only_committed": True}, progress=False)
+    report = build_site(tmp_path / "site", tmp_path / "empty_zoo", lb / "results", leaderboard_dir=lb)
+    assert not [p for p in report.problems if "architectures" in p]
+    page = (tmp_path / "site" / "studies" / "architectures.html").read_text()
+    assert "Robust balanced accuracy against parameter count" in page and page.count("<svg") >= 2
+    for m in result.details.models:
+        assert f'href="../{DATASET}/{m.model_id}.html"' in page
+        assert f"{m.robust_ba * 100:.1f}" in page
+    assert "APGD-CE" in page and "upper bound" in page

@@ -45,7 +45,7 @@ def test_entries_are_paired_by_architecture(zoo):
 def test_study_reads_the_harness_numbers_and_pairs_the_gain(zoo, real_root, tmp_path):
     need_real(real_root, f"{DATASET}.npz")
     result = run_study("architectures", DATASET, data_root=real_root, out=tmp_path / "out", work_dir=tmp_path / "w",
-                       options={"only_committed": True}, progress=False)
+                       options={"only_committed": True, "apgd_iterations": 100}, progress=False)
     again = load_result(tmp_path / "out" / "architectures" / f"{DATASET}_28px.json")
     assert again == result
     models = {m.model_id: m for m in result.details.models}
@@ -83,7 +83,7 @@ def test_study_apgd_equals_the_harness_curve_point(zoo, real_root, tmp_path):
     split = medbench.load_dataset(DATASET, "test", root=real_root)
     idx = evaluation_subset(DATASET, split.labels, medbench.load_protocol()).indices
     ctx = StudyContext(dataset=DATASET, size=28, seed=0, data_root=real_root, work_dir=tmp_path,
-                       options=ArchitecturesOptions(), progress=False)
+                       options=ArchitecturesOptions(apgd_iterations=100), progress=False)
     correct, source = _robust_correct(ctx, get_entry(mid, DATASET), stripped, split, idx, 100,
                                       committed.curves.batch_size)
     assert source == "computed by the study"
@@ -101,7 +101,7 @@ def test_study_page_shows_the_scatter_and_the_models(zoo, real_root, tmp_path):
     shutil.copytree(LEADERBOARD_DIR / "static", lb / "static")
     (lb / "results").mkdir()
     result = run_study("architectures", DATASET, data_root=real_root, out=lb / "studies", work_dir=tmp_path / "w",
-                       options={"only_committed": True}, progress=False)
+                       options={"only_committed": True, "apgd_iterations": 100}, progress=False)
     report = build_site(tmp_path / "site", tmp_path / "empty_zoo", lb / "results", leaderboard_dir=lb)
     assert not [p for p in report.problems if "architectures" in p]
     page = (tmp_path / "site" / "studies" / "architectures.html").read_text()

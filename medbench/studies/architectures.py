@@ -7,8 +7,9 @@ same architecture (same recipes as the ResNet-8 baselines; built-in or ``timm/<n
   corruptions, the full protocol): the committed leaderboard result when it was computed for these
   weights under the current protocol, else a fresh run kept in the study's work folder;
 - robust balanced accuracy under APGD-CE, Linf 2/255, on the protocol's attack subset (pyautoattack's
-  APGD with the protocol's curve settings: 100 iterations, 1 restart, seed 0, chunks of 250): read from the
-  result's ``curves`` when the committed result has them (the identical computation), else computed here.
+  APGD, 1 restart, seed 0, chunks of 250; 25 iterations by default): with 100 iterations it is the
+  protocol's curve point, read from the committed result's ``curves`` when it has them (the identical
+  computation, tested), else computed here.
   This is one attack of AutoAttack's four, an upper bound on the AutoAttack robust BA; the full
   AutoAttack protocol costs 15+ CPU-minutes per model.
 
@@ -38,8 +39,9 @@ BOOTSTRAP = 1000
 class ArchitecturesOptions(Strict):
     """Options of the architectures study."""
 
-    apgd_iterations: int = Field(100, ge=1, le=1000, description="APGD-CE iterations (100: the protocol's curves; "
-                                 "other values are computed, never read from committed results)")
+    apgd_iterations: int = Field(25, ge=1, le=1000, description="APGD-CE iterations: 25 (the lite track's budget) "
+                                 "by default; 100 equals the protocol's curves and reads them from committed "
+                                 "results that have them")
     only_committed: bool = Field(False, description="use only committed harness results; models without one are "
                                  "left out instead of evaluated (clean + corruptions) in the work folder")
 
@@ -384,8 +386,9 @@ STUDY = Study(
             "(built-in or `timm/<name>`; trained with the recipes of the ResNet-8 baselines: same epochs, "
             "optimizer, schedule, PGD-AT eps 3/255 with 3 steps) are compared. Clean and corruption balanced "
             "accuracy (BA) come from the harness (full protocol: clean test split, every corruption and severity). "
-            "Robust BA is APGD-CE at Linf 2/255 (100 iterations, 1 restart) on the protocol's attack subset: one "
-            "attack of AutoAttack's four, so an upper bound on AutoAttack robust BA; the full AutoAttack protocol "
+            "Robust BA is APGD-CE at Linf 2/255 (pyautoattack; 25 iterations by default, the lite track's budget; "
+            "1 restart) on the protocol's attack subset: one attack of AutoAttack's four with fewer iterations, so "
+            "an upper bound on AutoAttack robust BA; the full AutoAttack protocol "
             "was not run for the new architectures (15+ CPU-minutes per model). Per architecture, the ERM to "
             "PGD-AT robust-BA gain has a paired bootstrap CI over the same examples; the relation of robust BA "
             "with the parameter count is a Spearman rank correlation."),

@@ -277,7 +277,8 @@ WIDTHS = (390, 1400, 1920)
 # one page of each type from the committed site (real results), and the synthetic board (14 models,
 # long names, published rows)
 PAGE_TYPES = {"home": "index.html", "board": "breastmnist/index.html",
-              "model": "breastmnist/Baseline_ResNet8_PGDAT.html", "protocol": "protocol/v2.html"}
+              "model": "breastmnist/Baseline_ResNet8_PGDAT.html", "protocol": "protocol/v2.html",
+              "study": "studies/architectures.html"}
 
 _OVERFLOW_JS = """
 const vw = document.documentElement.clientWidth;

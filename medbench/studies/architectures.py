@@ -96,6 +96,7 @@ class ArchitecturesDetails(Strict):
     gains: list[FamilyGain]
     correlations: list[Correlation]
     left_out: list[str] = Field(default_factory=list, description="entries not used, with the reason")
+    notes: list[str] = Field(default_factory=list, description="what was not computed, and why")
 
 
 class ArchitecturesResult(StudyResult):
@@ -283,6 +284,7 @@ def run(ctx: StudyContext) -> StudyOutcome:
         ctx.models[e.id] = e.weights.sha256
 
     gains: list[FamilyGain] = []
+    notes: list[str] = []
     by_arch: dict[tuple, dict[str, ArchModel]] = {}
     for m in models:
         by_arch.setdefault((m.architecture, json.dumps(m.architecture_kwargs, sort_keys=True)), {})[m.recipe] = m
@@ -290,6 +292,11 @@ def run(ctx: StudyContext) -> StudyOutcome:
         if not all(r in pair for r in RECIPES):
             continue
         erm, adv = pair["erm"], pair["pgd-at"]
+        if not (erm.admitted and adv.admitted):
+            notes.append(f"no gain for {erm.architecture}: {' and '.join(m.model_id for m in (erm, adv) if not m.admitted)}"
+                         " not admitted by the harness (clean BA not above chance or one class predicted), so its "
+                         "robust BA measures nothing")
+            continue
         diff = M.paired_bootstrap_diff(y, _pred_from_correct(y, correct_by_id[adv.model_id], k),
                                        _pred_from_correct(y, correct_by_id[erm.model_id], k), k,
                                        n_resamples=BOOTSTRAP, seed=0)
@@ -300,8 +307,11 @@ def run(ctx: StudyContext) -> StudyOutcome:
     gains.sort(key=lambda g: g.num_parameters)
 
     correlations = []
-    for label, group in (("all", models), ("erm", [m for m in models if m.recipe == "erm"]),
-                         ("pgd-at", [m for m in models if m.recipe == "pgd-at"])):
+    admitted = [m for m in models if m.admitted]  # an unadmitted model's robust BA measures nothing
+    if len(admitted) < len(models):
+        notes.append("correlations use the admitted models only")
+    for label, group in (("all", admitted), ("erm", [m for m in admitted if m.recipe == "erm"]),
+                         ("pgd-at", [m for m in admitted if m.recipe == "pgd-at"])):
         if len(group) >= 3:
             res = spearmanr([m.num_parameters for m in group], [m.robust_ba for m in group])
             rho, p = float(res.statistic), float(res.pvalue)
@@ -318,7 +328,7 @@ def run(ctx: StudyContext) -> StudyOutcome:
     chance = 1.0 / k
     findings = _findings(models, gains, correlations, chance, n_iter)
     details = ArchitecturesDetails(robust_protocol=robust_protocol, subset_n=len(idx), chance=chance, models=models,
-                                   gains=gains, correlations=correlations, left_out=left_out)
+                                   gains=gains, correlations=correlations, left_out=left_out, notes=notes)
     return StudyOutcome(summary=_summary(spec.python_class, models, gains, correlations), findings=findings,
                         details=details)
 
@@ -340,7 +350,7 @@ def _findings(models, gains, correlations, chance, n_iter) -> list[Finding]:
             value=g.gain, ci=g.gain_ci, reference=0.0, reference_label="no gain", test=test,
             note=f"ERM {g.erm_robust_ba:.3f} -> PGD-AT {g.pgdat_robust_ba:.3f}; clean BA {g.erm_clean_ba:.3f} -> "
                  f"{g.pgdat_clean_ba:.3f}"))
-    best = max(models, key=lambda m: m.robust_ba, default=None)
+    best = max((m for m in models if m.admitted), key=lambda m: m.robust_ba, default=None)
     if best is not None:
         out.append(Finding(key="best_robust_ba", label=f"highest robust BA (APGD-CE 2/255): {best.model_id} "
                            f"({best.family}, {best.num_parameters:,} parameters)",
@@ -348,12 +358,11 @@ def _findings(models, gains, correlations, chance, n_iter) -> list[Finding]:
     for c in correlations:
         out.append(Finding(
             key=f"spearman_params_robust_{c.models}", unit="score",
-            label=f"Spearman correlation of robust BA with parameter count ({c.models} models, n = {c.n})",
+            label=f"Spearman correlation of robust BA with parameter count ({c.models} admitted models, n = {c.n})",
             value=c.rho, reference=0.0, reference_label="no relation",
             test=StatTest(name="Spearman rank correlation (two-sided)", statistic=c.rho, p_value=c.p_value,
                           null="robust BA is not monotonically related to the parameter count"),
-            note="with n = 4 the smallest possible two-sided p is 0.083" if c.n == 4 else None,
-))
+            note="with n = 4 the smallest possible two-sided p is 0.083" if c.n == 4 else None))
     return out
 
 
@@ -367,11 +376,12 @@ def _summary(dataset_name: str, models, gains, correlations) -> str:
                      f"(95% CI above 0); gains from {min(g.gain for g in gains):+.3f} to {max(g.gain for g in gains):+.3f}.")
     allc = next((c for c in correlations if c.models == "all"), None)
     if allc and allc.rho is not None:
-        parts.append(f"Across all {allc.n} models, Spearman rho between parameter count and robust BA is "
+        parts.append(f"Across the {allc.n} admitted models, Spearman rho between parameter count and robust BA is "
                      f"{allc.rho:+.2f} (p = {allc.p_value:.2g}).")
-    best = max(models, key=lambda m: m.robust_ba)
-    parts.append(f"Most robust: {best.model_id} ({best.family}, {best.num_parameters:,} parameters), robust BA "
-                 f"{best.robust_ba:.3f}.")
+    best = max((m for m in models if m.admitted), key=lambda m: m.robust_ba, default=None)
+    if best is not None:
+        parts.append(f"Most robust: {best.model_id} ({best.family}, {best.num_parameters:,} parameters), robust "
+                     f"BA {best.robust_ba:.3f}.")
     return " ".join(parts)
 
 

@@ -296,6 +296,25 @@ def _evaluate_one(dataset: str, mid: str, yaml_path: Path, out: Path, threats: s
         return
     print(f"evaluated {dataset}/{mid}: wall {result.provenance.wall_time_s:.0f}s -> {out.relative_to(REPO)}",
           flush=True)
+    if not result.admitted:
+        mark_not_admitted(yaml_path, result)
+
+
+def mark_not_admitted(yaml_path: Path, result) -> None:
+    """Tag an entry the harness did not admit ('not-admitted') and say why in its description: the recipe did
+    not train this architecture to above chance, which is a result of its own (the architectures study)."""
+    from medbench.schema.entry import parse_entry
+
+    data = yaml.safe_load(yaml_path.read_text())
+    if "not-admitted" in data["tags"]:
+        return
+    data["tags"].append("not-admitted")
+    data["description"] += (" Not admitted by the harness (" + "; ".join(w.split(" - ")[0] for w in result.not_admitted_because) +
+                            "): this recipe did not train this architecture above chance; kept as the record of "
+                            "that outcome, never ranked.")
+    parse_entry(data, str(yaml_path))
+    yaml_path.write_text(yaml.safe_dump(data, sort_keys=False, width=120))
+    print(f"tagged {yaml_path.relative_to(REPO)} not-admitted", flush=True)
 
 
 def do_reevaluate(datasets, only) -> None:

@@ -55,7 +55,7 @@ def test_study_reads_the_harness_numbers_and_pairs_the_gain(zoo, real_root, tmp_
         assert models[mid].robust_ba == pytest.approx(point.balanced_accuracy)
         assert models[mid].clean_ba == r.clean.balanced_accuracy
         assert models[mid].corruption_ba == r.corruptions.balanced_accuracy
-        assert models[mid].robust_source == "committed result (curves)"
+        assert models[mid].robust_source == "read from the committed result's curves"
         assert models[mid].num_parameters == 77234 and models[mid].family == "ResNet"
     (gain,) = result.details.gains
     assert gain.gain == pytest.approx(models[PAIR[1]].robust_ba - models[PAIR[0]].robust_ba)

@@ -64,7 +64,7 @@ class ArchModel(Strict):
     corruption_ba: float | None = Field(None, description="mean balanced accuracy over every corruption and severity")
     robust_ba: float
     robust_ba_ci: Interval
-    robust_source: Literal["committed result (curves)", "computed by the study"]
+    robust_source: Literal["read from the committed result's curves", "computed by the study"]
     result_file: str = Field(description="the harness result the clean and corruption numbers come from")
     result_sha256: str
 
@@ -190,7 +190,7 @@ def _robust_correct(ctx: StudyContext, entry, result, split, subset_idx: np.ndar
             and list(curves.subset.indices or []) == subset_idx.tolist()):
         for p in curves.apgd_ce:
             if math.isclose(p.x, ROBUST_EPS, rel_tol=1e-9):
-                return np.asarray(p.correct, dtype=bool), "committed result (curves)"
+                return np.asarray(p.correct, dtype=bool), "read from the committed result's curves"
     cache = ctx.work_dir / entry.dataset / f"apgd-ce-linf-2_255-{n_iter}it-seed{ctx.seed}-bs{bs}" / \
         f"{entry.weights.sha256}.json"
     if cache.is_file():
@@ -345,20 +345,21 @@ def _findings(models, gains, correlations, chance, n_iter) -> list[Finding]:
     for g in gains:
         out.append(Finding(
             key=f"gain_{g.architecture.replace('/', '_')}_{g.num_parameters}",
-            label=f"PGD-AT - ERM robust BA (APGD-CE 2/255), {g.family} {g.architecture} ({g.num_parameters:,} "
-                  "parameters)",
+            label=f"PGD-AT gain in robust BA, {g.family} {g.architecture} ({g.num_parameters:,} parameters)",
             value=g.gain, ci=g.gain_ci, reference=0.0, reference_label="no gain", test=test,
             note=f"ERM {g.erm_robust_ba:.3f} -> PGD-AT {g.pgdat_robust_ba:.3f}; clean BA {g.erm_clean_ba:.3f} -> "
                  f"{g.pgdat_clean_ba:.3f}"))
     best = max((m for m in models if m.admitted), key=lambda m: m.robust_ba, default=None)
     if best is not None:
         out.append(Finding(key="best_robust_ba", label=f"highest robust BA (APGD-CE 2/255): {best.model_id} "
-                           f"({best.family}, {best.num_parameters:,} parameters)",
+                           f"({best.family}, {best.num_parameters:,} parameters)", note="admitted models only",
                            value=best.robust_ba, ci=best.robust_ba_ci, reference=chance, reference_label="chance"))
     for c in correlations:
+        if c.rho is None:  # fewer than 3 models, or constant values: nothing to claim (details keep the record)
+            continue
         out.append(Finding(
             key=f"spearman_params_robust_{c.models}", unit="score",
-            label=f"Spearman correlation of robust BA with parameter count ({c.models} admitted models, n = {c.n})",
+            label=f"Spearman rho, robust BA vs parameter count ({c.models} admitted models, n = {c.n})",
             value=c.rho, reference=0.0, reference_label="no relation",
             test=StatTest(name="Spearman rank correlation (two-sided)", statistic=c.rho, p_value=c.p_value,
                           null="robust BA is not monotonically related to the parameter count"),

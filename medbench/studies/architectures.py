@@ -340,30 +340,28 @@ def _label(m_or_g) -> str:
 
 def _findings(models, gains, correlations, chance, n_iter) -> list[Finding]:
     out = []
-    test = StatTest(name=f"paired percentile bootstrap over the attack subset ({BOOTSTRAP:,} resamples)",
-                    null="PGD-AT and ERM have the same robust BA")
+    test = StatTest(name=f"paired bootstrap ({BOOTSTRAP:,} resamples)", null="no gain")
     for g in gains:
         out.append(Finding(
             key=f"gain_{g.architecture.replace('/', '_')}_{g.num_parameters}",
-            label=f"PGD-AT gain in robust BA, {g.family} {g.architecture} ({g.num_parameters:,} parameters)",
+            label=f"PGD-AT gain in robust BA, {g.architecture} ({g.num_parameters / 1e3:.0f}k parameters)",
             value=g.gain, ci=g.gain_ci, reference=0.0, reference_label="no gain", test=test,
-            note=f"ERM {g.erm_robust_ba:.3f} -> PGD-AT {g.pgdat_robust_ba:.3f}; clean BA {g.erm_clean_ba:.3f} -> "
-                 f"{g.pgdat_clean_ba:.3f}"))
+            note=f"{g.erm_robust_ba:.3f} -> {g.pgdat_robust_ba:.3f} (clean {g.erm_clean_ba:.3f} -> "
+                 f"{g.pgdat_clean_ba:.3f})"))
     best = max((m for m in models if m.admitted), key=lambda m: m.robust_ba, default=None)
     if best is not None:
-        out.append(Finding(key="best_robust_ba", label=f"highest robust BA (APGD-CE 2/255): {best.model_id} "
-                           f"({best.family}, {best.num_parameters:,} parameters)", note="admitted models only",
+        out.append(Finding(key="best_robust_ba", label=f"highest robust BA: {best.model_id}", note="admitted models",
                            value=best.robust_ba, ci=best.robust_ba_ci, reference=chance, reference_label="chance"))
     for c in correlations:
         if c.rho is None:  # fewer than 3 models, or constant values: nothing to claim (details keep the record)
             continue
         out.append(Finding(
             key=f"spearman_params_robust_{c.models}", unit="score",
-            label=f"Spearman rho, robust BA vs parameter count ({c.models} admitted models, n = {c.n})",
+            label=f"Spearman rho, robust BA vs parameters ({c.models}, n = {c.n})",
             value=c.rho, reference=0.0, reference_label="no relation",
-            test=StatTest(name="Spearman rank correlation (two-sided)", statistic=c.rho, p_value=c.p_value,
-                          null="robust BA is not monotonically related to the parameter count"),
-            note="with n = 4 the smallest possible two-sided p is 0.083" if c.n == 4 else None))
+            test=StatTest(name="Spearman (two-sided)", statistic=c.rho, p_value=c.p_value,
+                          null="no monotone relation"),
+            note="admitted models; n = 4: smallest possible p 0.083" if c.n == 4 else "admitted models"))
     return out
 
 

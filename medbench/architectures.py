@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import MedbenchError
+from .timm_support import TimmBuildError, UnknownTimmModelError, create_timm, is_timm, timm_kwargs_problems
 
 Builder = Callable[..., nn.Module]
 Range = tuple[float, float]
@@ -73,6 +74,8 @@ def _kind(param: inspect.Parameter) -> type | None:
 
 def architecture_kwargs_problems(name: str, kwargs: dict) -> list[str]:
     """Why ``kwargs`` do not fit builder ``name`` (signature, types, declared ranges); empty when they do."""
+    if is_timm(name):
+        return timm_kwargs_problems(name, kwargs, BUILDER_ARGS)
     params, ranges = _builder_params(_REGISTRY[name]), _RANGES.get(name, {})
     problems = []
     for key, value in kwargs.items():
@@ -108,6 +111,7 @@ def estimate_parameters(name: str, *, in_channels: int, num_classes: int, mean=0
 
 
 def list_architectures() -> list[str]:
+    """The registered builders (any timm model is also available as ``timm/<name>``)."""
     return sorted(_REGISTRY)
 
 
@@ -120,13 +124,24 @@ def build_architecture(
     std: float | Sequence[float] = 0.5,
     **kwargs,
 ) -> nn.Module:
-    """Build a registered architecture with normalisation inside the model."""
+    """Build a registered architecture (or ``timm/<name>``) with normalisation inside the model."""
+    if is_timm(name):
+        problems = timm_kwargs_problems(name, kwargs, BUILDER_ARGS)
+        if problems:
+            raise ArchitectureKwargsError("; ".join(problems))
+        try:
+            net = create_timm(name, in_channels=in_channels, num_classes=num_classes, **kwargs)
+        except UnknownTimmModelError as exc:
+            raise UnknownArchitectureError(str(exc)) from None
+        except TimmBuildError as exc:
+            raise ArchitectureKwargsError(str(exc)) from None
+        return Classifier(Normalize(mean, std, in_channels), net)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownArchitectureError(
-            f"Unknown architecture {name!r}.{hint} Registered: {', '.join(list_architectures())}. "
-            "Register a new one with @medbench.architectures.register_architecture."
+            f"Unknown architecture {name!r}.{hint} Registered: {', '.join(list_architectures())}, and any timm "
+            "model as timm/<name>. Register a new one with @medbench.architectures.register_architecture."
         )
     problems = architecture_kwargs_problems(name, kwargs)
     if problems:

@@ -78,7 +78,8 @@ class EvalContext:
 @functools.lru_cache(maxsize=1)
 def _library_versions() -> dict[str, str]:
     out = {}
-    for pkg in ("numpy", "medmnist", "pyautoattack", "scikit-learn", "pydantic", "safetensors", "huggingface-hub"):
+    for pkg in ("numpy", "medmnist", "pyautoattack", "scikit-learn", "pydantic", "safetensors", "huggingface-hub",
+                "timm"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -43,6 +43,23 @@ LITERATURE = REPO / "leaderboard" / "literature.yaml"
 # Architectures per kind of data: small enough for 2 shared CPU cores.
 ARCH_2D = ("ResNet8", "resnet8", {"width": 16})
 ARCH_3D = ("SmallCNN3D", "smallcnn", {"width": 8, "dims": 3})
+# More 2D families for the architectures study (--arch LABEL): timm models at 28 px, sizes reduced
+# (widths, depth) before epochs so that the ResNet-8 recipes (same epochs, steps) fit 2 shared CPU cores.
+ARCH_FAMILIES: dict[str, tuple[str, str, dict, str]] = {  # label -> (label, architecture, kwargs, family)
+    "ResNet8": (*ARCH_2D, "ResNet"),
+    "ResNet18W16": ("ResNet18W16", "timm/resnet18", {"channels": [16, 32, 64, 128]}, "ResNet"),
+    "SmallViT": ("SmallViT", "timm/vit_tiny_patch16_224",
+                 {"img_size": 28, "patch_size": 4, "embed_dim": 64, "depth": 4, "num_heads": 2}, "ViT"),
+    "MobileNetV3S050": ("MobileNetV3S050", "timm/mobilenetv3_small_050", {}, "MobileNetV3"),
+}
+ARCH_TEXT = {
+    "ResNet18W16": "timm's ResNet-18 (ImageNet stem: 7x7 stride-2 convolution and max-pool) with stage widths "
+                   "16/32/64/128, a quarter of the standard 64/128/256/512",
+    "SmallViT": "a small Vision Transformer (timm vit_tiny_patch16_224 with 28-px input, 4-px patches (49 tokens), "
+                "embedding 64, depth 4, 2 heads)",
+    "MobileNetV3S050": "timm's MobileNetV3-Small 0.5x (unchanged)",
+}
+_ARCH_OVERRIDE: list[tuple] = []  # set by --arch
 
 # Epochs (and attack steps) per dataset, sized for 2 CPU cores shared by about 6 jobs (a few epochs
 # run at 5-60 s each there): short schedules, stated in every entry.
@@ -81,13 +98,18 @@ THRESHOLD_TEXT = {"argmax": "", "val_balanced_accuracy": "; decision threshold o
                   "best validation balanced accuracy and folded into the output bias"}
 
 
+def _arch(dataset: str) -> tuple:
+    if get_spec(dataset).is_3d:
+        return ARCH_3D
+    return _ARCH_OVERRIDE[0][:3] if _ARCH_OVERRIDE else ARCH_2D
+
+
 def model_id(dataset: str, method: str) -> str:
-    arch = ARCH_3D if get_spec(dataset).is_3d else ARCH_2D
-    return f"Baseline_{arch[0]}_{RECIPE_NAMES[method]}"
+    return f"Baseline_{_arch(dataset)[0]}_{RECIPE_NAMES[method]}"
 
 
 def config_for(dataset: str, method: str) -> TrainConfig:
-    _, arch, kwargs = ARCH_3D if get_spec(dataset).is_3d else ARCH_2D
+    _, arch, kwargs = _arch(dataset)
     return TrainConfig(method=method, architecture=arch, architecture_kwargs=dict(kwargs), **PLAN[dataset][method])
 
 
@@ -98,13 +120,16 @@ def _eps_text(eps: float) -> str:
 def build_entry(dataset: str, method: str, cfg: TrainConfig, result) -> dict:
     spec = get_spec(dataset)
     mid = model_id(dataset, method)
-    arch_label = (ARCH_3D if spec.is_3d else ARCH_2D)[0]
+    arch_label = _arch(dataset)[0]
+    arch_label = ARCH_TEXT.get(arch_label, arch_label)
     text = METHOD_TEXT[method].format(eps=_eps_text(cfg.eps or 0), steps=cfg.steps, beta=cfg.beta, rho=cfg.rho,
                                       margin=cfg.margin, lr=cfg.lr, epoch_decay=cfg.epoch_decay,
                                       pretrain=cfg.pretrain_epochs) + THRESHOLD_TEXT[cfg.threshold]
     n_params = count_parameters(result.model)
-    description = (f"Reference baseline: {arch_label} ({n_params:,} parameters; smaller than the paper's: "
-                   f"{PAPER_ARCH['3d' if spec.is_3d else '2d']}) trained from scratch on {dataset} (28 px) "
+    paper_note = f"; smaller than the paper's: {PAPER_ARCH['3d' if spec.is_3d else '2d']}" if n_params < 11e6 else ""
+    same = (f"; the recipe of Baseline_{ARCH_2D[0]}_{RECIPE_NAMES[method]} (architectures study)"
+            if arch_label != _arch(dataset)[0] else "")
+    description = (f"Reference baseline: {arch_label} ({n_params:,} parameters{paper_note}{same}) trained from scratch on {dataset} (28 px) "
                    f"on CPU with {text}. {cfg.epochs} epochs, best epoch {result.best_epoch}; training took "
                    f"{result.wall_time_s / 60:.1f} min on 1 CPU thread. Retrain: "
                    f"`medbench train {mid} --dataset {dataset}`. Training log: "
@@ -116,7 +141,7 @@ def build_entry(dataset: str, method: str, cfg: TrainConfig, result) -> dict:
         "recipe": recipe_block(cfg), "paper": None, "license": "Apache-2.0",
         "date_added": _dt.date.today().isoformat(), "description": description,
         "tags": ["reference", method, "adversarial" if method in ("pgd-at", "trades") else "standard",
-                 "3d" if spec.is_3d else "2d"],
+                 "3d" if spec.is_3d else "2d"] + (["architectures-study", "timm"] if "/" in cfg.architecture else []),
         "weights": {"format": "safetensors", "sha256": result.weights_sha256,
                     "size_bytes": result.weights_path.stat().st_size, "num_parameters": n_params,
                     "sources": [{"kind": "bundled", "filename": f"{mid}.safetensors"}]},
@@ -180,12 +205,13 @@ def reference_result(dataset: str) -> Path:
 
 
 def do_evaluate(datasets, only, threats: str, *, executor: str = "local", workers: int = 1, store: str | None = None,
-                threads: int = 1) -> None:
+                threads: int = 1, allow_unranked: bool = False) -> None:
     """Full-protocol results of the trained entries that have none yet, computed as matrix cells
     (``medbench run``): every cell is stored once in the cell store (``--store``, default the medbench cache)
     and never recomputed, so an interrupted run resumes where it stopped; ``--workers`` cells run at once.
     Each dataset's pinned corruption reference (its ERM baseline) is computed first: the others read it."""
     from medbench.matrix import run_matrix
+    from medbench.schema import EvaluationResult
 
     _refuse_uncommitted_code()
     todo = []
@@ -207,13 +233,34 @@ def do_evaluate(datasets, only, threats: str, *, executor: str = "local", worker
 
     clear_cache()  # entries trained after this process started
     report = run_matrix(sorted({m for _, m in todo}), sorted({d for d, _ in todo}), threats, executor=executor,
-                        workers=workers, store=store, out=RESULTS, threads_per_worker=threads, pairs=todo)
+                        workers=workers, store=store, out=RESULTS, threads_per_worker=threads, pairs=todo,
+                        allow_unranked=allow_unranked)
     for (dataset, mid), path in report.results.items():
         print(f"evaluated {dataset}/{mid} -> {path.relative_to(REPO)}", flush=True)
+        result = EvaluationResult.from_json(path)
+        if not result.admitted:
+            mark_not_admitted(ZOO / dataset / f"{mid}.yaml", result)
     for (dataset, mid), why in {**report.refused, **report.failed}.items():
         print(f"not written {dataset}/{mid}: {why}", flush=True)
     print(f"{report.cells} cells: {report.computed} computed, {report.stored} already stored, "
           f"{report.skipped} skipped; {report.wall_time_s:.0f}s", flush=True)
+
+
+def mark_not_admitted(yaml_path: Path, result) -> None:
+    """Tag an entry the harness did not admit ('not-admitted') and say why in its description: the recipe did
+    not train this architecture to above chance, which is a result of its own (the architectures study)."""
+    from medbench.schema.entry import parse_entry
+
+    data = yaml.safe_load(yaml_path.read_text())
+    if "not-admitted" in data["tags"]:
+        return
+    data["tags"].append("not-admitted")
+    data["description"] += (" Not admitted by the harness (" + "; ".join(w.split(" - ")[0] for w in result.not_admitted_because) +
+                            "): this recipe did not train this architecture above chance; kept as the record of "
+                            "that outcome, never ranked.")
+    parse_entry(data, str(yaml_path))
+    yaml_path.write_text(yaml.safe_dump(data, sort_keys=False, width=120))
+    print(f"tagged {yaml_path.relative_to(REPO)} not-admitted", flush=True)
 
 
 def do_reevaluate(datasets, only) -> None:
@@ -306,7 +353,17 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="evaluate: matrix cells computed at once")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="evaluate: where cells run")
     p.add_argument("--store", default=None, help="evaluate: matrix cell store (default: the medbench cache)")
+    p.add_argument("--arch", default=None, choices=list(ARCH_FAMILIES),
+                   help="2D architecture family (architectures study); default ResNet8")
+    p.add_argument("--allow-unranked", action="store_true",
+                   help="evaluate models that fail admission (marked not admitted, never ranked)")
+    p.add_argument("--methods", nargs="+", default=None, help="only these recipes (e.g. erm pgd-at)")
     args = p.parse_args(argv)
+    if args.arch:
+        _ARCH_OVERRIDE.append(ARCH_FAMILIES[args.arch])
+    if args.methods:
+        for d in PLAN:
+            PLAN[d] = {m: v for m, v in PLAN[d].items() if m in args.methods}
     torch.set_num_threads(args.threads)
     os.environ.setdefault("MEDBENCH_DATA", str(REPO.parent / "shared" / "data" / "medmnist"))
     if args.command == "plan":
@@ -321,7 +378,7 @@ def main(argv=None) -> int:
         do_reevaluate(args.dataset, args.only)
     else:
         do_evaluate(args.dataset, args.only, args.threats, executor=args.executor, workers=args.workers,
-                    store=args.store, threads=args.threads)
+                    store=args.store, threads=args.threads, allow_unranked=args.allow_unranked)
     return 0
 
 

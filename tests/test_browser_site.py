@@ -278,7 +278,8 @@ WIDTHS = (390, 1400, 1920)
 # long names, published rows)
 PAGE_TYPES = {"home": "index.html", "board": "breastmnist/index.html",
               "model": "breastmnist/Baseline_ResNet8_PGDAT.html", "protocol": "protocol/v2.html",
-              "study": "studies/nonrobust-features.html", "study-expl": "studies/explanation-stability.html"}
+              "study": "studies/nonrobust-features.html", "study-expl": "studies/explanation-stability.html",
+              "study-arch": "studies/architectures.html", "lite": "lite.html"}
 
 _OVERFLOW_JS = """
 const vw = document.documentElement.clientWidth;

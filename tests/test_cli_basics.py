@@ -113,7 +113,9 @@ def test_list_archs_and_help_agree(capsys):
     from medbench.cli import main
 
     assert main(["evaluate", "--list-archs"]) == 0
-    assert capsys.readouterr().out.split() == list_architectures()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == list_architectures()
+    assert lines[-1].startswith("timm/<name>: any model of timm.list_models()") and "img_size" in lines[-1]
 
 
 def test_data_root_is_one_name_everywhere_and_root_still_works(tmp_path, real_root, capsys):

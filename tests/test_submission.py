@@ -106,9 +106,14 @@ def registry(tmp_path):
 @pytest.fixture(scope="module")
 def claims(trained, real_root):
     """What `medbench evaluate` measures for the trained model: the numbers an honest author claims."""
+    return claims_for(trained, real_root)
+
+
+def claims_for(model: nn.Module, real_root: Path) -> dict:
+    """The clean and Linf-2/255 numbers the reproduction settings measure for ``model`` (honest claims)."""
     sub = read_submission_dict(base_data("Good2026Claims", "org/x", "f.safetensors", "0" * 40, "0" * 64, 1, 1, {}))
     proto = reproduce_protocol(load_protocol(), sub, SETTINGS)
-    r = benchmark(trained, DATASET, threats=["clean", "Linf"], protocol=proto, data_root=real_root, progress=False)
+    r = benchmark(model, DATASET, threats=["clean", "Linf"], protocol=proto, data_root=real_root, progress=False)
     return {"clean_balanced_accuracy": round(r.clean.balanced_accuracy, 4), "clean_accuracy": round(r.clean.accuracy, 4),
             "clean_auc": round(r.clean.auc, 4),
             "robust_balanced_accuracy": round(r.adversarial["Linf-2/255"].robust_balanced_accuracy, 4),

@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("model_id", nargs="?", help="zoo model id (omit when using --weights)")
     p.add_argument("--dataset", help="MedMNIST dataset, e.g. breastmnist (required)")
     p.add_argument("--weights", help="safetensors checkpoint (state dict of --arch)")
-    p.add_argument("--arch", help="registered architecture name (see --list-archs)")
+    p.add_argument("--arch", help="registered architecture name, or timm/<name> for any timm model (see --list-archs)")
     p.add_argument("--list-archs", action="store_true", help="print the registered architecture names and exit")
     p.add_argument("--arch-kwargs", default="{}", help='JSON of extra builder arguments, e.g. \'{"width": 16}\'')
     p.add_argument("--mean", type=float, nargs="+", default=[0.5], help="normalisation mean, one value or per channel")
@@ -157,8 +157,12 @@ class UsageError(Exception):
 def _run(args: argparse.Namespace) -> int:
     if args.list_archs:
         from ..architectures import list_architectures
+        from ..timm_support import TIMM_KWARGS, LIST_KWARGS
 
         print("\n".join(list_architectures()))
+        print("timm/<name>: any model of timm.list_models(), e.g. timm/resnet18, timm/vit_tiny_patch16_224, "
+              "timm/mobilenetv3_small_050 (never pretrained; weights come from --weights). Accepted --arch-kwargs: "
+              + ", ".join(sorted([*TIMM_KWARGS, *LIST_KWARGS])))
         return 0
     if not args.dataset:
         print("error: --dataset is required, e.g. --dataset breastmnist (see `medbench data info`).", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Study pages: ``studies/index.html`` and one page per study, from ``leaderboard/studies/<study>/*.json``.
 
 Each study's findings render the same way (value, interval, comparison, test); a study may add its own
-section with a template ``studies/<study>.html`` in the templates folder, which gets the typed results.
+section with a template ``studies/<study>.html`` in the templates folder, which gets the typed result ``r``
+and ``figures(r)`` (the study module's own ``figures`` function, when it has one).
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ def load_studies(root: Path, problems: list[str]) -> list[StudyPage]:
     return pages
 
 
+def study_figures(study: Study):
+    """The study module's ``figures(result) -> {name: svg}`` (for its own template), or one giving none."""
+    import importlib
+
+    from ..studies import STUDIES
+
+    fn = getattr(importlib.import_module(STUDIES[study.name]), "figures", None)
+    return fn if fn is not None else (lambda result: {})
+
+
 def render_studies(env, w, pages: list[StudyPage], common: dict) -> int:
     """Write the study index and pages (and the result files they link); returns the page count."""
     index = env.get_template("studies.html")
@@ -51,7 +62,7 @@ def render_studies(env, w, pages: list[StudyPage], common: dict) -> int:
         extra = f"studies/{page.slug}.html"
         has_extra = extra in env.list_templates()
         w.text(f"studies/{page.slug}.html", tpl.render(root="../", page=page, extra=extra if has_extra else None,
-                                                       **common))
+                                                       figures=study_figures(page.study), **common))
         for rel, src in page.files.items():
             w.bytes(f"studies/{rel}", src.read_bytes())
     return 1 + len(pages)

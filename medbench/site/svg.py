@@ -236,3 +236,54 @@ def bars(labels: list[str], values: list[float | None], *, title: str, chance: f
         x = _f(label_w + bar_w * chance)
         body.append(f'<line class="chance" x1="{x}" x2="{x}" y1="{top}" y2="{axis_y}"/>')
     return _svg(width, height, title, body, cls="plot bars", fixed=True)
+
+
+@dataclass(frozen=True)
+class ShapePoint:
+    x: float  # > 0 (log axis)
+    y: float  # a fraction
+    label: str
+    cls: str = "pt"  # colour (CSS class: pt / pt adv)
+    group: str = ""  # marker shape, one per group (shown in the legend)
+
+
+_SHAPES = ("circle", "square", "triangle", "diamond", "cross")
+
+
+def _marker(shape: str, x: float, y: float, cls: str, title: str) -> str:
+    t = f"<title>{escape(title)}</title>"
+    if shape == "circle":
+        return f'<circle class="{escape(cls)}" cx="{_f(x)}" cy="{_f(y)}" r="4.5">{t}</circle>'
+    if shape == "square":
+        return f'<rect class="{escape(cls)}" x="{_f(x - 4)}" y="{_f(y - 4)}" width="8" height="8">{t}</rect>'
+    pts = {"triangle": [(0, -5.5), (5, 4), (-5, 4)], "diamond": [(0, -5.5), (5.5, 0), (0, 5.5), (-5.5, 0)],
+           "cross": [(-2, -5), (2, -5), (2, -2), (5, -2), (5, 2), (2, 2), (2, 5), (-2, 5), (-2, 2), (-5, 2), (-5, -2),
+                     (-2, -2)]}[shape]
+    coords = " ".join(f"{_f(x + dx)},{_f(y + dy)}" for dx, dy in pts)
+    return f'<polygon class="{escape(cls)}" points="{coords}">{t}</polygon>'
+
+
+def log_scatter(points: list[ShapePoint], *, xlabel: str, ylabel: str, title: str, chance: float | None) -> Markup:
+    """Balanced accuracy (percent) over a log-scaled count (e.g. parameters); one marker shape per group, colour
+    by CSS class; a legend of the shapes above the plot."""
+    groups = list(dict.fromkeys(p.group for p in points))
+    lo = _range([p.y for p in points] + ([chance] if chance is not None else []))
+    lx = [math.log10(p.x) for p in points if p.x > 0] or [0.0, 1.0]
+    x0, x1 = math.floor(min(lx)), math.ceil(max(lx))
+    x1 = x1 if x1 > x0 else x0 + 1
+    rows = (len(groups) + 2) // 3
+    fr = Frame(x0=x0, x1=x1, y0=lo, top=14 + 16 * rows)
+    names = {3: "1k", 4: "10k", 5: "100k", 6: "1M", 7: "10M", 8: "100M", 9: "1G"}
+    body = fr.axes([(e, names.get(e, f"1e{e}")) for e in range(x0, x1 + 1)], _ticks(lo, 1, 0.1), xlabel, ylabel)
+    if chance is not None and chance >= lo:
+        body.append(f'<line class="chance" x1="{fr.left}" x2="{_f(fr.x(x1))}" y1="{_f(fr.y(chance))}" '
+                    f'y2="{_f(fr.y(chance))}"/>')
+    shape = {g: _SHAPES[i % len(_SHAPES)] for i, g in enumerate(groups)}
+    for i, g in enumerate(groups):
+        lx_, ly_ = fr.left + 8 + 104 * (i % 3), 8 + 16 * (i // 3)
+        body.append(_marker(shape[g], lx_, ly_, "pt legend-key", g)
+                    + f'<text class="legend" x="{lx_ + 9}" y="{ly_}" dy="0.32em">{escape(g)}</text>')
+    for p in points:
+        body.append(_marker(shape[p.group], fr.x(math.log10(p.x)), fr.y(p.y), p.cls,
+                            f"{p.label}: {p.x:,.0f}, {p.y * 100:.1f}"))
+    return _svg(fr.width, fr.height, title, body)

@@ -24,7 +24,10 @@ def test_thousand_models_pages_stay_small(tmp_path):
     t0 = time.perf_counter()
     report = build_site(out, reg, res)
     elapsed = time.perf_counter() - t0
-    assert report.problems == [] and report.pages == 1 + 18 + 1000 + len(versions())  # + protocol pages
+    from medbench.studies import list_studies
+
+    # home, boards, model pages, protocol pages, the lite-track page, the study index and one page per study
+    assert report.problems == [] and report.pages == 1 + 18 + 1000 + len(versions()) + 1 + 1 + len(list_studies())
     sizes = {p: p.stat().st_size for p in out.rglob("*.html")}
     board = out / "dermamnist" / "index.html"
     html = board.read_text()

@@ -22,7 +22,8 @@ from ..schema import EvaluationResult, Provenance
 from ..schema.result import ReusedSection
 
 # provenance fields that describe where and when a result was computed, not what it is
-HOST_FIELDS = ("started_at", "wall_time_s", "wall_time_per_threat_s", "device", "platform")
+HOST_FIELDS = ("started_at", "wall_time_s", "wall_time_per_threat_s", "wall_time_per_stage_s", "cpu_time_per_stage_s",
+               "device", "platform")
 
 
 def not_admitted(cells: dict[str, dict]) -> list:

@@ -39,7 +39,7 @@ ATTACK_KINDS = ("Linf", "L2", "curves")
 COMMON_SOURCES = (
     "evaluate.py", "inference.py", "metrics.py", "data.py", "architectures.py", "weights.py", "checks.py",
     "protocol.py", "paths.py", "download.py", "safe_yaml.py", "zoo/", "schema/", "protocols/",
-    "matrix/compute.py",
+    "matrix/compute.py", "timm_support.py",
 )
 SOURCES: dict[str, tuple[str, ...]] = {
     "admission": COMMON_SOURCES + ("attacks/",),  # runs on the attacks' evaluation subset and chunk size

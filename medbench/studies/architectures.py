@@ -6,7 +6,7 @@ same architecture (same recipes as the ResNet-8 baselines; built-in or ``timm/<n
 - clean and corruption balanced accuracy from the harness (``medbench.benchmark``, threats clean and
   corruptions, the full protocol): the committed leaderboard result when it was computed for these
   weights under the current protocol, else a fresh run kept in the study's work folder;
-- robust balanced accuracy under APGD-CE, Linf 2/255, on the protocol's attack subset (pyautoattack's
+- robust balanced accuracy under APGD-CE, L∞ 2/255, on the protocol's attack subset (pyautoattack's
   APGD, 1 restart, seed 0, chunks of 250; 25 iterations by default): with 100 iterations it is the
   protocol's curve point, read from the committed result's ``curves`` when it has them (the identical
   computation, tested), else computed here.
@@ -182,7 +182,7 @@ def _evaluate(ctx: StudyContext, entry, current: str):
 
 def _robust_correct(ctx: StudyContext, entry, result, split, subset_idx: np.ndarray, n_iter: int, bs: int
                     ) -> tuple[np.ndarray, str]:
-    """Per-example correctness under APGD-CE Linf 2/255 on the subset (from the result's curves, else computed)."""
+    """Per-example correctness under APGD-CE L∞ 2/255 on the subset (from the result's curves, else computed)."""
     import torch
 
     curves = result.curves
@@ -202,7 +202,7 @@ def _robust_correct(ctx: StudyContext, entry, result, split, subset_idx: np.ndar
     from ..zoo import load_model
 
     model = load_model(entry.id, entry.dataset)
-    ctx.log(f"APGD-CE Linf 2/255 ({n_iter} iterations) on {entry.id}, {len(subset_idx)} examples")
+    ctx.log(f"APGD-CE L∞ 2/255 ({n_iter} iterations) on {entry.id}, {len(subset_idx)} examples")
     correct = []
     for start in range(0, len(subset_idx), bs):
         idx = subset_idx[start:start + bs]
@@ -320,7 +320,7 @@ def run(ctx: StudyContext) -> StudyOutcome:
         else:
             correlations.append(Correlation(models=label, n=len(group), rho=None, p_value=None))
 
-    robust_protocol = (f"APGD-CE (pyautoattack), Linf eps 2/255, {n_iter} iterations, 1 restart, seed {ctx.seed}, on "
+    robust_protocol = (f"APGD-CE (pyautoattack), L∞ eps 2/255, {n_iter} iterations, 1 restart, seed {ctx.seed}, on "
                        f"protocol {protocol.version}'s attack subset ({len(idx)} test images"
                        f"{', the whole test split' if subset.info.whole_split else ''}): one attack of AutoAttack's "
                        "four, so an upper bound on the AutoAttack robust BA (the full AutoAttack protocol was not run "
@@ -395,7 +395,7 @@ STUDY = Study(
             "(built-in or `timm/<name>`; trained with the recipes of the ResNet-8 baselines: same epochs, "
             "optimizer, schedule, PGD-AT eps 3/255 with 3 steps) are compared. Clean and corruption balanced "
             "accuracy (BA) come from the harness (full protocol: clean test split, every corruption and severity). "
-            "Robust BA is APGD-CE at Linf 2/255 (pyautoattack; 25 iterations by default, the lite track's budget; "
+            "Robust BA is APGD-CE at L∞ 2/255 (pyautoattack; 25 iterations by default, the lite track's budget; "
             "1 restart) on the protocol's attack subset: one attack of AutoAttack's four with fewer iterations, so "
             "an upper bound on AutoAttack robust BA; the full AutoAttack protocol "
             "was not run for the new architectures (15+ CPU-minutes per model). Per architecture, the ERM to "

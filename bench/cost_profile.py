@@ -52,7 +52,10 @@ COMMANDS = ["python " + " ".join(["bench/cost_profile.py", *sys.argv[1:]])]  # e
 
 
 def committed() -> list[EvaluationResult]:
-    return [EvaluationResult.from_json(p) for p in sorted(RESULTS.glob("*/*.json"))]
+    """The committed results of the full protocol (the architectures study's clean + corruption records,
+    which ran no attack, have no attack stage to profile)."""
+    results = [EvaluationResult.from_json(p) for p in sorted(RESULTS.glob("*/*.json"))]
+    return [r for r in results if r.adversarial and r.track == "full"]
 
 
 def recorded_walls(r: EvaluationResult) -> dict[str, float]:

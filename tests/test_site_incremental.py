@@ -129,3 +129,34 @@ def test_a_new_threat_column_rewrites_the_combined_csv(tmp_path):
     assert "robust_ba_L2-0.25" in (out / "data" / "results.csv").read_text().splitlines()[0]
     assert report.rendered_units == ["adrenalmnist3d", "breastmnist"]  # the kept rows needed new columns
     _same_as_full(out, reg, res, tmp_path)
+
+
+def test_published_records_never_write_into_the_inputs(tmp_path):
+    """Published records are hard links to the inputs where possible: the build must never write through
+    one (a rebuild that changes a published file replaces it instead), and a replaced input is re-linked."""
+    from medbench.site.render import Writer
+
+    src = tmp_path / "in.json"
+    src.write_bytes(b'{"a": 1}')
+    w = Writer(tmp_path / "out")
+    w.copy("results/x.json", src)
+    published = tmp_path / "out" / "results" / "x.json"
+    assert published.read_bytes() == src.read_bytes()
+    w.bytes("results/x.json", b'{"b": 2}')  # e.g. the path is reused for other bytes
+    assert src.read_bytes() == b'{"a": 1}' and published.read_bytes() == b'{"b": 2}'
+    w.copy("results/x.json", src)
+    assert published.read_bytes() == b'{"a": 1}'
+
+
+def test_replaced_result_is_published_with_its_new_bytes(site, tmp_path):
+    ids, reg, res, out = site
+    path = res / "dermamnist" / f"{ids[1]}.json"
+    before = path.read_bytes()
+    fresh = tmp_path / "fresh.json"
+    data = json.loads(before)
+    data["provenance"]["seed"] = 1234  # a valid record with other bytes, put in place by rename (a new file)
+    fresh.write_text(json.dumps(data))
+    fresh.replace(path)
+    build_site(out, reg, res)
+    assert (out / "results" / "dermamnist" / path.name).read_bytes() == path.read_bytes() != before
+    _same_as_full(out, reg, res, tmp_path)

@@ -6,12 +6,14 @@ The full 1,000 models x 18 datasets build time is a benchmark (``bench/site_buil
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from medbench.site import build_site
 from medbench.site.protocol_page import versions
+from medbench.site.svg import LABELLED_POINTS
 from medbench.site.synthetic import write_synthetic
 
 LIMIT = 1_000_000
@@ -35,5 +37,13 @@ def test_thousand_models_pages_stay_small(tmp_path):
     body = table[table.index("<tbody>"):table.index("</tbody>")]
     assert table[:table.index("<tbody>")].count("<tr") == 1 and body.count("<tr") == 1000  # every model
     assert max(sizes.values()) < LIMIT, max(sizes, key=sizes.get)
+    # the scatter plots every model; only the best-ranked LABELLED_POINTS carry a hover title
+    figs = html[html.index('<div class="figs">'):]
+    first = figs[figs.index("<svg"):figs.index("</svg>")]
+    titled = first.count('<circle class="pt')
+    assert titled == LABELLED_POINTS and titled + first.count("h0") == 1000
+    ranked_first = re.findall(r'<a href="[^"]+\.html">([^<]+)</a>', body)[:LABELLED_POINTS]
+    assert re.findall(r"<circle[^>]*><title>([^<:]+): ", first) == ranked_first
+    assert f"the {LABELLED_POINTS} best-ranked" in html
     assert sizes[board] == max(sizes.values())  # the 1,000-row table is the largest page
     print(f"1,000-model dataset: built in {elapsed:.1f} s, board page {sizes[board] / 1e6:.2f} MB")

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..data import DATASETS
 from ..errors import MedbenchError
 from ..protocol import CURRENT_VERSION
-from . import export, lite, meta, protocol_page
+from . import collector, export, lite, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
 from .state import Hasher, InputFile, StateFolder, code_key, digest, listing, outputs_intact
@@ -75,15 +75,29 @@ def _scan(registry: Path, results: Path, hasher: Hasher, literature: list, missi
         name = os.path.basename(f.folder)
         return units[name] if name in units else units.setdefault(name, Unit(name))
 
-    if Path(registry).is_dir():
-        for f in hasher.files(listing(registry, ".yaml")):
+    found = {"registry": listing(registry, ".yaml") if Path(registry).is_dir() else None,
+             "results": listing(results, ".json") if Path(results).is_dir() else None,
+             "logs": listing(results, ".train.jsonl", files_only=True) if Path(results).is_dir() else None}
+    # a folder none of whose files the last build hashed (a first build, a new dataset) is hashed by the
+    # process that loads it, from the bytes it parses: each file is read once, and in parallel
+    known = {os.path.basename(folder) for files in found.values() for _, folder, name in files or ()
+             if folder + os.sep + name in hasher.previous}
+
+    def hashed(files: list) -> list[InputFile]:
+        now = [f for f in files if os.path.basename(f[1]) in known]
+        later = iter(hasher.deferred([f for f in files if os.path.basename(f[1]) not in known]))
+        now = iter(hasher.files(now))
+        return [next(now) if os.path.basename(f[1]) in known else next(later) for f in files]
+
+    if found["registry"] is not None:
+        for f in hashed(found["registry"]):
             unit(f).registry.append(f)
     else:
         missing["registry"].append(f"registry folder {registry} does not exist: no entries")
-    if Path(results).is_dir():
-        for f in hasher.files(listing(results, ".json")):
+    if found["results"] is not None:
+        for f in hashed(found["results"]):
             unit(f).results.append(f)
-        for f in hasher.files(listing(results, ".train.jsonl", files_only=True)):
+        for f in hashed(found["logs"]):
             unit(f).logs[f.name] = f
     else:
         missing["results"].append(f"results folder {results} does not exist: no results")
@@ -104,6 +118,11 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     ``jobs`` > 1 loads and renders datasets in that many forked processes (same bytes, faster on many
     cores). ``full`` renders every page, ignoring what an earlier build into ``out`` left.
     """
+    with collector.build():
+        return _build(out, registry, results, leaderboard_dir, literature, jobs, full)
+
+
+def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full: bool) -> BuildReport:
     from .. import __version__
 
     lb = Path(leaderboard_dir) if leaderboard_dir else LEADERBOARD_DIR
@@ -140,7 +159,10 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     # load (parse + rank) the units whose inputs changed; their dates decide the build context
     runner = _runner(jobs, units, stale, out, lb / "templates")
     summaries = {name: old_units[name]["summary"] for name in units if name in old_units}
-    summaries.update(runner.load([u.name for u in stale]))
+    for name, (summary, key, records) in runner.load([u.name for u in stale]).items():
+        summaries[name] = summary
+        units[name].key = key  # (set here for units whose files were hashed by the loading process)
+        hasher.seen.update(records)
     t_load = time.perf_counter()
 
     protocols = protocol_page.versions()
@@ -291,12 +313,18 @@ class _Here:
     def __init__(self, units: dict[str, Unit], out: Path, templates: Path):
         self.units, self.out, self.templates = units, out, templates
 
-    def load(self, names: list[str]) -> dict[str, dict]:
-        return {n: dict(self.units[n].load()) for n in names}
+    def load(self, names: list[str]) -> dict[str, tuple[dict, str, dict]]:
+        """(summary, input key, state records of the files hashed while loading) of each unit."""
+        done = {}
+        for n in names:
+            unit = self.units[n]
+            with collector.parsing():
+                done[n] = (dict(unit.load()), unit.key, unit.hashed)
+        return done
 
     def summary(self, name: str) -> dict:
         unit = self.units[name]
-        return unit.summary if unit.summary else unit.load()
+        return unit.summary if unit.summary else self.load([name])[name][0]
 
     def render(self, names: list[str], common: dict, context: str, old: dict) -> dict[str, tuple[dict, str]]:
         env = shared_environment(self.templates)
@@ -304,7 +332,8 @@ class _Here:
         for n in names:
             unit = self.units[n]
             if unit.board is None:
-                unit.load()
+                with collector.parsing():
+                    unit.load()
             done[n] = (unit.render(env, self.out, common, context, old.get(n, {})), unit.record_line)
             unit.board = None  # free the parsed results
         return done
@@ -360,16 +389,16 @@ class _Forked:
             merged.update(value)
         return merged
 
-    def load(self, names: list[str]) -> dict[str, dict]:
+    def load(self, names: list[str]) -> dict[str, tuple[dict, str, dict]]:
         if not names:
             return {}
         got = self._ask("load", self._spread(names))
-        for n, s in got.items():
-            self.here.units[n].summary = s
+        for n, (summary, _, _) in got.items():
+            self.here.units[n].summary = summary
         return got
 
     def summary(self, name: str) -> dict:
-        return self.here.units[name].summary or self.load([name])[name]
+        return self.here.units[name].summary or self.load([name])[name][0]
 
     def render(self, names: list[str], common: dict, context: str, old: dict) -> dict:
         return self._ask("render", self._spread(names), common, context, old=old) if names else {}

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ..data import DATASETS
 from ..schema.entry import EntryError, ModelEntry, parse_entry
 from ..schema.literature import LiteratureError, PublishedResult, parse_literature
+from . import fastyaml
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster, same result
 from ..schema.result import EvaluationResult
@@ -49,7 +50,7 @@ def add_entry(path: Path, raw: bytes | None, inputs: Inputs) -> None:
     try:
         raw = path.read_bytes() if raw is None else raw
         text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
-        entry = parse_entry(yaml.load(text, Loader=_Loader), str(path))
+        entry = parse_entry(fastyaml.load(text), str(path))
     except (EntryError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         inputs.problems.append(f"registry {where}: skipped: {str(exc).splitlines()[0]}")
         return

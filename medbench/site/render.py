@@ -10,7 +10,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ..data import DATASETS
-from . import marks, meta
+from . import marks, meta, svg
 from .state import STATE, stat_of
 
 
@@ -48,8 +48,8 @@ def inline_code(text: str, links: dict[str, str] | None = None) -> Markup:
     return Markup("").join(out)
 
 
-# The three snippets below are in every row of a board table and on every model page: Python
-# functions are several times faster than Jinja macros there, and give the same escaped text.
+# The snippets below are in every row of a board table and on every model page: Python functions are
+# several times faster than Jinja macros or loops there, and give the same escaped text.
 _AT_CHANCE = (' <span class="flag at-chance" title="the 95% interval reaches chance ({}%): not better than '
               'guessing">at chance</span>')
 
@@ -77,6 +77,44 @@ def flag_badges(row) -> Markup:
                           for f in row.flags))
 
 
+def check_rows(checks) -> Markup:
+    """The rows of a model page's checks table (one per admission or sanity check)."""
+    return Markup("".join(
+        f'<tr class="{"pass" if c.passed else "fail"}"><th scope="row">{escape(c.name)}</th><td>{escape(c.kind)}</td>'
+        f'<td>{"passed" if c.passed else "FAILED"}</td><td class="n">{escape(num(c.value))}</td>'
+        f'<td class="n">{escape(num(c.threshold))}</td><td>{escape(c.message)}</td></tr>\n' for c in checks))
+
+
+def adversarial_rows(adversarial: list, chance: float) -> Markup:
+    """The rows of a model page's adversarial table: (threat label, ``AdversarialResult``) pairs."""
+    out = []
+    for t, a in adversarial:
+        c, cfg = a.robust_balanced_accuracy_ci, a.config
+        low, high = (c.low, c.high) if c else (None, None)
+        restarts = f'{cfg.n_restarts} restart{"s" if cfg.n_restarts != 1 else ""}'
+        queries = f", {cfg.n_queries} queries" if cfg.n_queries else ""
+        attacks = escape(", ".join(cfg.attacks))
+        out.append(
+            f'<tr><th scope="row">{escape(marks.threat_label(t))}</th>'
+            f'<td class="n">{ci(a.robust_balanced_accuracy, low, high, chance=chance)}</td>'
+            f'<td class="n">{escape(pct(a.robust_accuracy))}</td><td class="n">{escape(pct(a.auc_under_attack))}</td>'
+            f'<td class="n">{escape(pct(a.clean_balanced_accuracy))}</td><td class="n">{escape(a.subset.n)}</td>'
+            f'<td>{attacks}; {escape(cfg.n_iter)} iterations, {restarts}{queries}; {escape(cfg.library)} '
+            f'{escape(cfg.library_version)}, seed {escape(cfg.seed)}</td></tr>\n')
+    return Markup("".join(out))
+
+
+def error_rows(err: dict) -> Markup:
+    """The rows of a model page's BE / rBE table (``marks.corruption_errors``), by corruption name."""
+    def f3(x):
+        return "–" if x is None else f"{x:.3f}"
+    names = sorted(err["per_corruption"], key=str.lower)  # the order of Jinja's dictsort
+    return Markup("".join(
+        f'<tr><th scope="row">{escape(name)}</th><td class="n">{f3(be)}</td><td class="n">{f3(rbe)}</td>'
+        f'<td>{escape(err["undefined"].get(name, ""))}</td></tr>'
+        for name, (be, rbe) in ((n, err["per_corruption"][n]) for n in names)))
+
+
 def environment(templates: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
@@ -85,7 +123,9 @@ def environment(templates: Path) -> jinja2.Environment:
     env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
                        top_group=marks.top_group, corruption_errors=marks.corruption_errors,
-                       repository=meta.repository_url(), ci=ci, chance_mark=chance_mark, flag_badges=flag_badges)
+                       repository=meta.repository_url(), ci=ci, chance_mark=chance_mark, flag_badges=flag_badges,
+                       check_rows=check_rows, error_rows=error_rows, adversarial_rows=adversarial_rows,
+                       labelled_points=svg.LABELLED_POINTS)
     from .explanations import load_explanations  # imports captum's study module only here
 
     # model pages and boards show the explanation-stability study (its files are part of code_key)
@@ -123,9 +163,38 @@ class Writer:
             self._dirs.add(path.parent)
         old = stat_of(path)
         if old is None or old[0] != len(data) or path.read_bytes() != data:  # untouched files keep their mtime
+            if old is not None:
+                path.unlink()  # it may be a link to an input (``copy``): never write through it
             path.write_bytes(data)
             old = None
         self.outputs[rel] = old or stat_of(path)
+
+    def copy(self, rel: str, src: Path) -> None:
+        """A copy of the input file ``src`` (a published record): a hard link where the output folder is on
+        the same file system, so 18,000 records cost no bytes; a plain copy elsewhere. The build never
+        writes into a file it linked (``bytes`` unlinks first), so the input cannot be changed through it."""
+        path = self.out / rel
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        try:
+            if os.path.samefile(src, path):
+                self.outputs[rel] = stat_of(path)
+                return
+        except OSError:
+            pass
+        data = None
+        if os.path.lexists(path):
+            data = Path(src).read_bytes()
+            if stat_of(path) is not None and stat_of(path)[0] == len(data) and path.read_bytes() == data:
+                self.outputs[rel] = stat_of(path)  # same bytes: untouched
+                return
+            path.unlink()
+        try:
+            os.link(src, path)
+        except OSError:  # another file system, or links not allowed: copy the bytes
+            path.write_bytes(Path(src).read_bytes() if data is None else data)
+        self.outputs[rel] = stat_of(path)
 
     def keep(self, rel: str, stat: list[int]) -> None:
         """An output of an earlier build that is still current."""

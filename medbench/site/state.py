@@ -29,7 +29,7 @@ SETTLE_S = 2.0
 class InputFile:
     folder: str  # the folder as the build was given it (messages name files this way)
     name: str
-    sha256: str  # "" when the file could not be read (the loader reports it)
+    sha256: str | None  # "" when the file could not be read (the loader reports it); None: not hashed yet
 
     @property
     def path(self) -> Path:
@@ -191,14 +191,27 @@ class Hasher:
     def hash(self, found: tuple[str, str, str]) -> InputFile:
         given, folder, name = found
         key = folder + os.sep + name
-        try:
-            with open(key, "rb") as f:
-                st = os.fstat(f.fileno())
-                sha = hashlib.sha256(f.read()).hexdigest()
-        except OSError:
+        _, record = read_hashed(key)
+        if record is None:
             return InputFile(given, name, "")
-        self.seen[key] = [st.st_size, st.st_mtime_ns, sha]
-        return InputFile(given, name, sha)
+        self.seen[key] = record
+        return InputFile(given, name, record[2])
+
+    def deferred(self, found: list[tuple[str, str, str]]) -> list[InputFile]:
+        """``found`` not hashed here (sha256 None): the process that loads them hashes the bytes it reads
+        (``read_hashed``), so a dataset seen for the first time is read once, in parallel."""
+        return [InputFile(given, name, None) for given, _, name in found]
+
+
+def read_hashed(path) -> tuple[bytes | None, list | None]:
+    """(bytes, [size, mtime_ns, sha256]) of a file, or (None, None) when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+    except OSError:
+        return None, None
+    return data, [st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest()]
 
 
 def stat_of(path) -> list[int] | None:

@@ -10,6 +10,7 @@ and the pages of the others are kept.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ..schema.literature import PublishedResult
 from . import export, marks, plots
 from .load import Inputs, add_entry, add_result
 from .render import Writer
-from .state import InputFile, digest, stat_of
+from .state import InputFile, digest, read_hashed, stat_of
 from .table import DatasetBoard, Row, Track, build_board
 
 
@@ -30,6 +31,8 @@ class Unit:
     logs: dict[str, InputFile] = field(default_factory=dict)  # file name -> <name>/<id>.train.jsonl
     literature: list[PublishedResult] = field(default_factory=list)
     key: str = ""  # of the unit's inputs (set by ``seal``)
+    code: str = ""  # the build's code key (``seal``)
+    hashed: dict[str, list] = field(default_factory=dict)  # after ``load``: state records of the files it hashed
     board: DatasetBoard | None = None  # after ``load``
     summary: dict = field(default_factory=dict)  # after ``load`` (and completed by ``render``)
     record_line: str = ""  # after ``render``: the unit's line of results.json
@@ -44,17 +47,45 @@ class Unit:
         return len(self.registry) + 2 * len(self.results)
 
     def seal(self, code: str) -> None:
+        """Set the key of the unit's inputs ("" while some file is not hashed yet: the unit must be loaded)."""
+        self.code = code
         files = [(f.name, f.sha256) for f in self.registry + self.results + list(self.logs.values())]
+        if any(sha is None for _, sha in files):
+            self.key = ""
+            return
         self.key = digest(code, self.name, files, [p.model_dump(mode="json") for p in self.literature])
 
     def load(self) -> dict:
-        """Parse and rank the unit; returns the part of its summary the build needs before rendering."""
+        """Parse and rank the unit; returns the part of its summary the build needs before rendering.
+
+        Files the scan left unhashed are hashed here from the bytes parsed (``hashed`` gets their state
+        records, and the unit its key)."""
         inputs = Inputs(literature=self.literature)
+        self.hashed = {}
+
+        def read(f: InputFile) -> tuple[bytes | None, InputFile]:
+            if f.sha256 is not None:
+                return None, f
+            data, record = read_hashed(f.path)
+            if record is None:
+                return None, InputFile(f.folder, f.name, "")  # the loader reports why it cannot be read
+            self.hashed[os.path.abspath(f.folder) + os.sep + f.name] = record
+            return data, InputFile(f.folder, f.name, record[2])
+
+        registry, results = [], []
         for f in self.registry:
-            add_entry(f.path, None, inputs)
+            raw, f = read(f)
+            registry.append(f)
+            add_entry(f.path, raw, inputs)
         n_registry = len(inputs.problems)
         for f in self.results:
-            add_result(f.path, None, f.sha256 or None, inputs)
+            raw, f = read(f)
+            results.append(f)
+            add_result(f.path, raw, f.sha256 or None, inputs)
+        self.registry, self.results = registry, results
+        self.logs = {name: read(f)[1] for name, f in self.logs.items()}
+        if not self.key:
+            self.seal(self.code)
         dates = [lr.result.provenance.started_at[:10] for lr in inputs.results.values()
                  if lr.result.provenance.started_at]
         self.board = build_board(self.name, inputs) if self.is_dataset else None
@@ -99,7 +130,8 @@ class Unit:
         w.text(f"{name}/index.html", env.get_template("dataset.html").render(
             root="../", board=board, spec=spec, scatters=scatters, **common))
         record = export.board_record(board)
-        w.text(f"data/{name}.json", export.results_json({name: record}, version))
+        self.record_line = export.record_line(name, record)  # (serialised once: also the unit's line of results.json)
+        w.text(f"data/{name}.json", export.join_record_lines([self.record_line], version))
         part = export.csv_part(board)
         w.text(f"data/{name}.csv", export.format_csv([part]))
         tpl = env.get_template("model.html")
@@ -116,11 +148,11 @@ class Unit:
             if row.loaded:
                 rel = f"results/{name}/{row.loaded.path.name}"
                 if not current(rel, row.loaded.sha256):
-                    w.bytes(rel, row.loaded.path.read_bytes())
+                    w.copy(rel, row.loaded.path)
                 if log is not None:
                     rel = f"results/{name}/{log.name}"
                     if not current(rel, log.sha256):
-                        w.bytes(rel, log.path.read_bytes())
+                        w.copy(rel, log.path)
         top = marks.top_group(board)
         best = board.best
         first = (board.rows + board.unevaluated)[:1]
@@ -132,7 +164,6 @@ class Unit:
                 "value": top.value, "low": top.low, "high": top.high, "at_chance": top.at_chance},
             csv_threats=part["threats"])
         self.csv_part = part
-        self.record_line = export.record_line(name, record)
         return {"key": self.key, "summary": self.summary, "keys": keys, "outputs": w.outputs, "csv_part": part,
                 "kept": kept}
 

@@ -92,7 +92,8 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=1000)
     ap.add_argument("--datasets", default="all", help="comma-separated names, or 'all' (18)")
     ap.add_argument("--clean-n", type=int, default=200)
-    ap.add_argument("--jobs", type=int, default=1, help="processes (build_site jobs=, the same for both builds)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="processes (build_site jobs=, the same for both builds; default: one per CPU, as the CLI)")
     ap.add_argument("--keep", default=None, help="keep the synthetic inputs in this folder (re-used when there)")
     ap.add_argument("--no-baseline", action="store_true", help="time today's build only (development)")
     ap.add_argument("--no-check", action="store_true",

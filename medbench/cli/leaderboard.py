@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -20,8 +21,9 @@ def register(sub) -> None:
                    help="model registry folder (default: model_zoo/ of this checkout)")
     b.add_argument("--results", default=None, metavar="DIR",
                    help="results folder (default: leaderboard/results/ of this checkout)")
-    b.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="load and render datasets in N processes (default 1; the output is identical)")
+    b.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="load and render datasets in N processes (default: one per CPU; the output is identical "
+                        "whatever N; small sites are built in one process)")
     b.add_argument("--full", action="store_true",
                    help="render every page (default: only what changed since the last build into --out)")
     b.add_argument("--strict", action="store_true", help="exit with status 1 if any input file was skipped")
@@ -39,7 +41,11 @@ def _build(args: argparse.Namespace) -> int:
             print(f"error: {flag} {folder} is not a folder; nothing was built and {args.out} is unchanged. "
                   f"Fix: point {flag} at an existing folder (or leave it out for this checkout's).", file=sys.stderr)
             return 1
-    report = build_site(args.out, args.registry, args.results, jobs=args.jobs, full=args.full)
+    if args.jobs is not None and args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: give 1 or more processes (or leave it out for one per CPU)", file=sys.stderr)
+        return 2
+    jobs = args.jobs or os.cpu_count() or 1
+    report = build_site(args.out, args.registry, args.results, jobs=jobs, full=args.full)
     for line in report.problems:
         print(f"warning: {line}", file=sys.stderr)
     print(f"built {report.pages} pages ({report.files} files) into {report.out}")

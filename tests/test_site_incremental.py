@@ -160,3 +160,19 @@ def test_replaced_result_is_published_with_its_new_bytes(site, tmp_path):
     build_site(out, reg, res)
     assert (out / "results" / "dermamnist" / path.name).read_bytes() == path.read_bytes() != before
     _same_as_full(out, reg, res, tmp_path)
+
+
+def test_parallel_builds_keep_state_like_serial_ones(tmp_path, monkeypatch):
+    """With worker processes, a first build's files are hashed by the workers that parse them: the state
+    they send back must let a rebuild skip everything, and an incremental rebuild equal a full build."""
+    import medbench.site.build as build
+
+    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    ids = write_synthetic(reg, res, ["breastmnist", "dermamnist", "organmnist3d"], 6, clean_n=20)
+    first = build_site(out, reg, res, jobs=2)
+    assert first.problems == [] and {"breastmnist", "dermamnist", "organmnist3d"} <= set(first.rendered_units)
+    assert build_site(out, reg, res, jobs=2).rendered_units == []
+    _reevaluate(res, "organmnist3d", ids[3], seed=7)
+    assert build_site(out, reg, res, jobs=2).rendered_units == ["organmnist3d"]
+    _same_as_full(out, reg, res, tmp_path)

@@ -213,7 +213,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                     new_units[name]["inputs"] = inputs
                     store.write_unit(name, new_units[name])
     finally:
-        runner.close()
+        runner.close(wait=False)  # the workers exit while the rest of the site is written
     summaries = {n: s["summary"] for n, s in new_units.items()}
     report.problems = head.problems + missing["registry"] + [p for s in summaries.values() for p in s["problems"][0]] \
         + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
@@ -242,6 +242,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     shared = {rel: rec for rel, rec in w.outputs.items() if rel not in of_units}
     store.write({"code": code, "context": context, "union": union, "units": list(new_units),
                  "shared": {"outputs": shared, "keys": shared_keys}})
+    runner.join()
     report.timings = {"scan": t_scan - clock, "load": t_load - t_scan, "render": t_render - t_load,
                       "finish": time.perf_counter() - t_render}
     return report
@@ -338,7 +339,10 @@ class _Here:
             unit.board = None  # free the parsed results
         return done
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        pass
+
+    def join(self) -> None:
         pass
 
 
@@ -349,6 +353,7 @@ class _Forked:
         self.here, self.jobs = here, jobs
         self.ctx = multiprocessing.get_context("fork")
         self.procs: list = []
+        self.stopping: list = []  # told to stop, not yet joined
         self.owner: dict[str, int] = {}
 
     def _start(self) -> None:
@@ -403,16 +408,24 @@ class _Forked:
     def render(self, names: list[str], common: dict, context: str, old: dict) -> dict:
         return self._ask("render", self._spread(names), common, context, old=old) if names else {}
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Tell the workers to stop; ``wait=False`` lets them exit (unmapping their heaps takes a while)
+        while the build goes on, and ``join`` waits for them later."""
         for proc, conn in self.procs:
             try:
                 conn.send(None)
             except OSError:
                 pass
+        self.stopping, self.procs = self.stopping + self.procs, []
+        if wait:
+            self.join()
+
+    def join(self) -> None:
+        for proc, _ in self.stopping:
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
-        self.procs = []
+        self.stopping = []
 
 
 def _serve(here: _Here, conn) -> None:

@@ -27,6 +27,46 @@ from _common import write  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Fields that describe where and with what a result was computed, not what it measured; a rebuild on another
+# machine or a later medbench may differ from the committed record in these alone (each row lists its fields).
+ENVIRONMENT_FIELDS = {
+    "track": "added to the schema after the reference zoo was evaluated; absent means its default, 'full'",
+    "provenance.library_versions.<name>": "a library the record names that the committed record did not list "
+                                          "(timm, recorded since it became a dependency)",
+    "corruptions.cache_manifest_sha256": "sha256 of the local corrupted-set cache's manifest; it hashed the file, "
+                                         "creation time included, until the hash named the content only",
+}
+
+
+def _differing(a, b, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ (lists compared whole)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(a.keys() | b.keys()) for p in _differing(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _largest_gap(a, b) -> float | None:
+    """The largest |a - b| over the numbers two JSON values hold at the same places (None: no number differs)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        gaps = [_largest_gap(a[k], b[k]) for k in a.keys() & b.keys()]
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        gaps = [_largest_gap(x, y) for x, y in zip(a, b)]
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and a != b:
+        return abs(a - b)
+    else:
+        return None
+    gaps = [g for g in gaps if g is not None]
+    return max(gaps) if gaps else None
+
+
+def _environmental(path: str, got: dict, ref: dict) -> bool:
+    if path == "track":
+        return "track" not in ref and got.get("track") == "full"
+    if path.startswith("provenance.library_versions."):
+        return path.rsplit(".", 1)[1] not in ref["provenance"].get("library_versions", {})
+    return path == "corruptions.cache_manifest_sha256"
+
+
 def main(argv=None) -> int:
     from medbench.matrix.assemble import identity
     from medbench.matrix.store import Store
@@ -47,14 +87,22 @@ def main(argv=None) -> int:
         ids = {name: identity((getattr(args, name) / "out" / rel).read_text()) for name in ("local", "ray")}
         ref = identity(committed.read_text())
         same_exec = ids["local"] == ids["ray"]
-        as_committed = {}
+        as_committed, differing = {}, {}
         for name, got in ids.items():
             a, b = dict(got), dict(ref)
             as_committed[name] = (sorted(a.pop("threats")) == sorted(b.pop("threats"))) and a == b
-        if not same_exec or not all(as_committed.values()):
+            differing[name] = _differing(a, b)
+        environment_only = {name: all(_environmental(path, ids[name], ref) for path in differing[name])
+                            for name in ids}
+        if not same_exec or not all(environment_only.values()):
             problems.append(str(rel))
         rows.append({"result": str(rel), "local_equals_ray": same_exec,
                      "equals_committed": as_committed["local"] and as_committed["ray"],
+                     "fields_differing_from_committed": differing["local"],
+                     "equals_committed_but_environment_fields": environment_only["local"] and environment_only["ray"],
+                     "largest_numeric_difference_from_committed": _largest_gap(
+                         {k: ids["local"].get(k) for k in ("clean", "corruptions", "adversarial", "curves")},
+                         {k: ref.get(k) for k in ("clean", "corruptions", "adversarial", "curves")}),
                      "threats_order_as_committed": ids["local"]["threats"] == ref["threats"],
                      "reused": sorted(ids["local"]["provenance"]["reused"]),
                      "recomputed": [t for t in ["admission"] + ids["local"]["threats"]
@@ -74,7 +122,10 @@ def main(argv=None) -> int:
     compared = [r for r in rows if "missing" not in r]
     payload = {"results": len(rows), "compared": len(compared),
                "all_compared_identical_across_executors": all(r["local_equals_ray"] for r in compared),
-               "all_compared_equal_committed": all(r["equals_committed"] for r in compared), "problems": problems,
+               "all_compared_equal_committed": all(r["equals_committed"] for r in compared),
+               "all_compared_equal_committed_but_environment_fields": all(
+                   r["equals_committed_but_environment_fields"] for r in compared),
+               "environment_fields": ENVIRONMENT_FIELDS, "problems": problems,
                "stores": stores, "rows": rows, "logs": logs,
                "identity": "result JSON without provenance started_at, wall_time_s, wall_time_per_threat_s, device, "
                            "platform and every section's wall_time_s; versus committed, threats compared as a set"}

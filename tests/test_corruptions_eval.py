@@ -44,6 +44,18 @@ def test_cache_manifest_verify_and_regenerate(fake_breast):
     again = build_corrupted_sets(spec, 28, split, params, progress=False)
     assert (again.folder / "pixelate.npz").stat().st_mtime_ns == mtime
     assert again.manifest_sha256 == sets.manifest_sha256
+    # the manifest's hash names its content, not when it was written: a cache built elsewhere, later, with the
+    # same files hashes the same; another file hash changes it
+    mpath = sets.folder / "manifest.json"
+    original, before = mpath.read_text(), sets.manifest_sha256
+    moved = json.loads(original)
+    moved["updated_at"] = "1999-01-01T00:00:00+00:00"
+    mpath.write_text(json.dumps(moved, indent=4))
+    assert sets.manifest_sha256 == before
+    moved["files"]["pixelate"]["sha256"] = "0" * 64
+    mpath.write_text(json.dumps(moved))
+    assert sets.manifest_sha256 != before
+    mpath.write_text(original)
 
     # tampering is caught on load, and a rebuild regenerates the file
     path = sets.folder / "pixelate.npz"

@@ -98,7 +98,12 @@ class CorruptedSets:
 
     @property
     def manifest_sha256(self) -> str:
-        return _sha256_bytes((self.folder / "manifest.json").read_bytes())
+        """sha256 of the manifest's content (canonical JSON) without its ``updated_at`` time, so that two
+        caches of the same files (parameters, source data, seed, code and each file's sha256) hash the same
+        wherever and whenever they were built: results computed on different machines stay comparable."""
+        manifest = json.loads((self.folder / "manifest.json").read_text())
+        manifest.pop("updated_at", None)
+        return _sha256_bytes(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode())
 
     @property
     def corruptions(self) -> list[str]:

@@ -4,13 +4,14 @@ with the build as it was before incremental builds (the baseline), in one proces
 Writes ``bench/results/site_build.json``: for the baseline (``medbench/site`` and the templates of
 ``BASELINE_COMMIT``, extracted from git into a temporary package) and for today's build: a full build
 into an empty folder, a rebuild with nothing changed, and an incremental rebuild after one model's
-result changed (re-evaluated: new numbers, so ranks move); the ratios against the baseline; whether
-every file equals the baseline's and whether the incremental rebuild equals a full build of the same
-inputs; pages, sizes and the load average. Target (issue 16): 1,000 x 18 in under 20 s, an incremental
-rebuild under 2 s.
+result changed (re-evaluated: new numbers, so ranks move); the ratios against the baseline; which files
+differ from the baseline's (its templates are older) and from a build by ``SAME_AS_COMMIT``'s code (untimed:
+only what changed on purpose since then may differ), and whether the incremental rebuild equals a full
+build of the same inputs; pages, sizes and the load average. Target (issue 16): 1,000 x 18 in under 20 s,
+an incremental rebuild under 2 s.
 
-    nice -n 10 python bench/site_build.py [--models 1000] [--datasets all] [--clean-n 200] [--jobs N]
-                                          [--keep DIR] [--no-baseline]
+    python bench/site_build.py [--models 1000] [--datasets all] [--clean-n 200] [--jobs N]
+                               [--keep DIR] [--no-baseline] [--same-as COMMIT]
 
 Clean per-example predictions are capped at ``--clean-n`` per result (the site never reads them;
 they only make the input files larger); everything else has the protocol's real sizes.
@@ -45,22 +46,28 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "site_build.json"
 LITERATURE = REPO / "leaderboard" / "literature.yaml"
 BASELINE_COMMIT = "41a0104fe123e73404421163ba973806837ac729"  # main before incremental builds (issue 16)
+# The bytes of today's build are compared with this commit's (not timed): the baseline's pages differ by the
+# template changes made since it (navigation links, study notes), this one's only by what changed on purpose.
+SAME_AS_COMMIT = "7d6cde7b52177c85e47c9f56b5bff1532d827e70"  # main before the site-speed work of the last stop
 
 
-def baseline_build(tmp: Path):
-    """``build_site`` of ``BASELINE_COMMIT`` and its leaderboard folder (templates, static), from git."""
-    data = subprocess.run(["git", "-C", str(REPO), "archive", BASELINE_COMMIT, "medbench/site",
-                           "leaderboard/templates", "leaderboard/static"], check=True, capture_output=True).stdout
+def baseline_build(tmp: Path, commit: str = BASELINE_COMMIT, package: str = "medbench_site_baseline"):
+    """``build_site`` of ``commit`` and its leaderboard folder (templates, static), from git."""
+    # the study results and the lite track, where the commit has them: its pages show them
+    extra = [p for p in ("leaderboard/studies", "leaderboard/lite") if subprocess.run(
+        ["git", "-C", str(REPO), "cat-file", "-e", f"{commit}:{p}"], capture_output=True).returncode == 0]
+    data = subprocess.run(["git", "-C", str(REPO), "archive", commit, "medbench/site", "leaderboard/templates",
+                           "leaderboard/static", *extra], check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(tmp, filter="data")
-    pkg = tmp / "medbench_site_baseline"
+    pkg = tmp / package
     (tmp / "medbench" / "site").rename(pkg)
     for py in pkg.glob("*.py"):  # the package's own modules stay relative; medbench's are absolute
         text = py.read_text()
         text = re.sub(r"from \.\.(\w)", r"from medbench.\1", text).replace("from .. import", "from medbench import")
         py.write_text(text)
     sys.path.insert(0, str(tmp))
-    module = importlib.import_module("medbench_site_baseline")
+    module = importlib.import_module(package)
     return module.build_site, tmp / "leaderboard"
 
 
@@ -96,6 +103,9 @@ def main() -> None:
                     help="processes (build_site jobs=, the same for both builds; default: one per CPU, as the CLI)")
     ap.add_argument("--keep", default=None, help="keep the synthetic inputs in this folder (re-used when there)")
     ap.add_argument("--no-baseline", action="store_true", help="time today's build only (development)")
+    ap.add_argument("--same-as", default=SAME_AS_COMMIT, metavar="COMMIT",
+                    help="also build with this commit's site code (untimed) and list the files that differ "
+                         "(default: the commit before the last stop's site-speed work; '' to skip)")
     ap.add_argument("--no-check", action="store_true",
                     help="skip the full build that the incremental one is compared with (saves a full build)")
     args = ap.parse_args()
@@ -130,6 +140,13 @@ def main() -> None:
             record["identical_to_baseline"] = same == []
             record["files_differing_from_baseline"] = same[:20]
             shutil.rmtree(work / "site-baseline")
+        if args.same_as:
+            previous, previous_lb = baseline_build(work / "same-as", args.same_as, "medbench_site_same_as")
+            previous(work / "site-same-as", inp_reg, inp_res, leaderboard_dir=previous_lb, **kw)
+            same = differences(work / "site-same-as", work / "site")
+            record["same_as_commit"] = args.same_as
+            record["files_differing_from_same_as_commit"] = {"count": len(same), "files": same[:40]}
+            shutil.rmtree(work / "site-same-as")
         _, t_noop = timed(build_site, work / "site", inp_reg, inp_res, **kw)
 
         # one model re-evaluated: its dataset is loaded and ranked again, and only the pages that changed

@@ -217,6 +217,10 @@ def test_cli_build(tmp_path, capsys):
                  "--results", str(res)]) == 1
     assert "--registry" in capsys.readouterr().err
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "s").rglob("*")) == before  # the old build is kept
+    assert main(["leaderboard", "build", "--out", str(tmp_path / "s"), "--registry", str(reg),
+                 "--results", str(res), "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "s").rglob("*")) == before
 
 
 def test_committed_site_matches_a_fresh_build(tmp_path):

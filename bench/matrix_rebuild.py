@@ -1,9 +1,8 @@
 #!/usr/bin/env python
 """Compare rebuilds of the committed leaderboard results made by ``medbench run`` with both executors.
 
-    medbench run --models IDS --datasets all --threats clean,Linf,L2,curves,corruptions \\
-        --reuse leaderboard/results --executor local --store A/store --out A/out      (and the same with ray, B)
-    python bench/matrix_rebuild.py --local A --ray B
+    bash bench/matrix_rebuild.sh DIR local ray      # medbench run, per executor, into DIR/local and DIR/ray
+    python bench/matrix_rebuild.py --local DIR/local --ray DIR/ray [--log NAME=FILE ...]
 
 For every committed ``leaderboard/results/<dataset>/<model>.json`` it checks that the local and the Ray
 rebuild are identical (``medbench.matrix.assemble.identity``: the JSON without timing and host fields)

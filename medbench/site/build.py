@@ -79,15 +79,16 @@ def _scan(registry: Path, results: Path, hasher: Hasher, literature: list, missi
              "results": listing(results, ".json") if Path(results).is_dir() else None,
              "logs": listing(results, ".train.jsonl", files_only=True) if Path(results).is_dir() else None}
     # a folder none of whose files the last build hashed (a first build, a new dataset) is hashed by the
-    # process that loads it, from the bytes it parses: each file is read once, and in parallel
+    # process that loads it, from the bytes it parses (sha256 None until then: ``Unit.load``), so each
+    # file is read once, and in parallel
     known = {os.path.basename(folder) for files in found.values() for _, folder, name in files or ()
              if folder + os.sep + name in hasher.previous}
 
     def hashed(files: list) -> list[InputFile]:
-        now = [f for f in files if os.path.basename(f[1]) in known]
-        later = iter(hasher.deferred([f for f in files if os.path.basename(f[1]) not in known]))
-        now = iter(hasher.files(now))
-        return [next(now) if os.path.basename(f[1]) in known else next(later) for f in files]
+        first_seen = [os.path.basename(folder) not in known for _, folder, _ in files]
+        now = iter(hasher.files([f for f, new in zip(files, first_seen) if not new]))
+        return [InputFile(given, name, None) if new else next(now)
+                for (given, _, name), new in zip(files, first_seen)]
 
     if found["registry"] is not None:
         for f in hashed(found["registry"]):

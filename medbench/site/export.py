@@ -99,18 +99,14 @@ def board_record(board: DatasetBoard) -> dict:
     }
 
 
-def results_json(records: dict[str, dict], medbench_version: str) -> str:
-    """The API document for the boards' records (``board_record``), compact JSON, one dataset per line."""
-    return join_record_lines([record_line(n, r) for n, r in records.items()], medbench_version)
-
-
 def record_line(name: str, record: dict) -> str:
-    """One dataset's line of ``results_json``."""
+    """One dataset's line of the API document (``join_record_lines``)."""
     return f"{json.dumps(name)}: {json.dumps(record, ensure_ascii=False, separators=(',', ':'))}"
 
 
 def join_record_lines(lines: list[str], medbench_version: str) -> str:
-    """``results_json`` from its dataset lines (``record_line``), e.g. lines kept from an earlier build."""
+    """The API document (compact JSON, one dataset per line) from its dataset lines (``record_line`` of each
+    ``board_record``), e.g. lines kept from an earlier build."""
     head = json.dumps({"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
                        "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api"},
                       ensure_ascii=False)
@@ -118,7 +114,7 @@ def join_record_lines(lines: list[str], medbench_version: str) -> str:
 
 
 def record_line_of(document: str) -> str:
-    """The one dataset line of a single-dataset ``results_json`` document (JSON escapes every newline
+    """The one dataset line of a single-dataset API document (JSON escapes every newline
     inside strings, so the document's lines are exactly: head, the dataset, the closing braces)."""
     lines = document.split("\n")
     if len(lines) != 4 or not lines[0].endswith('"datasets": {') or lines[2] != "}}":

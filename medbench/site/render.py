@@ -156,11 +156,15 @@ class Writer:
     def text(self, rel: str, content: str) -> None:
         self.bytes(rel, content.encode("utf-8"))
 
-    def bytes(self, rel: str, data: bytes) -> None:
+    def _path(self, rel: str) -> Path:
         path = self.out / rel
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
+        return path
+
+    def bytes(self, rel: str, data: bytes) -> None:
+        path = self._path(rel)
         old = stat_of(path)
         if old is None or old[0] != len(data) or path.read_bytes() != data:  # untouched files keep their mtime
             if old is not None:
@@ -173,27 +177,21 @@ class Writer:
         """A copy of the input file ``src`` (a published record): a hard link where the output folder is on
         the same file system, so 18,000 records cost no bytes; a plain copy elsewhere. The build never
         writes into a file it linked (``bytes`` unlinks first), so the input cannot be changed through it."""
-        path = self.out / rel
-        if path.parent not in self._dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(path.parent)
-        try:
-            if os.path.samefile(src, path):
-                self.outputs[rel] = stat_of(path)
+        path = self._path(rel)
+        old = stat_of(path)
+        if old is not None:
+            if os.path.samefile(src, path):  # linked by an earlier build
+                self.outputs[rel] = old
                 return
-        except OSError:
-            pass
-        data = None
-        if os.path.lexists(path):
             data = Path(src).read_bytes()
-            if stat_of(path) is not None and stat_of(path)[0] == len(data) and path.read_bytes() == data:
-                self.outputs[rel] = stat_of(path)  # same bytes: untouched
+            if old[0] == len(data) and path.read_bytes() == data:  # a copy with the same bytes: untouched
+                self.outputs[rel] = old
                 return
             path.unlink()
         try:
             os.link(src, path)
         except OSError:  # another file system, or links not allowed: copy the bytes
-            path.write_bytes(Path(src).read_bytes() if data is None else data)
+            path.write_bytes(Path(src).read_bytes())
         self.outputs[rel] = stat_of(path)
 
     def keep(self, rel: str, stat: list[int]) -> None:

@@ -197,11 +197,6 @@ class Hasher:
         self.seen[key] = record
         return InputFile(given, name, record[2])
 
-    def deferred(self, found: list[tuple[str, str, str]]) -> list[InputFile]:
-        """``found`` not hashed here (sha256 None): the process that loads them hashes the bytes it reads
-        (``read_hashed``), so a dataset seen for the first time is read once, in parallel."""
-        return [InputFile(given, name, None) for given, _, name in found]
-
 
 def read_hashed(path) -> tuple[bytes | None, list | None]:
     """(bytes, [size, mtime_ns, sha256]) of a file, or (None, None) when it cannot be read."""

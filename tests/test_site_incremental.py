@@ -176,3 +176,70 @@ def test_parallel_builds_keep_state_like_serial_ones(tmp_path, monkeypatch):
     _reevaluate(res, "organmnist3d", ids[3], seed=7)
     assert build_site(out, reg, res, jobs=2).rendered_units == ["organmnist3d"]
     _same_as_full(out, reg, res, tmp_path)
+
+
+def _ranks(out: Path, dataset: str) -> dict[str, int]:
+    board = json.loads((out / "data" / f"{dataset}.json").read_text())["datasets"][dataset]
+    return {e["model_id"]: e["rank"] for t in board["tracks"] for e in t["entries"] if e.get("rank") is not None}
+
+
+def test_pages_whose_rank_alone_moved_are_updated_in_place(tmp_path):
+    """A re-evaluation moves the rank of the models between its old and new place: their pages get the new
+    rank written into their bytes (not rendered again), a page edited by hand is rendered again, and the
+    site equals a full build."""
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["dermamnist"], 12, clean_n=20)
+    build_site(out, reg, res)
+    before = _ranks(out, "dermamnist")
+    assert len(before) >= 8
+    last = max(before, key=before.get)  # the last-ranked model, re-evaluated until it moves up
+    edited = None
+    for seed in range(1, 40):
+        _reevaluate(res, "dermamnist", last, seed=seed)
+        report = build_site(out, reg, res)
+        after = _ranks(out, "dermamnist")
+        moved = [m for m in after if m != last and after[m] != before.get(m)]
+        if moved:
+            break
+        before = after
+    assert moved, "no re-evaluation moved a rank"
+    assert report.rank_updated_pages >= 1 and report.rank_updated_pages <= len(moved)
+    for m in moved:
+        assert f'rank {after[m]} on ' in (out / "dermamnist" / f"{m}.html").read_text()
+    _same_as_full(out, reg, res, tmp_path)
+    # a page edited by hand whose rank moves is rendered again, not patched
+    before, victim = after, moved[0]
+    page = out / "dermamnist" / f"{victim}.html"
+    page.write_text(page.read_text().replace("Model card", "Model card (edited)"))
+    for seed in range(100, 160):
+        _reevaluate(res, "dermamnist", last, seed=seed)
+        build_site(out, reg, res)
+        after = _ranks(out, "dermamnist")
+        if after[victim] != before[victim] or "(edited)" not in page.read_text():
+            break
+    assert "(edited)" not in page.read_text()
+    _same_as_full(out, reg, res, tmp_path)
+
+
+def test_outputs_are_never_written_through_links(tmp_path):
+    """An output path that is a symbolic or hard link to a file outside the site is replaced by a new
+    file: the linked file keeps its bytes."""
+    from medbench.site.render import Writer
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    w = Writer(tmp_path / "out")
+    w.bytes("a.html", b"first")
+    (tmp_path / "out" / "b.html").symlink_to(outside)
+    (tmp_path / "out" / "c.html").hardlink_to(outside)
+    for rel in ("a.html", "b.html", "c.html"):
+        w.bytes(rel, b"new bytes")
+        assert (tmp_path / "out" / rel).read_bytes() == b"new bytes"
+        assert not (tmp_path / "out" / rel).is_symlink()
+    assert outside.read_text() == "precious"
+    st = (tmp_path / "out" / "a.html").stat()
+    assert w.outputs["a.html"] == [st.st_size, st.st_mtime_ns]
+    w.bytes("a.html", b"new bytes")  # the same bytes: the file is left as it is
+    assert (tmp_path / "out" / "a.html").stat().st_mtime_ns == st.st_mtime_ns
+    w.bytes("a.html", b"short")  # fewer bytes: nothing of the old file is left behind
+    assert (tmp_path / "out" / "a.html").read_bytes() == b"short"

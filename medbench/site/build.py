@@ -45,6 +45,7 @@ class BuildReport:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     rendered_units: list[str] = field(default_factory=list)  # datasets whose part of the site was rendered
     kept_pages: int = 0  # model pages kept from the previous build (unchanged key and file)
+    rank_updated_pages: int = 0  # model pages of the previous build whose rank alone changed, updated in place
 
 
 def build_date(dates) -> str:
@@ -201,6 +202,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                 part = state.pop("csv_part")
                 keys = state.pop("keys")
                 report.kept_pages += state.pop("kept")
+                report.rank_updated_pages += state.pop("moved")
                 chunks[name] = export.csv_rows(union, part)
                 state["inputs"] = inputs
                 store.write_unit(name, state, keys, chunks[name])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup, escape
 
 from ..data import DATASETS
+from ..errors import MedbenchError
 from . import marks, meta, svg
 from .state import STATE, stat_of
 
@@ -71,6 +73,12 @@ def ci(value, low, high, chance=None) -> Markup:
     return Markup(text)
 
 
+def rank_badge(rank: int) -> str:
+    """The start of a ranked model's rank badge: the only place a model page shows its rank (incremental
+    builds update a page whose rank alone changed by replacing this text: ``units._rank_moved``)."""
+    return f'<span class="badge rank">rank {int(rank)} on '
+
+
 def flag_badges(row) -> Markup:
     """The row's flags as labelled badges, each explained by its tooltip."""
     return Markup("".join(f'<span class="flag {escape(f.code)}" title="{escape(f.detail)}">{escape(f.label)}</span>'
@@ -124,7 +132,7 @@ def environment(templates: Path) -> jinja2.Environment:
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
                        top_group=marks.top_group, corruption_errors=marks.corruption_errors,
                        repository=meta.repository_url(), ci=ci, chance_mark=chance_mark, flag_badges=flag_badges,
-                       check_rows=check_rows, error_rows=error_rows, adversarial_rows=adversarial_rows,
+                       rank_badge=lambda rank: Markup(rank_badge(rank)), check_rows=check_rows, error_rows=error_rows, adversarial_rows=adversarial_rows,
                        labelled_points=svg.LABELLED_POINTS)
     from .explanations import load_explanations  # imports captum's study module only here
 
@@ -164,14 +172,42 @@ class Writer:
         return path
 
     def bytes(self, rel: str, data: bytes) -> None:
+        """Write ``data`` to ``rel``, leaving the file untouched (mtime included) when it holds them already.
+
+        A file of the last build is rewritten in place, not replaced: on ext4 without a journal, creating
+        a file shortly after deleting many costs up to a millisecond each (the allocator skips recently
+        freed inodes one by one), so replacing 500 pages would cost more than rendering them. A file
+        that is a hard link (a record published by ``copy``) or a symbolic link is never written through:
+        it is removed and a new file written in its place."""
         path = self._path(rel)
-        old = stat_of(path)
-        if old is None or old[0] != len(data) or path.read_bytes() != data:  # untouched files keep their mtime
-            if old is not None:
-                path.unlink()  # it may be a link to an input (``copy``): never write through it
-            path.write_bytes(data)
-            old = None
-        self.outputs[rel] = old or stat_of(path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if not os.path.islink(path):
+                raise MedbenchError(f"cannot write {path}: {exc}") from None
+            fd = self._replace(path)
+        try:
+            st = os.fstat(fd)
+            if st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):  # linked to an input: never write through it
+                os.close(fd)
+                fd = self._replace(path)
+                st = os.fstat(fd)
+            if st.st_size != len(data) or (data and os.pread(fd, len(data), 0) != data):
+                if st.st_size:
+                    os.ftruncate(fd, 0)
+                view, done = memoryview(data), 0
+                while done < len(data):
+                    done += os.pwrite(fd, view[done:], done)
+                st = os.fstat(fd)
+            self.outputs[rel] = [st.st_size, st.st_mtime_ns]
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _replace(path: Path) -> int:
+        """A new, empty file in place of a link at ``path``; returns its descriptor."""
+        os.unlink(path)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
 
     def copy(self, rel: str, src: Path) -> None:
         """A copy of the input file ``src`` (a published record): a hard link where the output folder is on

@@ -4,8 +4,9 @@ board page, its model pages, its downloads and copies of its records, and return
 the site needs from it (``summary``), so that an unchanged unit need not be loaded at all.
 
 Within a rendered unit, a model page is rendered again only when its key changed: the key holds
-everything the page shows (see ``page_key``), so the page of a model whose rank moved is rendered,
-and the pages of the others are kept.
+everything the page shows (see ``page_key``) and its rank. A page whose rank alone changed (one
+re-evaluated model moves every model between its old and new place) gets the new rank written into
+the last build's bytes, which is what rendering it again would give; the pages of the others are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..data import DATASETS
 from ..schema.literature import PublishedResult
 from . import export, marks, plots
 from .load import Inputs, add_entry, add_result
-from .render import Writer
+from .render import Writer, rank_badge
 from .state import InputFile, digest, read_hashed, stat_of
 from .table import DatasetBoard, Row, Track, build_board
 
@@ -94,15 +95,15 @@ class Unit:
         return self.summary
 
     def page_key(self, context: str, row: Row, track: Track | None) -> str:
-        """Everything a model page shows: the build context, the row's registry entry and result files,
-        its training log, its rank and flags, and the track it is ranked in (not its tie group: the
-        page does not show it)."""
+        """Everything a model page shows but its rank: the build context, the row's registry entry and
+        result files, its training log, its flags, and the track it is ranked in (not its tie group: the
+        page does not show it). The page's full key is this key and the rank (``_full_key``)."""
         if not hasattr(self, "_entry_sha"):
             self._entry_sha = {f.stem: f.sha256 for f in self.registry}
         entry = self._entry_sha.get(row.model_id) if row.entry else None
         log = self.logs.get(f"{row.model_id}.train.jsonl") if row.loaded else None
         return digest(context, self.name, row.slug, entry, row.loaded.sha256 if row.loaded else None,
-                      [log.name, log.sha256] if log else None, row.rank,
+                      [log.name, log.sha256] if log else None,
                       [[f.code, f.label, f.detail] for f in row.flags],
                       [track.size, track.protocol, track.rank_by] if track else None)
 
@@ -117,7 +118,7 @@ class Unit:
         old_keys, old_out = previous.get("keys", {}), previous.get("outputs", {})
         keys: dict[str, str] = {}
         w = Writer(out)
-        kept = 0
+        kept = moved = 0
 
         def current(rel: str, key: str) -> bool:
             keys[rel] = key
@@ -139,8 +140,11 @@ class Unit:
         for track, row in pages:
             rel = f"{name}/{row.slug}.html"
             log = self.logs.get(f"{row.model_id}.train.jsonl") if row.loaded else None
-            if current(rel, self.page_key(context, row, track)):
+            base = self.page_key(context, row, track)
+            if current(rel, _full_key(base, row.rank)):
                 kept += 1
+            elif _rank_moved(w, rel, old_keys.get(rel), old_out.get(rel), base, row.rank):
+                moved += 1
             else:
                 figures = plots.model_figures(row.result) if row.result else {}
                 w.text(rel, tpl.render(root="../", board=board, spec=spec, row=row, track=track, figures=figures,
@@ -165,7 +169,34 @@ class Unit:
             csv_threats=part["threats"])
         self.csv_part = part
         return {"key": self.key, "summary": self.summary, "keys": keys, "outputs": w.outputs, "csv_part": part,
-                "kept": kept}
+                "kept": kept, "moved": moved}
+
+
+def _full_key(base: str, rank: int | None) -> str:
+    return f"{base}:{rank}"
+
+
+def _rank_moved(w: Writer, rel: str, old_key: str | None, old_stat: list | None, base: str, rank: int | None) -> bool:
+    """Whether the page ``rel`` of the last build differed only in its rank, and was brought up to date by
+    replacing the rank in its bytes (what rendering it again gives, for a fraction of the cost: one
+    re-evaluated model moves the rank of every model between its old and new place).
+
+    The rank is on a model page only in its ``rank_badge``, which escaped text cannot imitate (``<`` is
+    always escaped), so the badge is found exactly once; anything else is rendered again."""
+    if not old_key or rank is None:
+        return False
+    old_base, _, old_rank = old_key.rpartition(":")
+    if old_base != base or not old_rank.isdigit() or old_stat is None:
+        return False
+    path = w.out / rel
+    if stat_of(path) != old_stat:  # edited or removed since the last build: render it
+        return False
+    data = path.read_bytes()
+    before = rank_badge(int(old_rank)).encode()
+    if data.count(before) != 1:
+        return False
+    w.bytes(rel, data.replace(before, rank_badge(rank).encode()))
+    return True
 
 
 @dataclass

@@ -42,6 +42,7 @@ TRICKY = [
     "a: 'unterminated\n",
     "\ufeffbom: 1\n",
     "nested:\n  - {a: [1, {b: null}]}\n  - !!map {c: !!seq [1]}\n",
+    "same text, other tags: ['12', 12, \"yes\", yes, !!str 12, '2026-11-22', 2026-11-22, '.nan', .nan]\n",
 ]
 
 
@@ -95,3 +96,13 @@ def test_every_registry_file_loads_as_safeloader_loads_it(tmp_path):
         text = path.read_text(encoding="utf-8")
         want, got = _reference(text), _fast(text)
         assert want[0] == got[0] == "ok" and _same(want[1], got[1]), path
+
+
+def test_remembered_tags_and_values_never_change_a_result():
+    """The loader remembers each scalar's tag and value: after every document was loaded (in both orders),
+    each still loads exactly as SafeLoader loads it, quoted and plain spellings of one text included."""
+    for text in TRICKY + TRICKY[::-1]:
+        want, got = _reference(text), _fast(text)
+        assert want[0] == got[0] and (_same(want[1], got[1]) if want[0] == "ok" else want[1] == got[1]), text
+    mixed = fastyaml.load(TRICKY[-1])["same text, other tags"]
+    assert [type(v) for v in mixed] == [str, int, str, bool, str, str, type(mixed[6]), str, float]

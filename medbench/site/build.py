@@ -73,7 +73,7 @@ def _scan(registry: Path, results: Path, hasher: Hasher, literature: list, missi
     units = {name: Unit(name) for name in DATASETS}
 
     def unit(f: InputFile) -> Unit:
-        name = os.path.basename(f.folder)
+        name = f.folder.rpartition(os.sep)[2]  # (``listing`` joins each folder to its root with os.sep)
         return units[name] if name in units else units.setdefault(name, Unit(name))
 
     found = {"registry": listing(registry, ".yaml") if Path(registry).is_dir() else None,
@@ -82,11 +82,12 @@ def _scan(registry: Path, results: Path, hasher: Hasher, literature: list, missi
     # a folder none of whose files the last build hashed (a first build, a new dataset) is hashed by the
     # process that loads it, from the bytes it parses (sha256 None until then: ``Unit.load``), so each
     # file is read once, and in parallel
-    known = {os.path.basename(folder) for files in found.values() for _, folder, name in files or ()
-             if folder + os.sep + name in hasher.previous}
+    previous = hasher.previous
+    known = {folder for files in found.values() for _, folder, name in files or ()
+             if folder + os.sep + name in previous}
 
     def hashed(files: list) -> list[InputFile]:
-        first_seen = [os.path.basename(folder) not in known for _, folder, _ in files]
+        first_seen = [folder not in known for _, folder, _ in files]
         now = iter(hasher.files([f for f, new in zip(files, first_seen) if not new]))
         return [InputFile(given, name, None) if new else next(now)
                 for (given, _, name), new in zip(files, first_seen)]
@@ -137,25 +138,28 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     out = Path(out)
     _prepare_out(out)
     clock = time.perf_counter()
-    store = StateFolder(out)
-    previous, old_units = ({}, {}) if full else store.read()
-    store.forget()
-    code = code_key(lb)
-    inputs_seen = {k: v for u in old_units.values() for k, v in u.get("inputs", {}).items()}
-    if previous.get("code") != code:
-        previous, old_units = {}, {}  # only the input hashes stay valid
-    report = BuildReport(out)
+    # the state and the scan make ~100,000 small containers that live for the whole build: the cyclic
+    # collector, re-scanning them at every threshold, took 80% of this stage (``collector``)
+    with collector.parsing():
+        store = StateFolder(out)
+        previous, old_units = ({}, {}) if full else store.read()
+        store.forget()
+        code = code_key(lb)
+        inputs_seen = {k: v for u in old_units.values() for k, v in u.get("inputs", {}).items()}
+        if previous.get("code") != code:
+            previous, old_units = {}, {}  # only the input hashes stay valid
+        report = BuildReport(out)
 
-    # inputs: literature (always parsed: one small file), then every input file's sha256
-    head = Inputs()
-    if literature.is_file():
-        load_literature(literature, head)
-    hasher = Hasher(inputs_seen, threads=jobs)
-    missing: dict[str, list[str]] = {"registry": [], "results": []}
-    units = _scan(registry, results, hasher, head.literature, missing)
-    for unit in units.values():
-        unit.seal(code)
-    stale = [u for u in units.values() if not _intact(out, u, old_units.get(u.name))]
+        # inputs: literature (always parsed: one small file), then every input file's sha256
+        head = Inputs()
+        if literature.is_file():
+            load_literature(literature, head)
+        hasher = Hasher(inputs_seen, threads=jobs)
+        missing: dict[str, list[str]] = {"registry": [], "results": []}
+        units = _scan(registry, results, hasher, head.literature, missing)
+        for unit in units.values():
+            unit.seal(code)
+        stale = [u for u in units.values() if not _intact(out, u, old_units.get(u.name))]
     t_scan = time.perf_counter()
 
     # load (parse + rank) the units whose inputs changed; their dates decide the build context

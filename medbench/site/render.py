@@ -193,11 +193,11 @@ class Writer:
                 fd = self._replace(path)
                 st = os.fstat(fd)
             if st.st_size != len(data) or (data and os.pread(fd, len(data), 0) != data):
-                if st.st_size:
-                    os.ftruncate(fd, 0)
                 view, done = memoryview(data), 0
                 while done < len(data):
                     done += os.pwrite(fd, view[done:], done)
+                if st.st_size > len(data):  # (cut after writing: freeing blocks costs more than overwriting)
+                    os.ftruncate(fd, len(data))
                 st = os.fstat(fd)
             self.outputs[rel] = [st.st_size, st.st_mtime_ns]
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -243,3 +244,64 @@ def test_outputs_are_never_written_through_links(tmp_path):
     assert (tmp_path / "out" / "a.html").stat().st_mtime_ns == st.st_mtime_ns
     w.bytes("a.html", b"short")  # fewer bytes: nothing of the old file is left behind
     assert (tmp_path / "out" / "a.html").read_bytes() == b"short"
+
+
+def test_registry_files_parsed_by_the_last_build_are_not_parsed_again(site, tmp_path, monkeypatch):
+    """A rebuild validates every registry entry of a changed dataset, but takes the YAML value of a file
+    whose bytes it parsed before from the state (a date, which JSON cannot hold, is parsed again); an
+    edited file is parsed again, and the site equals a full build."""
+    from medbench.site import fastyaml, load
+
+    ids, reg, res, out = site
+    dated = reg / "dermamnist" / f"{ids[3]}.yaml"
+    text = dated.read_text()
+    dated.write_text(re.sub(r"date_added: '([0-9-]+)'", r"date_added: \1", text))
+    assert dated.read_text() != text
+    build_site(out, reg, res)
+    parsed = []
+    real = fastyaml.load
+    monkeypatch.setattr(load.fastyaml, "load", lambda t: parsed.append(t) or real(t))
+    _reevaluate(res, "dermamnist", ids[2], seed=5)
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["dermamnist"] and report.problems == []
+    assert len(parsed) == 1 and f"id: {ids[3]}" in parsed[0]  # only the entry with a YAML date
+    edited = reg / "dermamnist" / f"{ids[0]}.yaml"
+    text = edited.read_text()
+    edited.write_text(re.sub(r"(?m)^license: .*$", "license: MIT-0", text))
+    assert edited.read_text() != text
+    parsed.clear()
+    build_site(out, reg, res)
+    assert sorted(t.split("id: ")[1].split("\n")[0] for t in parsed) == sorted([ids[0], ids[3]])
+    assert "MIT-0" in (out / "dermamnist" / f"{ids[0]}.html").read_text()
+    monkeypatch.undo()
+    _same_as_full(out, reg, res, tmp_path)
+
+
+def test_study_pages_are_kept_until_a_study_result_changes(tmp_path):
+    """Study pages are rendered again only when a study result file (or the build context) changes; a broken
+    study file stays a build problem in every rebuild, and the site equals a full build."""
+    repo = Path(__file__).resolve().parents[1] / "leaderboard"
+    lb = tmp_path / "leaderboard"
+    for sub in ("templates", "static", "studies", "lite"):
+        shutil.copytree(repo / sub, lb / sub)
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["breastmnist"], 3, clean_n=20)
+    assert build_site(out, reg, res, leaderboard_dir=lb).problems == []
+    page = out / "studies" / "architectures.html"
+    mtime = page.stat().st_mtime_ns
+    broken = lb / "studies" / "architectures" / "zzz_28px.json"
+    broken.write_text("{}")
+    first = build_site(out, reg, res, leaderboard_dir=lb).problems
+    assert len(first) == 1 and "zzz_28px.json" in first[0]
+    assert build_site(out, reg, res, leaderboard_dir=lb).problems == first  # kept pages keep their problems
+    broken.unlink()
+    result = lb / "studies" / "architectures" / "breastmnist_28px.json"
+    data = json.loads(result.read_text())
+    data["findings"][0]["label"] = data["findings"][0]["label"] + " (edited)"
+    result.write_text(json.dumps(data))
+    assert build_site(out, reg, res, leaderboard_dir=lb).problems == []
+    assert "(edited)" in page.read_text() and page.stat().st_mtime_ns != mtime
+    full = tmp_path / "full"
+    build_site(full, reg, res, leaderboard_dir=lb, full=True)
+    a, b = _tree(out), _tree(full)
+    assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []

@@ -14,6 +14,7 @@ versions) renders everything again; ``full=True`` ignores the state.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from ..data import DATASETS
 from ..errors import MedbenchError
 from ..protocol import CURRENT_VERSION
+from ..studies import list_studies
 from . import collector, export, lite, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
@@ -163,7 +165,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     t_scan = time.perf_counter()
 
     # load (parse + rank) the units whose inputs changed; their dates decide the build context
-    runner = _runner(jobs, units, stale, out, lb / "templates")
+    runner = _runner(jobs, units, stale, out, lb / "templates", reuse=not full)
     summaries = {name: old_units[name]["summary"] for name in units if name in old_units}
     for name, (summary, key, records) in runner.load([u.name for u in stale]).items():
         summaries[name] = summary
@@ -229,7 +231,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     old_shared = previous.get("shared", {})
     shared_keys = _shared_pages(w, lb, env=env, summaries=summaries, common=common, report=report,
                                 previous=old_shared, context=context)
-    report.pages += render_studies(env, w, load_studies(lb / "studies", report.problems), common)
+    studies = _study_pages(w, env, lb / "studies", common, context, old_shared.get("studies", {}), report)
     combined = ["data/results.json", "data/results.csv"]
     if not rendered and same_context and outputs_intact(out, {r: old_shared.get("outputs", {}).get(r) for r in combined}):
         for rel in combined:  # no dataset changed: the combined downloads are those of the last build
@@ -248,11 +250,32 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     of_units = {rel for s in new_units.values() for rel in s["outputs"]}
     shared = {rel: rec for rel, rec in w.outputs.items() if rel not in of_units}
     store.write({"code": code, "context": context, "union": union, "units": list(new_units),
-                 "shared": {"outputs": shared, "keys": shared_keys}})
+                 "shared": {"outputs": shared, "keys": shared_keys, "studies": studies}})
     runner.join()
     report.timings = {"scan": t_scan - clock, "load": t_load - t_scan, "render": t_render - t_load,
                       "finish": time.perf_counter() - t_render}
     return report
+
+
+def _study_pages(w: Writer, env, root: Path, common: dict, context: str, previous: dict, report: BuildReport) -> dict:
+    """The study pages (``render_studies``), kept as the last build wrote them when the study results and
+    the build context are unchanged; returns their state (key, outputs, problems, page count)."""
+    files = sorted(root.glob("*/*.json")) if root.is_dir() else []
+    key = digest(context, list_studies(), [[p.parent.name, p.name, hashlib.sha256(p.read_bytes()).hexdigest()]
+                                           for p in files])
+    if previous.get("key") == key and outputs_intact(w.out, previous.get("outputs", {})):
+        for rel, rec in previous["outputs"].items():
+            w.keep(rel, rec)
+        report.problems += previous["problems"]
+        report.pages += previous["pages"]
+        return previous
+    problems: list[str] = []
+    before = set(w.outputs)
+    pages = render_studies(env, w, load_studies(root, problems), common)
+    report.problems += problems
+    report.pages += pages
+    return {"key": key, "outputs": {rel: rec for rel, rec in w.outputs.items() if rel not in before},
+            "problems": problems, "pages": pages}
 
 
 def _previous(old_units: dict, page_keys: dict, names: list[str]) -> dict:
@@ -318,16 +341,21 @@ def _shared_pages(w: Writer, lb: Path, *, env, summaries: dict, common: dict, re
 class _Here:
     """Loads and renders units in this process."""
 
-    def __init__(self, units: dict[str, Unit], out: Path, templates: Path):
+    def __init__(self, units: dict[str, Unit], out: Path, templates: Path, reuse: bool = True):
         self.units, self.out, self.templates = units, out, templates
+        self.reuse = reuse  # registry files parsed by the last build are not parsed again (not with ``full``)
 
     def load(self, names: list[str]) -> dict[str, tuple[dict, str, dict]]:
         """(summary, input key, state records of the files hashed while loading) of each unit."""
         done = {}
+        store = StateFolder(self.out)
         for n in names:
             unit = self.units[n]
             with collector.parsing():
-                done[n] = (dict(unit.load()), unit.key, unit.hashed)
+                known = store.parsed(n, unit.code) if self.reuse else {}
+                done[n] = (dict(unit.load(known)), unit.key, unit.hashed)
+                if unit.parsed.keys() != known.keys():
+                    store.write_parsed(n, unit.code, unit.parsed)
         return done
 
     def summary(self, name: str) -> dict:
@@ -448,8 +476,8 @@ def _serve(here: _Here, conn) -> None:
             conn.send((False, f"{type(exc).__name__}: {exc}"))
 
 
-def _runner(jobs: int, units: dict[str, Unit], stale: list[Unit], out: Path, templates: Path):
-    here = _Here(units, out, templates)
+def _runner(jobs: int, units: dict[str, Unit], stale: list[Unit], out: Path, templates: Path, reuse: bool = True):
+    here = _Here(units, out, templates, reuse)
     weight = sum(u.weight for u in stale)
     parallel = jobs > 1 and weight >= PARALLEL_MIN_PAGES and "fork" in multiprocessing.get_all_start_methods()
     return _Forked(here, jobs) if parallel else here

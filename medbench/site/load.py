@@ -44,21 +44,31 @@ def load_registry(root: Path, inputs: Inputs) -> None:
         add_entry(path, None, inputs)
 
 
-def add_entry(path: Path, raw: bytes | None, inputs: Inputs) -> None:
-    """Parse one registry file (its bytes ``raw`` when already read) into ``inputs``, or report it."""
+UNPARSED = object()  # (``add_entry``: the file's YAML value is not known yet)
+
+
+def add_entry(path: Path, raw: bytes | None, inputs: Inputs, parsed=UNPARSED):
+    """Parse one registry file (its bytes ``raw`` when already read; ``parsed``: its YAML value when known,
+    e.g. from an earlier build of the same bytes) into ``inputs``, or report it. Returns the YAML value
+    (``None`` when the file is not YAML)."""
     where = f"{path.parent.name}/{path.name}"
+    data = None
     try:
-        raw = path.read_bytes() if raw is None else raw
-        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
-        entry = parse_entry(fastyaml.load(text), str(path))
+        if parsed is UNPARSED:
+            raw = path.read_bytes() if raw is None else raw
+            text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
+            parsed = fastyaml.load(text)
+        data = parsed
+        entry = parse_entry(parsed, str(path))
     except (EntryError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         inputs.problems.append(f"registry {where}: skipped: {str(exc).splitlines()[0]}")
-        return
+        return data
     if entry.dataset != path.parent.name or entry.id != path.stem:
         inputs.problems.append(f"registry {where}: skipped: id/dataset ({entry.id}, {entry.dataset}) "
                                "do not match the file's name and folder")
-        return
+        return data
     inputs.entries[(entry.dataset, entry.id)] = entry
+    return data
 
 
 def load_results(root: Path, inputs: Inputs) -> None:

@@ -121,6 +121,23 @@ class StateFolder:
         except OSError:
             return None
 
+    def parsed(self, name: str, code: str) -> dict:
+        """The registry files of unit ``name`` as an earlier build with the same code parsed them (YAML
+        values by the sha256 of the file's bytes: ``write_parsed``); empty when there are none."""
+        try:
+            data = json.loads((self.units_dir / f"{name}.parsed.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data["values"] if isinstance(data, dict) and data.get("code") == code and \
+            isinstance(data.get("values"), dict) else {}
+
+    def write_parsed(self, name: str, code: str, values: dict) -> None:
+        """Remember parsed registry files (sha256 -> YAML value), those that JSON holds exactly."""
+        keep = {sha: v for sha, v in values.items() if _plain(v)}
+        self.units_dir.mkdir(parents=True, exist_ok=True)
+        _write(self.units_dir / f"{name}.parsed.json",
+               json.dumps({"code": code, "values": keep}, ensure_ascii=False, separators=(",", ":")))
+
     def forget(self) -> None:
         """Drop the main file before writing: a build that stops half-way leaves no usable state."""
         try:
@@ -143,6 +160,22 @@ class StateFolder:
             if p.name.split(".")[0] not in names:
                 p.unlink()
         _write(self.dir / "state.json", json.dumps({"version": STATE_VERSION, **main}, separators=(",", ":")))
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Whether JSON gives ``value`` back exactly (same types): str-keyed dicts, lists, str, int, finite
+    float, bool and None only (a YAML date, set, pair list or nan is parsed again instead)."""
+    if depth > 64:
+        return False
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if type(value) is list:
+        return all(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def _write(path: Path, text: str) -> None:

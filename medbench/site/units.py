@@ -18,7 +18,7 @@ from pathlib import Path
 from ..data import DATASETS
 from ..schema.literature import PublishedResult
 from . import export, marks, plots
-from .load import Inputs, add_entry, add_result
+from .load import UNPARSED, Inputs, add_entry, add_result
 from .render import Writer, rank_badge
 from .state import InputFile, digest, read_hashed, stat_of
 from .table import DatasetBoard, Row, Track, build_board
@@ -34,6 +34,7 @@ class Unit:
     key: str = ""  # of the unit's inputs (set by ``seal``)
     code: str = ""  # the build's code key (``seal``)
     hashed: dict[str, list] = field(default_factory=dict)  # after ``load``: state records of the files it hashed
+    parsed: dict[str, object] = field(default_factory=dict)  # after ``load``: registry YAML values by sha256
     board: DatasetBoard | None = None  # after ``load``
     summary: dict = field(default_factory=dict)  # after ``load`` (and completed by ``render``)
     record_line: str = ""  # after ``render``: the unit's line of results.json
@@ -56,13 +57,17 @@ class Unit:
             return
         self.key = digest(code, self.name, files, [p.model_dump(mode="json") for p in self.literature])
 
-    def load(self) -> dict:
+    def load(self, parsed: dict | None = None) -> dict:
         """Parse and rank the unit; returns the part of its summary the build needs before rendering.
 
         Files the scan left unhashed are hashed here from the bytes parsed (``hashed`` gets their state
-        records, and the unit its key)."""
+        records, and the unit its key). ``parsed`` holds registry files as an earlier build parsed them
+        (YAML values by sha256; such a file is not read again, but validated as always); ``self.parsed``
+        gets the values of this unit's registry files."""
         inputs = Inputs(literature=self.literature)
         self.hashed = {}
+        parsed = parsed or {}
+        self.parsed = {}
 
         def read(f: InputFile) -> tuple[bytes | None, InputFile]:
             if f.sha256 is not None:
@@ -77,7 +82,9 @@ class Unit:
         for f in self.registry:
             raw, f = read(f)
             registry.append(f)
-            add_entry(f.path, raw, inputs)
+            value = add_entry(f.path, raw, inputs, parsed.get(f.sha256, UNPARSED) if f.sha256 else UNPARSED)
+            if f.sha256 and value is not None:
+                self.parsed[f.sha256] = value
         n_registry = len(inputs.problems)
         for f in self.results:
             raw, f = read(f)

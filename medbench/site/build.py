@@ -199,8 +199,8 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         chunks: dict[str, str] = {}
         new_units = {}
         by_folder: dict[str, dict] = {}
-        for key, rec in hasher.seen.items():
-            by_folder.setdefault(os.path.basename(os.path.dirname(key)), {})[key] = rec
+        for key, rec in hasher.seen.items():  # (keys are absolute paths: <root>/<folder>/<file>)
+            by_folder.setdefault(key.rsplit(os.sep, 2)[-2], {})[key] = rec
         for name, unit in units.items():
             inputs = by_folder.get(name, {})
             if name in rendered:
@@ -223,34 +223,35 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                     store.write_unit(name, new_units[name])
     finally:
         runner.close(wait=False)  # the workers exit while the rest of the site is written
-    summaries = {n: s["summary"] for n, s in new_units.items()}
-    report.problems = head.problems + missing["registry"] + [p for s in summaries.values() for p in s["problems"][0]] \
-        + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
-    w = Writer(out)
-    env = shared_environment(lb / "templates")
-    old_shared = previous.get("shared", {})
-    shared_keys = _shared_pages(w, lb, env=env, summaries=summaries, common=common, report=report,
-                                previous=old_shared, context=context)
-    studies = _study_pages(w, env, lb / "studies", common, context, old_shared.get("studies", {}), report)
-    combined = ["data/results.json", "data/results.csv"]
-    if not rendered and same_context and outputs_intact(out, {r: old_shared.get("outputs", {}).get(r) for r in combined}):
-        for rel in combined:  # no dataset changed: the combined downloads are those of the last build
-            w.keep(rel, old_shared["outputs"][rel])
-    else:
-        lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
-        w.text("data/results.json", export.join_record_lines(lines, __version__))
-        w.text("data/results.csv", export.csv_header(union) + "".join(
-            chunks[n] if n in chunks else _chunk(store, n) for n in DATASETS))
-    report.pages += sum(summaries[n]["pages"] for n in DATASETS)
-    report.rendered_units = sorted(rendered)
-    for state in new_units.values():
-        w.outputs.update(state["outputs"])
-    w.prune()
-    report.files = len(w.outputs)
-    of_units = {rel for s in new_units.values() for rel in s["outputs"]}
-    shared = {rel: rec for rel, rec in w.outputs.items() if rel not in of_units}
-    store.write({"code": code, "context": context, "union": union, "units": list(new_units),
-                 "shared": {"outputs": shared, "keys": shared_keys, "studies": studies}})
+    with collector.parsing():  # (as for the scan: the state's many small containers)
+        summaries = {n: s["summary"] for n, s in new_units.items()}
+        report.problems = head.problems + missing["registry"] + [p for s in summaries.values() for p in s["problems"][0]] \
+            + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
+        w = Writer(out)
+        env = shared_environment(lb / "templates")
+        old_shared = previous.get("shared", {})
+        shared_keys = _shared_pages(w, lb, env=env, summaries=summaries, common=common, report=report,
+                                    previous=old_shared, context=context)
+        studies = _study_pages(w, env, lb / "studies", common, context, old_shared.get("studies", {}), report)
+        combined = ["data/results.json", "data/results.csv"]
+        if not rendered and same_context and outputs_intact(out, {r: old_shared.get("outputs", {}).get(r) for r in combined}):
+            for rel in combined:  # no dataset changed: the combined downloads are those of the last build
+                w.keep(rel, old_shared["outputs"][rel])
+        else:
+            lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
+            w.text("data/results.json", export.join_record_lines(lines, __version__))
+            w.text("data/results.csv", export.csv_header(union) + "".join(
+                chunks[n] if n in chunks else _chunk(store, n) for n in DATASETS))
+        report.pages += sum(summaries[n]["pages"] for n in DATASETS)
+        report.rendered_units = sorted(rendered)
+        for state in new_units.values():
+            w.outputs.update(state["outputs"])
+        w.prune()
+        report.files = len(w.outputs)
+        of_units = {rel for s in new_units.values() for rel in s["outputs"]}
+        shared = {rel: rec for rel, rec in w.outputs.items() if rel not in of_units}
+        store.write({"code": code, "context": context, "union": union, "units": list(new_units),
+                     "shared": {"outputs": shared, "keys": shared_keys, "studies": studies}})
     runner.join()
     report.timings = {"scan": t_scan - clock, "load": t_load - t_scan, "render": t_render - t_load,
                       "finish": time.perf_counter() - t_render}

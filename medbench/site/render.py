@@ -236,15 +236,16 @@ class Writer:
 
     def prune(self) -> None:
         """Remove every file this build did not write or keep (the build state aside), then empty folders."""
-        base = str(self.out) + os.sep
-        keep = {base + rel for rel in self.outputs}
-        state = base + STATE
-        for root, dirs, files in os.walk(self.out, topdown=False):
+        top = str(self.out)
+        state = os.path.join(top, STATE)
+        outputs = self.outputs
+        for root, dirs, files in os.walk(top, topdown=False):
             if root == state or root.startswith(state + os.sep):
                 continue
+            # outputs are keyed by their path in the site, "/"-separated
+            prefix = "" if root == top else os.path.relpath(root, top).replace(os.sep, "/") + "/"
             for name in files:
-                path = os.path.join(root, name)
-                if path not in keep:
-                    os.unlink(path)
-            if root != str(self.out) and not os.listdir(root):
+                if prefix + name not in outputs:
+                    os.unlink(os.path.join(root, name))
+            if root != top and not os.listdir(root):
                 os.rmdir(root)

@@ -305,3 +305,27 @@ def test_study_pages_are_kept_until_a_study_result_changes(tmp_path):
     build_site(full, reg, res, leaderboard_dir=lb, full=True)
     a, b = _tree(out), _tree(full)
     assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
+
+
+def test_compiled_templates_are_cached_and_an_edited_template_is_compiled_again(tmp_path, monkeypatch):
+    """Compiled templates are kept in the user's medbench cache (a folder only they can write to); a
+    template edited after a build shows in the next one."""
+    from medbench.site import render
+
+    monkeypatch.setenv("MEDBENCH_CACHE", str(tmp_path / "cache"))
+    repo = Path(__file__).resolve().parents[1] / "leaderboard"
+    lb = tmp_path / "leaderboard"
+    for sub in ("templates", "static", "lite"):
+        shutil.copytree(repo / sub, lb / sub)
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    ids = write_synthetic(reg, res, ["breastmnist"], 2, clean_n=20)
+    build_site(out, reg, res, leaderboard_dir=lb)
+    cache = tmp_path / "cache" / "jinja"
+    assert len(list(cache.glob("medbench-*.cache"))) >= 3 and (cache.stat().st_mode & 0o777) == 0o700
+    tpl = lb / "templates" / "model.html"
+    tpl.write_text(tpl.read_text().replace('<h2 id="card">Model card</h2>', '<h2 id="card">Model card (v2)</h2>'))
+    monkeypatch.setattr(render, "_ENVS", {})  # as a new process: templates come from the cache, or are compiled
+    build_site(out, reg, res, leaderboard_dir=lb)
+    assert "Model card (v2)" in (out / "breastmnist" / f"{ids[0]}.html").read_text()
+    cache.chmod(0o755)  # a folder others could write to is not used
+    assert render._bytecode_cache() is None

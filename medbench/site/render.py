@@ -123,8 +123,32 @@ def error_rows(err: dict) -> Markup:
         for name, (be, rbe) in ((n, err["per_corruption"][n]) for n in names)))
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Jinja's cache of compiled templates in ``<medbench cache>/jinja`` (a folder only this user may write
+    to, checked as Jinja checks its own default folder), or None where there is no such folder.
+
+    Compiling the templates took ~0.2 s of every build, a tenth of an incremental one. Jinja keys each
+    entry by the template's name and checks its source's checksum, so an edited template is compiled
+    again; the code key (``state.code_key``) covers the templates too."""
+    import stat as st
+
+    from ..paths import cache_root
+
+    folder = cache_root() / "jinja"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(folder)
+        if info.st_uid != os.getuid() or not st.S_ISDIR(info.st_mode) or st.S_IMODE(info.st_mode) != 0o700 \
+                or not os.access(folder, os.W_OK):
+            return None
+    except (OSError, AttributeError):  # (no getuid: not a POSIX system)
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder), "medbench-%s.cache")
+
+
 def environment(templates: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
+                             bytecode_cache=_bytecode_cache(),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)

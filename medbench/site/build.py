@@ -14,6 +14,7 @@ versions) renders everything again; ``full=True`` ignores the state.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from ..studies import list_studies
 from . import collector, export, lite, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
-from .state import Hasher, InputFile, StateFolder, code_key, digest, listing, outputs_intact
+from .state import Hasher, InputFile, StateFolder, code_key, digest, outputs_intact
 from .studies import load_studies, render_studies
 from .units import Unit, home_board, kept_record_line
 
@@ -69,47 +70,64 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _scan(registry: Path, results: Path, hasher: Hasher, literature: list, missing: dict[str, list[str]]
-          ) -> dict[str, Unit]:
-    """One unit per dataset (empty ones included) and per other folder holding inputs, sorted by name."""
-    units = {name: Unit(name) for name in DATASETS}
+def _scan_order(registry: Path, results: Path) -> list[str]:
+    """Every dataset and every other folder of the registry or the results, the most recently changed first.
 
-    def unit(f: InputFile) -> Unit:
-        name = f.folder.rpartition(os.sep)[2]  # (``listing`` joins each folder to its root with os.sep)
-        return units[name] if name in units else units.setdefault(name, Unit(name))
+    A re-evaluation, a new file or a checkout replaces files in its folder, which changes the folder's time:
+    scanning that folder first lets its (slow) loading start while the others are scanned. The order
+    changes only when work starts, never what is built."""
+    times: dict[str, int] = dict.fromkeys(DATASETS, 0)
+    for root in (registry, results):
+        try:
+            with os.scandir(root) as entries:
+                for e in entries:
+                    if e.is_dir():
+                        times[e.name] = max(times.get(e.name, 0), e.stat().st_mtime_ns)
+        except OSError:
+            continue
+    return sorted(times, key=lambda n: (-times[n], n))
 
-    found = {"registry": listing(registry, ".yaml") if Path(registry).is_dir() else None,
-             "results": listing(results, ".json") if Path(results).is_dir() else None,
-             "logs": listing(results, ".train.jsonl", files_only=True) if Path(results).is_dir() else None}
-    # a folder none of whose files the last build hashed (a first build, a new dataset) is hashed by the
-    # process that loads it, from the bytes it parses (sha256 None until then: ``Unit.load``), so each
-    # file is read once, and in parallel
+
+def _folder(root: Path, name: str, suffixes: tuple[str, ...], files_only: tuple[bool, ...]) -> list[list[tuple]]:
+    """For each suffix, the (folder as given, absolute folder, file name) of ``root/name``'s files ending with
+    it, sorted by name (none when the folder does not exist)."""
+    given = str(Path(root) / name)
+    absolute = os.path.join(os.path.abspath(root), name)
+    out: list[list[tuple]] = [[] for _ in suffixes]
+    try:
+        with os.scandir(absolute) as entries:
+            for e in entries:
+                for i, suffix in enumerate(suffixes):
+                    if e.name.endswith(suffix) and (not files_only[i] or e.is_file()):
+                        out[i].append(e.name)
+                        break
+    except OSError:
+        return out
+    return [[(given, absolute, n) for n in sorted(names)] for names in out]
+
+
+def _scan_unit(name: str, registry: Path, results: Path, hasher: Hasher, literature: list) -> Unit:
+    """The unit of folder ``name``: its registry entries, results and training logs, with their sha256 where
+    the last build hashed the same bytes (stat unchanged)."""
+    unit = Unit(name)
+    (entries,) = _folder(registry, name, (".yaml",), (False,))
+    records, logs = _folder(results, name, (".json", ".train.jsonl"), (False, True))
     previous = hasher.previous
-    known = {folder for files in found.values() for _, folder, name in files or ()
-             if folder + os.sep + name in previous}
 
     def hashed(files: list) -> list[InputFile]:
-        first_seen = [folder not in known for _, folder, _ in files]
-        now = iter(hasher.files([f for f, new in zip(files, first_seen) if not new]))
-        return [InputFile(given, name, None) if new else next(now)
-                for (given, _, name), new in zip(files, first_seen)]
+        # a folder none of whose files the last build hashed (a first build, a new dataset) is hashed by the
+        # process that loads it, from the bytes it parses (sha256 None until then: ``Unit.load``), so each
+        # file is read once, and in parallel
+        if not any(folder + os.sep + n in previous for _, folder, n in files):
+            return [InputFile(given, n, None) for given, _, n in files]
+        return hasher.files(files)
 
-    if found["registry"] is not None:
-        for f in hashed(found["registry"]):
-            unit(f).registry.append(f)
-    else:
-        missing["registry"].append(f"registry folder {registry} does not exist: no entries")
-    if found["results"] is not None:
-        for f in hashed(found["results"]):
-            unit(f).results.append(f)
-        for f in hashed(found["logs"]):
-            unit(f).logs[f.name] = f
-    else:
-        missing["results"].append(f"results folder {results} does not exist: no results")
-    for p in literature:
-        if p.dataset in units:
-            units[p.dataset].literature.append(p)
-    return dict(sorted(units.items()))
+    unit.registry = hashed(entries)
+    both = hashed(records + logs)  # (one folder: known when any of its files is)
+    unit.results = both[:len(records)]
+    unit.logs = {f.name: f for f in both[len(records):]}
+    unit.literature = [p for p in literature if p.dataset == name]
+    return unit
 
 
 def build_site(out: str | Path = "site", registry: str | Path | None = None, results: str | Path | None = None,
@@ -158,14 +176,31 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
             load_literature(literature, head)
         hasher = Hasher(inputs_seen, threads=jobs)
         missing: dict[str, list[str]] = {"registry": [], "results": []}
-        units = _scan(registry, results, hasher, head.literature, missing)
-        for unit in units.values():
+        if not registry.is_dir():
+            missing["registry"].append(f"registry folder {registry} does not exist: no entries")
+        if not results.is_dir():
+            missing["results"].append(f"results folder {results} does not exist: no results")
+        units: dict[str, Unit] = {}
+        stale: list[Unit] = []
+        here = _Here(units, out, lb / "templates", reuse=not full)
+        runner = None
+        for name in _scan_order(registry, results):
+            unit = units[name] = _scan_unit(name, registry, results, hasher, head.literature)
             unit.seal(code)
-        stale = [u for u in units.values() if not _intact(out, u, old_units.get(u.name))]
+            if _intact(out, unit, old_units.get(name)):
+                continue
+            stale.append(unit)
+            if runner is None and _parallel(jobs, unit.weight):
+                runner = _Forked(here, jobs)  # the first big unit to load starts loading while the scan goes on
+                runner.start_load([name])
+        units = dict(sorted(units.items()))
+        here.units = units
+        stale.sort(key=lambda u: u.name)
     t_scan = time.perf_counter()
 
     # load (parse + rank) the units whose inputs changed; their dates decide the build context
-    runner = _runner(jobs, units, stale, out, lb / "templates", reuse=not full)
+    if runner is None:
+        runner = _Forked(here, jobs) if _parallel(jobs, sum(u.weight for u in stale)) else here
     summaries = {name: old_units[name]["summary"] for name in units if name in old_units}
     for name, (summary, key, records) in runner.load([u.name for u in stale]).items():
         summaries[name] = summary
@@ -225,8 +260,9 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         runner.close(wait=False)  # the workers exit while the rest of the site is written
     with collector.parsing():  # (as for the scan: the state's many small containers)
         summaries = {n: s["summary"] for n, s in new_units.items()}
-        report.problems = head.problems + missing["registry"] + [p for s in summaries.values() for p in s["problems"][0]] \
-            + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]]
+        report.problems = (head.problems + missing["registry"]
+                           + [p for s in summaries.values() for p in s["problems"][0]]
+                           + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]])
         w = Writer(out)
         env = shared_environment(lb / "templates")
         old_shared = previous.get("shared", {})
@@ -234,7 +270,8 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                                     previous=old_shared, context=context)
         studies = _study_pages(w, env, lb / "studies", common, context, old_shared.get("studies", {}), report)
         combined = ["data/results.json", "data/results.csv"]
-        if not rendered and same_context and outputs_intact(out, {r: old_shared.get("outputs", {}).get(r) for r in combined}):
+        kept = {r: old_shared.get("outputs", {}).get(r) for r in combined}
+        if not rendered and same_context and outputs_intact(out, kept):
             for rel in combined:  # no dataset changed: the combined downloads are those of the last build
                 w.keep(rel, old_shared["outputs"][rel])
         else:
@@ -346,8 +383,10 @@ class _Here:
         self.units, self.out, self.templates = units, out, templates
         self.reuse = reuse  # registry files parsed by the last build are not parsed again (not with ``full``)
 
-    def load(self, names: list[str]) -> dict[str, tuple[dict, str, dict]]:
-        """(summary, input key, state records of the files hashed while loading) of each unit."""
+    def load(self, names: list[str], units: dict[str, Unit] | None = None) -> dict[str, tuple[dict, str, dict]]:
+        """(summary, input key, state records of the files hashed while loading) of each unit (``units``: the
+        units themselves, for a process that was forked before they were scanned)."""
+        self.units.update(units or {})
         done = {}
         store = StateFolder(self.out)
         for n in names:
@@ -383,7 +422,10 @@ class _Here:
 
 
 class _Forked:
-    """Loads and renders units in ``jobs`` forked processes; each unit stays in the process that loaded it."""
+    """Loads and renders units in ``jobs`` forked processes; each unit stays in the process that loaded it.
+
+    A process is sent one request at a time: before the next, its reply is read (a reply and a request both
+    waiting in full pipes would block each other)."""
 
     def __init__(self, here: _Here, jobs: int):
         self.here, self.jobs = here, jobs
@@ -391,6 +433,9 @@ class _Forked:
         self.procs: list = []
         self.stopping: list = []  # told to stop, not yet joined
         self.owner: dict[str, int] = {}
+        self.waiting: set[int] = set()  # processes whose reply is not read yet
+        self.replies: dict = {}  # replies read, by unit, not yet returned
+        self.started: set[str] = set()  # units whose loading ``start_load`` started
 
     def _start(self) -> None:
         for _ in range(self.jobs):
@@ -415,25 +460,47 @@ class _Forked:
             plan[k].append(n)
         return plan
 
-    def _ask(self, method: str, plan: dict[int, list[str]], *args, old: dict | None = None) -> dict:
+    def _send(self, method: str, plan: dict[int, list[str]], *args, old: dict | None = None) -> None:
         if not self.procs:
             self._start()
-        for k, names in plan.items():  # each process gets the previous state of its own units only
-            extra = ({n: old[n] for n in names if n in old},) if old is not None else ()
+        for k, names in plan.items():
+            if not names:
+                continue
+            if k in self.waiting:
+                self._read(k)
+            if method == "load":  # the units (a process forked during the scan has not seen the later ones)
+                extra = ({n: self.here.units[n] for n in names},)
+            else:  # each process gets the previous state of its own units only
+                extra = ({n: old[n] for n in names if n in old},) if old is not None else ()
             self.procs[k][1].send((method, names, args + extra))
-        merged = {}
-        for k in plan:
-            ok, value = self.procs[k][1].recv()
-            if not ok:
-                self.close()
-                raise MedbenchError(f"site build: a worker process failed: {value}")
-            merged.update(value)
-        return merged
+            self.waiting.add(k)
+
+    def _read(self, k: int) -> None:
+        ok, value = self.procs[k][1].recv()
+        self.waiting.discard(k)
+        if not ok:
+            self.close()
+            raise MedbenchError(f"site build: a worker process failed: {value}")
+        self.replies.update(value)
+
+    def _ask(self, method: str, plan: dict[int, list[str]], *args, old: dict | None = None) -> dict:
+        self._send(method, plan, *args, old=old)
+        for k in sorted(self.waiting):
+            self._read(k)
+        return {n: self.replies.pop(n) for names in plan.values() for n in names}
+
+    def start_load(self, names: list[str]) -> None:
+        """Start loading ``names`` in the processes (forking them now); ``load`` returns what they give."""
+        self._send("load", self._spread(names))
+        self.started.update(names)
 
     def load(self, names: list[str]) -> dict[str, tuple[dict, str, dict]]:
         if not names:
             return {}
-        got = self._ask("load", self._spread(names))
+        started = [n for n in names if n in self.started]
+        self.started.difference_update(started)
+        got = self._ask("load", self._spread([n for n in names if n not in started]))
+        got.update((n, self.replies.pop(n)) for n in started)
         for n, (summary, _, _) in got.items():
             self.here.units[n].summary = summary
         return got
@@ -466,6 +533,7 @@ class _Forked:
 
 def _serve(here: _Here, conn) -> None:
     """A forked worker: answers ``(method, unit names, args)`` requests until it gets None."""
+    gc.enable()  # (it may be forked while the scan keeps the collector paused: it renders with it on)
     while True:
         msg = conn.recv()
         if msg is None:
@@ -477,8 +545,6 @@ def _serve(here: _Here, conn) -> None:
             conn.send((False, f"{type(exc).__name__}: {exc}"))
 
 
-def _runner(jobs: int, units: dict[str, Unit], stale: list[Unit], out: Path, templates: Path, reuse: bool = True):
-    here = _Here(units, out, templates, reuse)
-    weight = sum(u.weight for u in stale)
-    parallel = jobs > 1 and weight >= PARALLEL_MIN_PAGES and "fork" in multiprocessing.get_all_start_methods()
-    return _Forked(here, jobs) if parallel else here
+def _parallel(jobs: int, weight: int) -> bool:
+    """Whether loading and rendering units of this total weight is worth forking ``jobs`` processes."""
+    return jobs > 1 and weight >= PARALLEL_MIN_PAGES and "fork" in multiprocessing.get_all_start_methods()

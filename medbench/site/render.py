@@ -156,7 +156,8 @@ def environment(templates: Path) -> jinja2.Environment:
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
                        top_group=marks.top_group, corruption_errors=marks.corruption_errors,
                        repository=meta.repository_url(), ci=ci, chance_mark=chance_mark, flag_badges=flag_badges,
-                       rank_badge=lambda rank: Markup(rank_badge(rank)), check_rows=check_rows, error_rows=error_rows, adversarial_rows=adversarial_rows,
+                       rank_badge=lambda rank: Markup(rank_badge(rank)), check_rows=check_rows, error_rows=error_rows,
+                       adversarial_rows=adversarial_rows,
                        labelled_points=svg.LABELLED_POINTS)
     from .explanations import load_explanations  # imports captum's study module only here
 

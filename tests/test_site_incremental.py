@@ -329,3 +329,18 @@ def test_compiled_templates_are_cached_and_an_edited_template_is_compiled_again(
     assert "Model card (v2)" in (out / "breastmnist" / f"{ids[0]}.html").read_text()
     cache.chmod(0o755)  # a folder others could write to is not used
     assert render._bytecode_cache() is None
+
+
+def test_kept_dataset_lines_are_read_back_exactly_or_refused():
+    """results.json is rebuilt from the dataset lines of the data/<name>.json files an earlier build wrote:
+    a line reads back byte for byte (non-ASCII text included), anything else is refused."""
+    from medbench.site import export
+
+    line = export.record_line("breastmnist", {"name": "breastmnist", "note": "Zürich \u2028 \"q\"\n"})
+    doc = export.join_record_lines([line], "0.1.0").encode()
+    assert export.record_line_bytes_of(doc, "0.1.0") == line.encode()
+    two = export.join_record_line_bytes([line.encode(), line.encode()], "0.1.0")
+    assert two == export.join_record_lines([line, line], "0.1.0").encode()
+    for bad in (doc.replace(b"Z\xc3\xbcrich", b"Z\nrich"), doc[:-1], b"{}", doc.replace(b"0.1.0", b"0.2.0")):
+        with pytest.raises(ValueError):
+            export.record_line_bytes_of(bad, "0.1.0")

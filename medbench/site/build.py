@@ -275,8 +275,9 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
             for rel in combined:  # no dataset changed: the combined downloads are those of the last build
                 w.keep(rel, old_shared["outputs"][rel])
         else:
-            lines = [rendered[n][1] if n in rendered else kept_record_line(out, n) for n in DATASETS]
-            w.text("data/results.json", export.join_record_lines(lines, __version__))
+            lines = [rendered[n][1].encode() if n in rendered else kept_record_line(out, n, __version__)
+                     for n in DATASETS]
+            w.bytes("data/results.json", export.join_record_line_bytes(lines, __version__))
             w.text("data/results.csv", export.csv_header(union) + "".join(
                 chunks[n] if n in chunks else _chunk(store, n) for n in DATASETS))
         report.pages += sum(summaries[n]["pages"] for n in DATASETS)

@@ -104,22 +104,36 @@ def record_line(name: str, record: dict) -> str:
     return f"{json.dumps(name)}: {json.dumps(record, ensure_ascii=False, separators=(',', ':'))}"
 
 
-def join_record_lines(lines: list[str], medbench_version: str) -> str:
-    """The API document (compact JSON, one dataset per line) from its dataset lines (``record_line`` of each
-    ``board_record``), e.g. lines kept from an earlier build."""
+def _frame(medbench_version: str) -> tuple[str, str]:
+    """What comes before the dataset lines of an API document, and after them."""
     head = json.dumps({"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
                        "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api"},
                       ensure_ascii=False)
-    return head[:-1] + ', "datasets": {\n' + ",\n".join(lines) + "\n}}\n"
+    return head[:-1] + ', "datasets": {\n', "\n}}\n"
 
 
-def record_line_of(document: str) -> str:
-    """The one dataset line of a single-dataset API document (JSON escapes every newline
-    inside strings, so the document's lines are exactly: head, the dataset, the closing braces)."""
-    lines = document.split("\n")
-    if len(lines) != 4 or not lines[0].endswith('"datasets": {') or lines[2] != "}}":
-        raise ValueError("not a single-dataset results document")
-    return lines[1]
+def join_record_lines(lines: list[str], medbench_version: str) -> str:
+    """The API document (compact JSON, one dataset per line) from its dataset lines (``record_line`` of each
+    ``board_record``)."""
+    before, after = _frame(medbench_version)
+    return before + ",\n".join(lines) + after
+
+
+def join_record_line_bytes(lines: list[bytes], medbench_version: str) -> bytes:
+    """``join_record_lines`` of UTF-8 lines, e.g. lines kept from an earlier build (``record_line_bytes_of``):
+    48 MB at 1,000 models x 18 datasets, never decoded."""
+    before, after = _frame(medbench_version)
+    return before.encode() + b",\n".join(lines) + after.encode()
+
+
+def record_line_bytes_of(document: bytes, medbench_version: str) -> bytes:
+    """The one dataset line of a single-dataset API document written for ``medbench_version`` (JSON escapes
+    every newline inside strings, so the document is exactly: head, the dataset line, the closing braces)."""
+    before, after = (part.encode() for part in _frame(medbench_version))
+    line = document[len(before):len(document) - len(after)]
+    if not (document.startswith(before) and document.endswith(after)) or not line or b"\n" in line:
+        raise ValueError("not a single-dataset results document of this medbench version")
+    return line
 
 
 CSV_COLUMNS = ["dataset", "size", "protocol_version", "rank", "tie_group", "model_id", "flags",

@@ -238,6 +238,6 @@ def home_board(summary: dict) -> HomeBoard:
     return HomeBoard(summary["n_rows"], summary["has_tracks"], top)
 
 
-def kept_record_line(out: Path, name: str) -> str:
-    """The dataset's line of ``results.json``, from its ``data/<name>.json`` written by an earlier build."""
-    return export.record_line_of((out / "data" / f"{name}.json").read_text(encoding="utf-8"))
+def kept_record_line(out: Path, name: str, medbench_version: str) -> bytes:
+    """The dataset's line of ``results.json`` (UTF-8), from its ``data/<name>.json`` written by an earlier build."""
+    return export.record_line_bytes_of((out / "data" / f"{name}.json").read_bytes(), medbench_version)

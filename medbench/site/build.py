@@ -218,8 +218,22 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     if not same_context:  # every page shows the context: render every unit
         render = [n for n in units if n in DATASETS]
     page_keys = {n: store.keys(n) for n in render if n in old_units and same_context}
+    w = Writer(out)
+    env = shared_environment(lb / "templates")
+    old_shared = previous.get("shared", {})
+    side_problems: list[str] = []  # of the lite track and the studies (reported after the datasets')
     try:
-        rendered = runner.render(render, common, context, _previous(old_units, page_keys, render))
+        runner.start_render(render, common, context, _previous(old_units, page_keys, render))
+        # while the workers render: the pages that do not depend on the datasets, and the kept datasets'
+        # parts of the combined downloads
+        with collector.parsing():
+            shared_keys = _fixed_pages(w, lb, env=env, common=common, report=report, previous=old_shared,
+                                       context=context, problems=side_problems)
+            studies = _study_pages(w, env, lb / "studies", common, context, old_shared.get("studies", {}), report,
+                                   side_problems)
+            kept_lines = _read_kept(lambda n: kept_record_line(out, n, __version__), render, old_units)
+            kept_chunks = _read_kept(store.chunk, render, old_units)
+        rendered = runner.finish_render()
         # results.csv has one robust column per threat of any dataset: the rows kept from the last build
         # were written for its columns, and a dataset whose rows need other columns is rendered again
         union = sorted({t for n in DATASETS for t in (rendered[n][0] if n in rendered else old_units[n])
@@ -263,23 +277,19 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         report.problems = (head.problems + missing["registry"]
                            + [p for s in summaries.values() for p in s["problems"][0]]
                            + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]])
-        w = Writer(out)
-        env = shared_environment(lb / "templates")
-        old_shared = previous.get("shared", {})
-        shared_keys = _shared_pages(w, lb, env=env, summaries=summaries, common=common, report=report,
-                                    previous=old_shared, context=context)
-        studies = _study_pages(w, env, lb / "studies", common, context, old_shared.get("studies", {}), report)
+        report.problems += side_problems
+        _home_page(w, env, summaries, common, report)
         combined = ["data/results.json", "data/results.csv"]
         kept = {r: old_shared.get("outputs", {}).get(r) for r in combined}
         if not rendered and same_context and outputs_intact(out, kept):
             for rel in combined:  # no dataset changed: the combined downloads are those of the last build
                 w.keep(rel, old_shared["outputs"][rel])
         else:
-            lines = [rendered[n][1].encode() if n in rendered else kept_record_line(out, n, __version__)
-                     for n in DATASETS]
+            lines = [rendered[n][1].encode() if n in rendered else kept_lines.get(n) or
+                     kept_record_line(out, n, __version__) for n in DATASETS]
             w.bytes("data/results.json", export.join_record_line_bytes(lines, __version__))
             w.text("data/results.csv", export.csv_header(union) + "".join(
-                chunks[n] if n in chunks else _chunk(store, n) for n in DATASETS))
+                chunks[n] if n in chunks else kept_chunks.get(n) or _chunk(store, n) for n in DATASETS))
         report.pages += sum(summaries[n]["pages"] for n in DATASETS)
         report.rendered_units = sorted(rendered)
         for state in new_units.values():
@@ -296,7 +306,8 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     return report
 
 
-def _study_pages(w: Writer, env, root: Path, common: dict, context: str, previous: dict, report: BuildReport) -> dict:
+def _study_pages(w: Writer, env, root: Path, common: dict, context: str, previous: dict, report: BuildReport,
+                 problems: list[str]) -> dict:
     """The study pages (``render_studies``), kept as the last build wrote them when the study results and
     the build context are unchanged; returns their state (key, outputs, problems, page count)."""
     files = sorted(root.glob("*/*.json")) if root.is_dir() else []
@@ -305,21 +316,34 @@ def _study_pages(w: Writer, env, root: Path, common: dict, context: str, previou
     if previous.get("key") == key and outputs_intact(w.out, previous.get("outputs", {})):
         for rel, rec in previous["outputs"].items():
             w.keep(rel, rec)
-        report.problems += previous["problems"]
+        problems += previous["problems"]
         report.pages += previous["pages"]
         return previous
-    problems: list[str] = []
+    found: list[str] = []
     before = set(w.outputs)
-    pages = render_studies(env, w, load_studies(root, problems), common)
-    report.problems += problems
+    pages = render_studies(env, w, load_studies(root, found), common)
+    problems += found
     report.pages += pages
     return {"key": key, "outputs": {rel: rec for rel, rec in w.outputs.items() if rel not in before},
-            "problems": problems, "pages": pages}
+            "problems": found, "pages": pages}
 
 
 def _previous(old_units: dict, page_keys: dict, names: list[str]) -> dict:
     """What rendering ``names`` may keep from the last build: each unit's outputs and page keys."""
     return {n: {"outputs": old_units[n]["outputs"], "keys": page_keys.get(n, {})} for n in names if n in old_units}
+
+
+def _read_kept(read, rendering: list[str], old_units: dict) -> dict:
+    """``read(name)`` of each dataset kept from the last build (read ahead, while the workers render: one that
+    cannot be read here is read again where it is needed, and reported there)."""
+    out = {}
+    for n in DATASETS:
+        if n not in rendering and n in old_units:
+            try:
+                out[n] = read(n)
+            except (OSError, ValueError):
+                pass
+    return out
 
 
 def _chunk(store: StateFolder, name: str) -> str:
@@ -334,15 +358,8 @@ def _intact(out: Path, unit: Unit, old: dict | None) -> bool:
     return bool(old) and old.get("key") == unit.key and outputs_intact(out, old.get("outputs", {}))
 
 
-def _shared_pages(w: Writer, lb: Path, *, env, summaries: dict, common: dict, report: BuildReport, previous: dict,
-                  context: str) -> dict[str, str]:
-    """The marker, static files, home page and protocol pages (kept when their key is unchanged); returns
-    the protocol pages' keys."""
-    keys = {}
-    w.text(MARKER, "Generated by 'medbench leaderboard build'. Do not edit by hand: rebuild instead.\n")
-    for asset in sorted((lb / "static").iterdir()):
-        if asset.is_file():
-            w.bytes(f"static/{asset.name}", asset.read_bytes())
+def _home_page(w: Writer, env, summaries: dict, common: dict, report: BuildReport) -> None:
+    """``index.html``: every dataset's board in brief (from the units' summaries)."""
     ds = list(DATASETS)
     example = next(({"model_id": summaries[n]["best"], "dataset": n} for n in ds if summaries[n]["best"]), None) or \
         next(({"model_id": summaries[n]["first"], "dataset": n} for n in ds if summaries[n]["first"]), None) or \
@@ -351,6 +368,17 @@ def _shared_pages(w: Writer, lb: Path, *, env, summaries: dict, common: dict, re
     w.text("index.html", env.get_template("home.html").render(
         root="", boards=boards, example=example, n_models=sum(b.n_rows for b in boards.values()), **common))
     report.pages += 1
+
+
+def _fixed_pages(w: Writer, lb: Path, *, env, common: dict, report: BuildReport, previous: dict, context: str,
+                 problems: list[str]) -> dict[str, str]:
+    """The marker, static files, protocol pages (kept when their key is unchanged) and the lite track's page:
+    the pages that do not depend on the datasets. Returns the protocol pages' keys."""
+    keys = {}
+    w.text(MARKER, "Generated by 'medbench leaderboard build'. Do not edit by hand: rebuild instead.\n")
+    for asset in sorted((lb / "static").iterdir()):
+        if asset.is_file():
+            w.bytes(f"static/{asset.name}", asset.read_bytes())
     proto_tpl = env.get_template("protocol.html")
     old_keys, old_out = previous.get("keys", {}), previous.get("outputs", {})
     for v in common["protocols"]:
@@ -368,7 +396,7 @@ def _shared_pages(w: Writer, lb: Path, *, env, summaries: dict, common: dict, re
         for fname, data in page.files.items():
             w.bytes(f"protocol/{fname}", data)
     lite_page = lite.load_lite(lb / "lite")  # the lite track: its own page, never in the benchmark's tables
-    report.problems += lite_page.problems
+    problems += lite_page.problems
     w.text("lite.html", env.get_template("lite.html").render(root="", lite=lite_page, **common))
     w.bytes(f"protocol/{lite_page.protocol_file}", protocol_page.raw_file(lite_page.protocol_file))
     report.pages += 1
@@ -402,6 +430,14 @@ class _Here:
     def summary(self, name: str) -> dict:
         unit = self.units[name]
         return unit.summary if unit.summary else self.load([name])[name][0]
+
+    def start_render(self, names: list[str], common: dict, context: str, old: dict) -> None:
+        """``render`` (here: now; ``finish_render`` returns what it gave)."""
+        self._rendered = self.render(names, common, context, old)
+
+    def finish_render(self) -> dict:
+        rendered, self._rendered = self._rendered, {}
+        return rendered
 
     def render(self, names: list[str], common: dict, context: str, old: dict) -> dict[str, tuple[dict, str]]:
         env = shared_environment(self.templates)
@@ -511,6 +547,18 @@ class _Forked:
 
     def render(self, names: list[str], common: dict, context: str, old: dict) -> dict:
         return self._ask("render", self._spread(names), common, context, old=old) if names else {}
+
+    def start_render(self, names: list[str], common: dict, context: str, old: dict) -> None:
+        """Start ``render`` in the processes; ``finish_render`` waits for them and returns what they give."""
+        self.rendering = list(names)
+        if names:
+            self._send("render", self._spread(names), common, context, old=old)
+
+    def finish_render(self) -> dict:
+        for k in sorted(self.waiting):
+            self._read(k)
+        names, self.rendering = self.rendering, []
+        return {n: self.replies.pop(n) for n in names}
 
     def close(self, wait: bool = True) -> None:
         """Tell the workers to stop; ``wait=False`` lets them exit (unmapping their heaps takes a while)

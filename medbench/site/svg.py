@@ -182,15 +182,17 @@ def line_chart(categories: list[str], series: list[Series], *, xlabel: str, ylab
     if chance is not None and chance >= lo:
         body.append(f'<line class="chance" x1="{fr.left}" x2="{_f(fr.x(n))}" y1="{_f(fr.y(chance))}" '
                     f'y2="{_f(fr.y(chance))}"/>')
+    safe_categories = [escape(c) for c in categories]
     for k, s in enumerate(series):
-        pts = " ".join(f"{_f(fr.x(i))},{_f(fr.y(v))}" for i, v in s.points)
-        body.append(f'<polyline class="line {s.cls}" points="{pts}"/>')
-        for i, v in s.points:
-            body.append(f'<circle class="dot {s.cls}" cx="{_f(fr.x(i))}" cy="{_f(fr.y(v))}" r="3">'
-                        f'<title>{escape(s.name)} at {escape(categories[i])}: {v * 100:.1f}</title></circle>')
+        xy = [(i, _f(fr.x(i)), _f(fr.y(v)), v) for i, v in s.points]
+        body.append(f'<polyline class="line {s.cls}" points="{" ".join(f"{x},{y}" for _, x, y, _ in xy)}"/>')
+        name = escape(s.name)
+        for i, x, y, v in xy:
+            body.append(f'<circle class="dot {s.cls}" cx="{x}" cy="{y}" r="3">'
+                        f'<title>{name} at {safe_categories[i]}: {v * 100:.1f}</title></circle>')
         ly = 10 + 16 * k
         body.append(f'<line class="line {s.cls}" x1="{fr.left + 8}" x2="{fr.left + 28}" y1="{ly}" y2="{ly}"/>'
-                    f'<text class="legend" x="{fr.left + 34}" y="{ly}" dy="0.32em">{escape(s.name)}</text>')
+                    f'<text class="legend" x="{fr.left + 34}" y="{ly}" dy="0.32em">{name}</text>')
     return _svg(fr.width, fr.height, title, body)
 
 
@@ -204,6 +206,9 @@ def heatmap(rows: list[str], cols: list[str], values: dict[tuple[str, str], floa
     for j, c in enumerate(safe_cols):
         body.append(f'<text class="tick" x="{label_w + cell_w * j + cell_w / 2:g}" y="14" '
                     f'text-anchor="middle">{c}</text>')
+    # (a model page has ~75 cells: what depends on the column only is formatted once)
+    xs = [label_w + cell_w * j for j in range(len(cols))]
+    text_xs = [f"{x + (cell_w - 2) / 2:g}" for x in xs]
     for i, r in enumerate(rows):
         y = top + cell_h * i
         short = r if len(r) <= 20 else r[:19] + "…"
@@ -211,14 +216,13 @@ def heatmap(rows: list[str], cols: list[str], values: dict[tuple[str, str], floa
         body.append(f'<text class="tick" x="{label_w - 6}" y="{y + cell_h / 2:g}" text-anchor="end" '
                     f'dy="0.32em"><title>{safe_r}</title>{escape(short)}</text>')
         ty = f"{y + (cell_h - 2) / 2:g}"
+        cell = f'" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="'
         for j, c in enumerate(cols):
             v = values.get((r, c))
             fill = colour(v, lo, hi)
-            x = label_w + cell_w * j
             text = "–" if v is None else f"{v * 100:.1f}"
-            body.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}">'
-                        f'<title>{safe_r}, {safe_cols[j]}: {text}</title></rect>'
-                        f'<text x="{x + (cell_w - 2) / 2:g}" y="{ty}" dy="0.32em" '
+            body.append(f'<rect x="{xs[j]}{cell}{fill}"><title>{safe_r}, {safe_cols[j]}: {text}</title></rect>'
+                        f'<text x="{text_xs[j]}" y="{ty}" dy="0.32em" '
                         f'text-anchor="middle" class="cell {_text_on(fill)}">{text}</text>')
     return _svg(width, height, title, body, cls="plot heatmap", fixed=True)
 

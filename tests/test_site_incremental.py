@@ -344,3 +344,29 @@ def test_kept_dataset_lines_are_read_back_exactly_or_refused():
     for bad in (doc.replace(b"Z\xc3\xbcrich", b"Z\nrich"), doc[:-1], b"{}", doc.replace(b"0.1.0", b"0.2.0")):
         with pytest.raises(ValueError):
             export.record_line_bytes_of(bad, "0.1.0")
+
+
+def test_parallel_builds_report_stray_folders_and_bad_files_like_serial_ones(tmp_path, monkeypatch):
+    """A folder that is not a dataset (loaded for its problems, never rendered) and a broken result give the
+    same problems and the same site whether units load in worker processes, started while the scan goes
+    on, or here; a rebuild keeps reporting them."""
+    import medbench.site.build as build
+
+    reg, res = tmp_path / "reg", tmp_path / "res"
+    write_synthetic(reg, res, ["breastmnist", "dermamnist"], 4, clean_n=20)
+    (res / "notadataset").mkdir()
+    shutil.copy(next((res / "breastmnist").glob("*.json")), res / "notadataset" / "Stray2026X.json")
+    (res / "dermamnist" / "Broken2026Y.json").write_text('{"result_schema_version": 1')
+    serial = build_site(tmp_path / "serial", reg, res, jobs=1)
+    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+    out = tmp_path / "parallel"
+    parallel = build_site(out, reg, res, jobs=2)
+    assert len(serial.problems) == 2 and parallel.problems == serial.problems
+    assert any("Stray2026X.json" in p for p in serial.problems)
+    assert any("Broken2026Y.json" in p for p in serial.problems)
+    a, b = _tree(tmp_path / "serial"), _tree(out)
+    assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
+    (res / "notadataset" / "Stray2026Z.json").write_text("[]")  # the stray folder changed: loaded again
+    again = build_site(out, reg, res, jobs=2)
+    assert "notadataset" not in again.rendered_units and len(again.problems) == 3
+    assert [p for p in again.problems if "Stray2026Z.json" not in p] == serial.problems

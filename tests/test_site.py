@@ -211,7 +211,8 @@ def test_cli_build(tmp_path, capsys):
     (res / "breastmnist" / "Bad2025X.json").write_text("[]")
     assert main(["leaderboard", "build", "--out", str(tmp_path / "s"), "--registry", str(reg),
                  "--results", str(res), "--strict"]) == 1
-    capsys.readouterr()
+    # an incremental rebuild says which datasets it rendered again and what it kept
+    assert "rendered again: breastmnist; model pages kept as they were: 2" in capsys.readouterr().out
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "s").rglob("*"))
     assert main(["leaderboard", "build", "--out", str(tmp_path / "s"), "--registry", str(tmp_path / "typo"),
                  "--results", str(res)]) == 1

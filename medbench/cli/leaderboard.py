@@ -49,4 +49,7 @@ def _build(args: argparse.Namespace) -> int:
     for line in report.problems:
         print(f"warning: {line}", file=sys.stderr)
     print(f"built {report.pages} pages ({report.files} files) into {report.out}")
+    if report.kept_pages or report.rank_updated_pages:  # an incremental rebuild: say what it did
+        print(f"rendered again: {', '.join(report.rendered_units) or 'no dataset'}; model pages kept as they were: "
+              f"{report.kept_pages}, given a new rank: {report.rank_updated_pages}")
     return 1 if args.strict and report.problems else 0

@@ -316,3 +316,29 @@ def test_committed_literature_file_is_valid_and_matches_the_reference():
     assert (published["breastmnist"].clean_accuracy, published["breastmnist"].clean_auc) == (0.863, 0.901)
     assert (published["pneumoniamnist"].clean_accuracy, published["pneumoniamnist"].clean_auc) == (0.854, 0.944)
     assert all(p.recipe == "erm" and p.architecture == "ResNet-18" and p.size == 28 for p in published.values())
+
+
+def test_templates_write_exactly_what_markupsafe_escapes(tmp_path):
+    """Output expressions are written with ``html_text`` (no Markup object each): the same text as
+    ``markupsafe.escape`` for every kind of value, and an undefined name is still an error."""
+    import jinja2
+    from markupsafe import Markup, escape
+
+    from medbench.site.render import environment, html_text
+
+    class Html:
+        def __html__(self):
+            return "<b>safe</b>"
+
+    values = ["<a href='x'>&\"</a>", "plain", "", Markup("<i>kept</i>"), 3, 2.5, None, True, Html(),
+              ["<x>"], {"k": "<v>"}, "\u2028\u00e9<"]
+    for v in values:
+        assert html_text(v) == str(escape(v)), v
+    (tmp_path / "t.html").write_text("{% macro m() %}<{{ '<' }}>{% endmacro %}"
+                                     "{% for v in values %}[{{ v }}]{% endfor %}{{ m() }}")
+    env = environment(tmp_path)
+    got = env.get_template("t.html").render(values=values)
+    assert got == "".join(f"[{escape(v)}]" for v in values) + "<&lt;>"
+    (tmp_path / "u.html").write_text("{{ not_given }}")
+    with pytest.raises(jinja2.UndefinedError):
+        env.get_template("u.html").render()

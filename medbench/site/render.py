@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 
 import jinja2
+import jinja2.compiler
+import markupsafe
 from markupsafe import Markup, escape
 
 from ..data import DATASETS
@@ -143,11 +145,43 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
             return None
     except (OSError, AttributeError):  # (no getuid: not a POSIX system)
         return None
-    return jinja2.FileSystemBytecodeCache(str(folder), "medbench-%s.cache")
+    return jinja2.FileSystemBytecodeCache(str(folder), "medbench-2-%s.cache")  # (2: ``_CodeGenerator``)
+
+
+_escape_text = getattr(markupsafe, "_escape_inner", None)  # (markupsafe >= 3: the escaping itself, on a str)
+
+
+def html_text(value) -> str:
+    """The text Jinja's autoescape writes for an output expression: ``str(markupsafe.escape(value))``, without
+    making a ``Markup`` object of each of the ~300 expressions of a model page only to join them."""
+    if _escape_text is None:
+        return escape(value)
+    if type(value) is str:
+        return _escape_text(value)
+    html = getattr(value, "__html__", None)
+    return html() if html is not None else _escape_text(str(value))
+
+
+class _CodeGenerator(jinja2.compiler.CodeGenerator):
+    """Jinja's code generator, writing output expressions with ``html_text`` instead of ``escape`` (their
+    pieces are only joined into the page: the same text, a tenth of the site build's time less)."""
+
+    def _output_child_pre(self, node, frame, finalize) -> None:
+        if frame.eval_ctx.autoescape and not frame.eval_ctx.volatile:
+            self.write("environment.html_text(")
+            if finalize.src is not None:
+                self.write(finalize.src)
+        else:
+            super()._output_child_pre(node, frame, finalize)
+
+
+class _Environment(jinja2.Environment):
+    code_generator_class = _CodeGenerator
+    html_text = staticmethod(html_text)
 
 
 def environment(templates: Path) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
+    env = _Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
                              bytecode_cache=_bytecode_cache(),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)

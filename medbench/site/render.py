@@ -53,25 +53,26 @@ def inline_code(text: str, links: dict[str, str] | None = None) -> Markup:
 
 
 # The snippets below are in every row of a board table and on every model page: Python functions are
-# several times faster than Jinja macros or loops there, and give the same escaped text.
+# several times faster than Jinja macros or loops there, and give the same escaped text. Text is escaped
+# with ``html_text``; numbers formatted by ``pct``/``num`` and schema ints hold no character to escape.
 _AT_CHANCE = (' <span class="flag at-chance" title="the 95% interval reaches chance ({}%): not better than '
               'guessing">at chance</span>')
 
 
 def chance_mark(value, low, high, chance) -> Markup:
     """" at chance" mark of a number whose 95% interval reaches ``chance`` (nothing otherwise)."""
-    return Markup(_AT_CHANCE.format(escape(pct(chance)))) if marks.at_chance(value, low, high, chance) else Markup()
+    return Markup(_AT_CHANCE.format(pct(chance))) if marks.at_chance(value, low, high, chance) else Markup()
 
 
 def ci(value, low, high, chance=None) -> Markup:
     """A percentage with its 95% interval in small print (and the chance mark when ``chance`` is given)."""
     if value is None:
         return Markup('<span class="na">–</span>')
-    text = str(escape(pct(value)))
+    text = pct(value)
     if low is not None:
-        text += f"<small> {escape(pct(low))}–{escape(pct(high))}</small>"
-    if chance is not None:
-        text += str(chance_mark(value, low, high, chance))
+        text += f"<small> {pct(low)}–{pct(high)}</small>"
+    if chance is not None and marks.at_chance(value, low, high, chance):
+        text += _AT_CHANCE.format(pct(chance))
     return Markup(text)
 
 
@@ -83,34 +84,36 @@ def rank_badge(rank: int) -> str:
 
 def flag_badges(row) -> Markup:
     """The row's flags as labelled badges, each explained by its tooltip."""
-    return Markup("".join(f'<span class="flag {escape(f.code)}" title="{escape(f.detail)}">{escape(f.label)}</span>'
+    h = html_text
+    return Markup("".join(f'<span class="flag {h(f.code)}" title="{h(f.detail)}">{h(f.label)}</span>'
                           for f in row.flags))
 
 
 def check_rows(checks) -> Markup:
     """The rows of a model page's checks table (one per admission or sanity check)."""
+    h = html_text
     return Markup("".join(
-        f'<tr class="{"pass" if c.passed else "fail"}"><th scope="row">{escape(c.name)}</th><td>{escape(c.kind)}</td>'
-        f'<td>{"passed" if c.passed else "FAILED"}</td><td class="n">{escape(num(c.value))}</td>'
-        f'<td class="n">{escape(num(c.threshold))}</td><td>{escape(c.message)}</td></tr>\n' for c in checks))
+        f'<tr class="{"pass" if c.passed else "fail"}"><th scope="row">{h(c.name)}</th><td>{h(c.kind)}</td>'
+        f'<td>{"passed" if c.passed else "FAILED"}</td><td class="n">{num(c.value)}</td>'
+        f'<td class="n">{num(c.threshold)}</td><td>{h(c.message)}</td></tr>\n' for c in checks))
 
 
 def adversarial_rows(adversarial: list, chance: float) -> Markup:
     """The rows of a model page's adversarial table: (threat label, ``AdversarialResult``) pairs."""
+    h = html_text
     out = []
     for t, a in adversarial:
         c, cfg = a.robust_balanced_accuracy_ci, a.config
         low, high = (c.low, c.high) if c else (None, None)
         restarts = f'{cfg.n_restarts} restart{"s" if cfg.n_restarts != 1 else ""}'
         queries = f", {cfg.n_queries} queries" if cfg.n_queries else ""
-        attacks = escape(", ".join(cfg.attacks))
         out.append(
-            f'<tr><th scope="row">{escape(marks.threat_label(t))}</th>'
+            f'<tr><th scope="row">{h(marks.threat_label(t))}</th>'
             f'<td class="n">{ci(a.robust_balanced_accuracy, low, high, chance=chance)}</td>'
-            f'<td class="n">{escape(pct(a.robust_accuracy))}</td><td class="n">{escape(pct(a.auc_under_attack))}</td>'
-            f'<td class="n">{escape(pct(a.clean_balanced_accuracy))}</td><td class="n">{escape(a.subset.n)}</td>'
-            f'<td>{attacks}; {escape(cfg.n_iter)} iterations, {restarts}{queries}; {escape(cfg.library)} '
-            f'{escape(cfg.library_version)}, seed {escape(cfg.seed)}</td></tr>\n')
+            f'<td class="n">{pct(a.robust_accuracy)}</td><td class="n">{pct(a.auc_under_attack)}</td>'
+            f'<td class="n">{pct(a.clean_balanced_accuracy)}</td><td class="n">{int(a.subset.n)}</td>'
+            f'<td>{h(", ".join(cfg.attacks))}; {int(cfg.n_iter)} iterations, {restarts}{queries}; {h(cfg.library)} '
+            f'{h(cfg.library_version)}, seed {int(cfg.seed)}</td></tr>\n')
     return Markup("".join(out))
 
 
@@ -119,9 +122,10 @@ def error_rows(err: dict) -> Markup:
     def f3(x):
         return "–" if x is None else f"{x:.3f}"
     names = sorted(err["per_corruption"], key=str.lower)  # the order of Jinja's dictsort
+    h = html_text
     return Markup("".join(
-        f'<tr><th scope="row">{escape(name)}</th><td class="n">{f3(be)}</td><td class="n">{f3(rbe)}</td>'
-        f'<td>{escape(err["undefined"].get(name, ""))}</td></tr>'
+        f'<tr><th scope="row">{h(name)}</th><td class="n">{f3(be)}</td><td class="n">{f3(rbe)}</td>'
+        f'<td>{h(err["undefined"].get(name, ""))}</td></tr>'
         for name, (be, rbe) in ((n, err["per_corruption"][n]) for n in names)))
 
 

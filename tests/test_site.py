@@ -337,6 +337,8 @@ def test_templates_write_exactly_what_markupsafe_escapes(tmp_path):
     (tmp_path / "t.html").write_text("{% macro m() %}<{{ '<' }}>{% endmacro %}"
                                      "{% for v in values %}[{{ v }}]{% endfor %}{{ m() }}")
     env = environment(tmp_path)
+    # (the override of a Jinja internal: a Jinja that stops calling it would write with escape again)
+    assert "environment.html_text(" in env.compile((tmp_path / "t.html").read_text(), raw=True)
     got = env.get_template("t.html").render(values=values)
     assert got == "".join(f"[{escape(v)}]" for v in values) + "<&lt;>"
     (tmp_path / "u.html").write_text("{{ not_given }}")

@@ -136,15 +136,13 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     Compiling the templates took ~0.2 s of every build, a tenth of an incremental one. Jinja keys each
     entry by the template's name and checks its source's checksum, so an edited template is compiled
     again; the code key (``state.code_key``) covers the templates too."""
-    import stat as st
-
     from ..paths import cache_root
 
     folder = cache_root() / "jinja"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(folder)
-        if info.st_uid != os.getuid() or not st.S_ISDIR(info.st_mode) or st.S_IMODE(info.st_mode) != 0o700 \
+        if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o700 \
                 or not os.access(folder, os.W_OK):
             return None
     except (OSError, AttributeError):  # (no getuid: not a POSIX system)

@@ -411,6 +411,7 @@ class _Here:
     def __init__(self, units: dict[str, Unit], out: Path, templates: Path, reuse: bool = True):
         self.units, self.out, self.templates = units, out, templates
         self.reuse = reuse  # registry files parsed by the last build are not parsed again (not with ``full``)
+        self._rendered: dict = {}  # (``start_render``)
 
     def load(self, names: list[str], units: dict[str, Unit] | None = None) -> dict[str, tuple[dict, str, dict]]:
         """(summary, input key, state records of the files hashed while loading) of each unit (``units``: the
@@ -473,6 +474,7 @@ class _Forked:
         self.waiting: set[int] = set()  # processes whose reply is not read yet
         self.replies: dict = {}  # replies read, by unit, not yet returned
         self.started: set[str] = set()  # units whose loading ``start_load`` started
+        self.rendering: list[str] = []  # units whose rendering ``start_render`` started
 
     def _start(self) -> None:
         for _ in range(self.jobs):

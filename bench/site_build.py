@@ -146,7 +146,8 @@ def main() -> None:
         shutil.copytree(res, inp_res)
         record: dict = {"models_per_dataset": args.models, "datasets": len(names), "results": args.models * len(names),
                         "generate_s": None if reused else round(t_gen, 2), "jobs": args.jobs,
-                        "baseline_commit": BASELINE_COMMIT, "file_create_ms_at_start": file_create_ms(work, "create-probe-start")}
+                        "baseline_commit": BASELINE_COMMIT,
+                        "file_create_ms_at_start": file_create_ms(work, "create-probe-start")}
         kw = {"literature": LITERATURE, "jobs": args.jobs}
 
         # full builds, each into a new folder, the baseline's and today's taking turns (--full-repeats times):
@@ -198,7 +199,8 @@ def main() -> None:
             "incremental_rendered_datasets": inc.rendered_units,
             "incremental_model_pages_kept": inc.kept_pages,
             "incremental_model_pages_rank_updated": inc.rank_updated_pages,
-            "incremental_equals_full_build": None if args.no_check else differences(work / "site", work / "site-full") == [],
+            "incremental_equals_full_build": (None if args.no_check
+                                              else differences(work / "site", work / "site-full") == []),
         }
         if not args.no_baseline:
             record["ratio_full"] = round(record["baseline"]["full_s"] / t_full, 1)

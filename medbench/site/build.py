@@ -30,7 +30,7 @@ from ..studies import list_studies
 from . import collector, export, lite, meta, protocol_page
 from .load import Inputs, load_literature
 from .render import Writer, environment, inline_code, num, pct, scalar, shared_environment  # noqa: F401
-from .state import Hasher, InputFile, StateFolder, code_key, digest, outputs_intact
+from .state import Hasher, InputFile, StateFolder, code_key, digest, folder_listing, outputs_intact
 from .studies import load_studies, render_studies
 from .units import Unit, home_board, kept_record_line
 
@@ -88,30 +88,12 @@ def _scan_order(registry: Path, results: Path) -> list[str]:
     return sorted(times, key=lambda n: (-times[n], n))
 
 
-def _folder(root: Path, name: str, suffixes: tuple[str, ...], files_only: tuple[bool, ...]) -> list[list[tuple]]:
-    """For each suffix, the (folder as given, absolute folder, file name) of ``root/name``'s files ending with
-    it, sorted by name (none when the folder does not exist)."""
-    given = str(Path(root) / name)
-    absolute = os.path.join(os.path.abspath(root), name)
-    out: list[list[tuple]] = [[] for _ in suffixes]
-    try:
-        with os.scandir(absolute) as entries:
-            for e in entries:
-                for i, suffix in enumerate(suffixes):
-                    if e.name.endswith(suffix) and (not files_only[i] or e.is_file()):
-                        out[i].append(e.name)
-                        break
-    except OSError:
-        return out
-    return [[(given, absolute, n) for n in sorted(names)] for names in out]
-
-
 def _scan_unit(name: str, registry: Path, results: Path, hasher: Hasher, literature: list) -> Unit:
     """The unit of folder ``name``: its registry entries, results and training logs, with their sha256 where
     the last build hashed the same bytes (stat unchanged)."""
     unit = Unit(name)
-    (entries,) = _folder(registry, name, (".yaml",), (False,))
-    records, logs = _folder(results, name, (".json", ".train.jsonl"), (False, True))
+    (entries,) = folder_listing(registry, name, (".yaml",), (False,))
+    records, logs = folder_listing(results, name, (".json", ".train.jsonl"), (False, True))
     previous = hasher.previous
 
     def hashed(files: list) -> list[InputFile]:

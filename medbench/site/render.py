@@ -71,8 +71,8 @@ def ci(value, low, high, chance=None) -> Markup:
     text = pct(value)
     if low is not None:
         text += f"<small> {pct(low)}–{pct(high)}</small>"
-    if chance is not None and marks.at_chance(value, low, high, chance):
-        text += _AT_CHANCE.format(pct(chance))
+    if chance is not None:
+        text += str(chance_mark(value, low, high, chance))
     return Markup(text)
 
 

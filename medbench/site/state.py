@@ -45,24 +45,24 @@ def digest(*parts) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def listing(root: Path, suffix: str, files_only: bool = False) -> list[tuple[str, str, str]]:
-    """``sorted(root.glob(f"*/*{suffix}"))`` as (folder as given, absolute folder, name), without pathlib's
-    per-file cost: the folders and names are sorted as strings, which is the order of the paths."""
-    out = []
-    top = os.path.abspath(root)
+def folder_listing(root: Path, name: str, suffixes: tuple[str, ...], files_only: tuple[bool, ...]
+                   ) -> list[list[tuple[str, str, str]]]:
+    """For each suffix, the (folder as given, absolute folder, file name) of ``root/name``'s files ending with
+    it, sorted by name (none when the folder does not exist); ``files_only[i]`` leaves out what is not a file.
+    One ``scandir`` per folder, without pathlib's per-file cost."""
+    given = str(Path(root) / name)
+    absolute = os.path.join(os.path.abspath(root), name)
+    out: list[list[str]] = [[] for _ in suffixes]
     try:
-        folders = sorted(e.name for e in os.scandir(top) if e.is_dir())
+        with os.scandir(absolute) as entries:
+            for e in entries:
+                for i, suffix in enumerate(suffixes):
+                    if e.name.endswith(suffix) and (not files_only[i] or e.is_file()):
+                        out[i].append(e.name)
+                        break
     except OSError:
-        return out
-    for d in folders:
-        given, absolute = str(Path(root) / d), os.path.join(top, d)
-        try:
-            names = sorted(e.name for e in os.scandir(absolute)
-                           if e.name.endswith(suffix) and (not files_only or e.is_file()))
-        except OSError:
-            continue
-        out += [(given, absolute, n) for n in names]
-    return out
+        pass
+    return [[(given, absolute, n) for n in sorted(names)] for names in out]
 
 
 def code_key(leaderboard_dir: Path) -> str:
@@ -194,10 +194,11 @@ class Hasher:
         self.settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
 
     def files(self, found: list[tuple[str, str, str]]) -> list[InputFile]:
-        """``found``: (folder as given, absolute folder, name) as ``listing`` returns them."""
+        """``found``: (folder as given, absolute folder, name) as ``folder_listing`` gives them; a file whose
+        size and mtime are those the last build recorded keeps its sha256, the others are hashed."""
         previous, seen, settled, stat, sep = self.previous, self.seen, self.settled_ns, os.stat, os.sep
         known: list[InputFile | None] = []
-        for given, folder, name in found:  # (``known`` inlined: this loop runs for every input file)
+        for given, folder, name in found:  # (one loop, no call per file: it runs for every input file)
             key = folder + sep + name
             old = previous.get(key)
             if old:
@@ -218,22 +219,6 @@ class Hasher:
         else:
             hashed = iter([self.hash(f) for f in todo])
         return [k if k is not None else next(hashed) for k in known]
-
-    def known(self, found: tuple[str, str, str]) -> InputFile | None:
-        """The file with its sha256 from the last build, when its size and mtime are unchanged."""
-        given, folder, name = found
-        key = folder + os.sep + name
-        old = self.previous.get(key)
-        if not old:
-            return None
-        try:
-            st = os.stat(key)
-        except OSError:
-            return None
-        if old[0] == st.st_size and old[1] == st.st_mtime_ns and old[1] < self.settled_ns:
-            self.seen[key] = old
-            return InputFile(given, name, old[2])
-        return None
 
     def hash(self, found: tuple[str, str, str]) -> InputFile:
         given, folder, name = found

@@ -370,3 +370,26 @@ def test_parallel_builds_report_stray_folders_and_bad_files_like_serial_ones(tmp
     again = build_site(out, reg, res, jobs=2)
     assert "notadataset" not in again.rendered_units and len(again.problems) == 3
     assert [p for p in again.problems if "Stray2026Z.json" not in p] == serial.problems
+
+
+def test_a_newer_record_re_renders_its_dataset_only_and_dates_are_scoped(site, tmp_path, monkeypatch):
+    """A page's "data as of" date is that of the records it shows: a re-evaluation dated today re-renders
+    its own dataset (its board shows the new date, the home page too), never the other datasets' pages."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    ids, reg, res, out = site
+    other = out / "breastmnist" / f"{ids[0]}.html"
+    mtime = other.stat().st_mtime_ns
+    path = res / "dermamnist" / f"{ids[2]}.json"
+    rec = json.loads(path.read_text())
+    rec["provenance"]["started_at"] = "2027-03-04T05:06:07Z"  # newer than every other record
+    EvaluationResult.model_validate(rec).to_json(path, indent=None)
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["dermamnist"] and other.stat().st_mtime_ns == mtime
+    footer = re.compile(r"<footer.*?</footer>", re.S)
+    assert "data as of 2027-03-04" in footer.search((out / "dermamnist" / "index.html").read_text()).group(0)
+    assert "data as of 2027-03-04" in footer.search((out / "index.html").read_text()).group(0)
+    assert "data as of 2027" not in (out / "breastmnist" / "index.html").read_text()
+    model_footer = footer.search((out / "dermamnist" / f"{ids[2]}.html").read_text()).group(0)
+    assert "data as of" not in model_footer  # the page says when its record was evaluated, in its body
+    assert "Evaluated 2027-03-04T05:06:07Z" in (out / "dermamnist" / f"{ids[2]}.html").read_text()
+    _same_as_full(out, reg, res, tmp_path)

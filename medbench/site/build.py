@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..data import DATASETS
@@ -52,13 +51,9 @@ class BuildReport:
 
 
 def build_date(dates) -> str:
-    """The date the site's data is from: SOURCE_DATE_EPOCH when set (reproducible builds), otherwise
-    the latest evaluation record's start date (so an unchanged input always builds the same bytes)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch and epoch.isdigit():
-        return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d")
-    dates = [d for d in dates if d]
-    return max(dates) if dates else "1970-01-01"
+    """The date the site's data is from (the home page's "data as of" and citation): ``meta.data_date``, or
+    1970-01-01 when no record has a date."""
+    return meta.data_date(dates) or "1970-01-01"
 
 
 def _prepare_out(out: Path) -> None:
@@ -190,10 +185,11 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         hasher.seen.update(records)
     t_load = time.perf_counter()
 
-    protocols = protocol_page.versions()
-    date = build_date(s["date"] for s in summaries.values())
-    common = {"version": __version__, "build_date": date, "protocols": protocols, "current_protocol": CURRENT_VERSION,
-              "citation": meta.citation(__version__, date[:4])}
+    # what every page shows besides its own data; a page's "data as of" date is that of the records it shows
+    # (a dataset's page: its own latest record; the home page: the latest of all; a model page shows its record's
+    # date in the page itself), so a new record re-renders its dataset's pages, not the whole site
+    common = {"version": __version__, "build_date": None, "protocols": protocol_page.versions(),
+              "current_protocol": CURRENT_VERSION}
     context = digest(code, common, meta.repository_url())
     render = [u.name for u in stale if u.is_dataset]
     same_context = previous.get("context") == context
@@ -260,7 +256,9 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                            + [p for s in summaries.values() for p in s["problems"][0]]
                            + missing["results"] + [p for s in summaries.values() for p in s["problems"][1]])
         report.problems += side_problems
-        _home_page(w, env, summaries, common, report)
+        date = build_date(s["date"] for s in summaries.values())
+        _home_page(w, env, summaries, {**common, "build_date": date, "citation": meta.citation(__version__, date[:4])},
+                   report)
         combined = ["data/results.json", "data/results.csv"]
         kept = {r: old_shared.get("outputs", {}).get(r) for r in combined}
         if not rendered and same_context and outputs_intact(out, kept):
@@ -379,7 +377,8 @@ def _fixed_pages(w: Writer, lb: Path, *, env, common: dict, report: BuildReport,
             w.bytes(f"protocol/{fname}", data)
     lite_page = lite.load_lite(lb / "lite")  # the lite track: its own page, never in the benchmark's tables
     problems += lite_page.problems
-    w.text("lite.html", env.get_template("lite.html").render(root="", lite=lite_page, **common))
+    w.text("lite.html", env.get_template("lite.html").render(root="", lite=lite_page,
+                                                             **{**common, "build_date": meta.data_date(lite_page.dates)}))
     w.bytes(f"protocol/{lite_page.protocol_file}", protocol_page.raw_file(lite_page.protocol_file))
     report.pages += 1
     return keys

@@ -42,6 +42,7 @@ class LitePage:
     protocol_sha256: str
     boards: dict[str, list[LiteRow]]  # dataset -> rows, best lite robust balanced accuracy first
     problems: list[str]
+    dates: list[str]  # the start dates of the results shown
 
 
 def load_lite(root: Path) -> LitePage:
@@ -49,6 +50,7 @@ def load_lite(root: Path) -> LitePage:
     proto = load_protocol(LITE_VERSION)
     boards: dict[str, list[LiteRow]] = {}
     problems: list[str] = []
+    dates: list[str] = []
     for path in sorted(Path(root).glob("*/*.json")) if Path(root).is_dir() else []:
         where = f"lite {path.parent.name}/{path.name}"
         try:
@@ -62,6 +64,7 @@ def load_lite(root: Path) -> LitePage:
             problems.append(f"{where}: skipped: not a {LITE_VERSION} lite result of {path.parent.name} with {HEADLINE}")
             continue
         adv = r.adversarial[HEADLINE]
+        dates.append(r.provenance.started_at[:10])
         boards.setdefault(r.dataset, []).append(LiteRow(
             model_id=r.model_id or path.stem, clean_ba=r.clean.balanced_accuracy if r.clean else None,
             robust_ba=adv.robust_balanced_accuracy, ci_low=adv.robust_balanced_accuracy_ci.low,
@@ -70,4 +73,4 @@ def load_lite(root: Path) -> LitePage:
             sha256=hashlib.sha256(raw).hexdigest()))
     for rows in boards.values():
         rows.sort(key=lambda row: (-row.robust_ba, row.model_id))
-    return LitePage(LITE_VERSION, protocol_file(LITE_VERSION), proto.sha256(), dict(sorted(boards.items())), problems)
+    return LitePage(LITE_VERSION, protocol_file(LITE_VERSION), proto.sha256(), dict(sorted(boards.items())), problems, dates)

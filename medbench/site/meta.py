@@ -47,6 +47,20 @@ def repository_url() -> str:
     return (os.environ.get("MEDBENCH_REPOSITORY_URL") or REPOSITORY_URL).rstrip("/")
 
 
+def data_date(dates) -> str | None:
+    """The date a page's data is from: SOURCE_DATE_EPOCH when set (reproducible builds), otherwise the latest
+    of ``dates`` (evaluation records' start dates), so that unchanged inputs always build the same bytes;
+    None when there is no date."""
+    import os
+    from datetime import datetime, timezone
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d")
+    dates = [d for d in dates if d]
+    return max(dates) if dates else None
+
+
 def citation(version: str, year: str) -> str:
     """BibTeX for the benchmark (the software and its leaderboard)."""
     return ("@misc{medbench,\n"

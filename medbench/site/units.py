@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data import DATASETS
 from ..schema.literature import PublishedResult
-from . import export, marks, plots
+from . import export, marks, meta, plots
 from .load import UNPARSED, Inputs, add_entry, add_result
 from .render import Writer, rank_badge
 from .state import InputFile, digest, read_hashed, stat_of
@@ -136,7 +136,8 @@ class Unit:
 
         scatters = {t.key: plots.track_scatters(t) for t in board.tracks}
         w.text(f"{name}/index.html", env.get_template("dataset.html").render(
-            root="../", board=board, spec=spec, scatters=scatters, **common))
+            root="../", board=board, spec=spec, scatters=scatters,
+            **{**common, "build_date": meta.data_date([self.summary["date"]])}))
         record = export.board_record(board)
         self.record_line = export.record_line(name, record)  # (serialised once: also the unit's line of results.json)
         w.text(f"data/{name}.json", export.join_record_lines([self.record_line], version))

@@ -393,3 +393,36 @@ def test_a_newer_record_re_renders_its_dataset_only_and_dates_are_scoped(site, t
     assert "data as of" not in model_footer  # the page says when its record was evaluated, in its body
     assert "Evaluated 2027-03-04T05:06:07Z" in (out / "dermamnist" / f"{ids[2]}.html").read_text()
     _same_as_full(out, reg, res, tmp_path)
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_failing_or_dying_worker_is_an_error_not_a_hang_and_the_next_build_is_whole(tmp_path, monkeypatch, how):
+    """Units are built by worker processes taking them from a queue: a unit that raises is reported by name,
+    a worker that dies mid-build stops the build with an error (never a wait for replies that cannot come),
+    and the next build writes the whole site, as a full build does."""
+    import os
+
+    import medbench.site.build as build
+    from medbench.errors import MedbenchError
+    from medbench.site.units import Unit
+
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["breastmnist", "dermamnist", "pneumoniamnist"], 4, clean_n=20)
+    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+    render = Unit.render
+
+    def broken(self, *args, **kwargs):
+        if self.name == "dermamnist":
+            if how == "dies":
+                os._exit(3)
+            raise RuntimeError("disk on fire")
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(Unit, "render", broken)
+    with pytest.raises(MedbenchError, match="dermamnist: RuntimeError: disk on fire" if how == "raises"
+                       else r"worker process exited \(code 3\)"):
+        build_site(out, reg, res, jobs=2)
+    monkeypatch.setattr(Unit, "render", render)
+    report = build_site(out, reg, res, jobs=2)
+    assert report.problems == [] and {"breastmnist", "dermamnist", "pneumoniamnist"} <= set(report.rendered_units)
+    _same_as_full(out, reg, res, tmp_path)

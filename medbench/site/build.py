@@ -8,8 +8,10 @@ dataset folder (``units.Unit``); the build state (``state.STATE``, in the output
 of the site) records each unit's input key, what the rest of the site needs from it, and the key of
 each of its pages. A rebuild loads and ranks only the units whose inputs changed, renders within them
 only the pages whose key changed, and re-renders the home page and the combined downloads from the
-kept summaries. A change of the code, the templates or the build context (date, version, protocol
-versions) renders everything again; ``full=True`` ignores the state.
+kept summaries. A change of the code, the templates or the build context (version, protocol versions,
+repository) renders everything again; ``full=True`` ignores the state. A unit is loaded and rendered in
+one go, by this process or by worker processes that each take the next unit when done with the last,
+while the scan goes on and this process writes the pages that do not depend on the datasets.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import gc
 import hashlib
 import multiprocessing
 import os
+import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +149,21 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         if previous.get("code") != code:
             previous, old_units = {}, {}  # only the input hashes stay valid
         report = BuildReport(out)
+        # what every page shows besides its own data; a page's "data as of" date is that of the records it shows
+        # (a dataset's page: its own latest record; the home page: the latest of all; a model page shows its
+        # record's date in the page itself), so a new record re-renders its dataset's pages, not the whole site,
+        # and a unit can be rendered as soon as it is loaded
+        common = {"version": __version__, "build_date": None, "protocols": protocol_page.versions(),
+                  "current_protocol": CURRENT_VERSION}
+        context = digest(code, common, meta.repository_url())
+        same_context = previous.get("context") == context  # else every page shows something new: render all
+
+        def task_previous(unit: Unit) -> dict | None:
+            """What rendering the unit may keep from the last build (None: a stray folder, loaded for its problems)."""
+            if not unit.is_dataset:
+                return None
+            old = old_units.get(unit.name)
+            return {"outputs": old["outputs"], "read_keys": same_context} if old else {}
 
         # inputs: literature (always parsed: one small file), then every input file's sha256
         head = Inputs()
@@ -158,69 +176,66 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         if not results.is_dir():
             missing["results"].append(f"results folder {results} does not exist: no results")
         units: dict[str, Unit] = {}
-        stale: list[Unit] = []
-        here = _Here(units, out, lb / "templates", reuse=not full)
+        stale: list[Unit] = []  # units to load (and render, for datasets)
+        waiting: list[Unit] = []  # of those, the ones not handed to a runner yet
+        here = _Here(out, lb / "templates", common, context, reuse=not full)
         runner = None
         for name in _scan_order(registry, results):
             unit = units[name] = _scan_unit(name, registry, results, hasher, head.literature)
             unit.seal(code)
-            if _intact(out, unit, old_units.get(name)):
+            if _intact(out, unit, old_units.get(name)) and (same_context or not unit.is_dataset):
                 continue
             stale.append(unit)
+            waiting.append(unit)
             if runner is None and _parallel(jobs, unit.weight):
-                runner = _Forked(here, jobs)  # the first big unit to load starts loading while the scan goes on
-                runner.start_load([name])
+                runner = _Forked(here, jobs)  # the first big units load and render while the scan goes on
+            if runner is not None and runner.idle():
+                runner.submit(waiting.pop(), task_previous(unit))
         units = dict(sorted(units.items()))
-        here.units = units
-        stale.sort(key=lambda u: u.name)
     t_scan = time.perf_counter()
 
-    # load (parse + rank) the units whose inputs changed; their dates decide the build context
     if runner is None:
         runner = _Forked(here, jobs) if _parallel(jobs, sum(u.weight for u in stale)) else here
-    summaries = {name: old_units[name]["summary"] for name in units if name in old_units}
-    for name, (summary, key, records) in runner.load([u.name for u in stale]).items():
-        summaries[name] = summary
-        units[name].key = key  # (set here for units whose files were hashed by the loading process)
-        hasher.seen.update(records)
-    t_load = time.perf_counter()
-
-    # what every page shows besides its own data; a page's "data as of" date is that of the records it shows
-    # (a dataset's page: its own latest record; the home page: the latest of all; a model page shows its record's
-    # date in the page itself), so a new record re-renders its dataset's pages, not the whole site
-    common = {"version": __version__, "build_date": None, "protocols": protocol_page.versions(),
-              "current_protocol": CURRENT_VERSION}
-    context = digest(code, common, meta.repository_url())
-    render = [u.name for u in stale if u.is_dataset]
-    same_context = previous.get("context") == context
-    if not same_context:  # every page shows the context: render every unit
-        render = [n for n in units if n in DATASETS]
-    page_keys = {n: store.keys(n) for n in render if n in old_units and same_context}
+    # the biggest units first, so that the last ones, which decide when all are done, are small
+    for unit in sorted(waiting, key=lambda u: (-u.weight, u.name)):
+        runner.submit(unit, task_previous(unit))
+    rendering = sorted(u.name for u in stale if u.is_dataset)
     w = Writer(out)
     env = shared_environment(lb / "templates")
     old_shared = previous.get("shared", {})
     side_problems: list[str] = []  # of the lite track and the studies (reported after the datasets')
+    summaries = {name: old_units[name]["summary"] for name in units if name in old_units}
+    rendered: dict[str, tuple[dict, str]] = {}
+
+    def collect() -> None:
+        for name, done in runner.results():
+            summaries[name] = done["summary"]
+            units[name].key = done["key"]  # (set here for units whose files were hashed by the loading process)
+            hasher.seen.update(done["records"])
+            if done["render"] is not None:
+                rendered[name] = done["render"]
+
     try:
-        runner.start_render(render, common, context, _previous(old_units, page_keys, render))
-        # while the workers render: the pages that do not depend on the datasets, and the kept datasets'
+        # while the units load and render: the pages that do not depend on the datasets, and the kept datasets'
         # parts of the combined downloads
         with collector.parsing():
             shared_keys = _fixed_pages(w, lb, env=env, common=common, report=report, previous=old_shared,
                                        context=context, problems=side_problems)
             studies = _study_pages(w, env, lb / "studies", common, context, old_shared.get("studies", {}), report,
                                    side_problems)
-            kept_lines = _read_kept(lambda n: kept_record_line(out, n, __version__), render, old_units)
-            kept_chunks = _read_kept(store.chunk, render, old_units)
-        rendered = runner.finish_render()
+            kept_lines = _read_kept(lambda n: kept_record_line(out, n, __version__), rendering, old_units)
+            kept_chunks = _read_kept(store.chunk, rendering, old_units)
+        collect()
         # results.csv has one robust column per threat of any dataset: the rows kept from the last build
         # were written for its columns, and a dataset whose rows need other columns is rendered again
         union = sorted({t for n in DATASETS for t in (rendered[n][0] if n in rendered else old_units[n])
                         ["summary"]["csv_threats"]})
         again = [n for n in DATASETS if n not in rendered and old_units[n]["summary"]["n_rows"]
                  and previous.get("union") != union]  # (a dataset without rows has no text)
-        page_keys.update({n: store.keys(n) for n in again})
-        rendered.update(runner.render(again, common, context, _previous(old_units, page_keys, again)))
-        t_render = time.perf_counter()
+        for n in again:
+            runner.submit(units[n], {"outputs": old_units[n]["outputs"], "read_keys": True})
+        collect()
+        t_units = time.perf_counter()
 
         # the rest of the site, from every unit's summary (kept or new); the state of changed units
         chunks: dict[str, str] = {}
@@ -241,7 +256,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                 store.write_unit(name, state, keys, chunks[name])
                 new_units[name] = state
             elif unit in stale:  # a folder that is not a dataset: loaded for its problems, never rendered
-                new_units[name] = {"key": unit.key, "summary": runner.summary(name), "outputs": {}, "inputs": inputs}
+                new_units[name] = {"key": unit.key, "summary": summaries[name], "outputs": {}, "inputs": inputs}
                 store.write_unit(name, new_units[name])
             else:
                 new_units[name] = old_units[name]
@@ -249,7 +264,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                     new_units[name]["inputs"] = inputs
                     store.write_unit(name, new_units[name])
     finally:
-        runner.close(wait=False)  # the workers exit while the rest of the site is written
+        runner.close()  # the workers exit while the rest of the site is written
     with collector.parsing():  # (as for the scan: the state's many small containers)
         summaries = {n: s["summary"] for n, s in new_units.items()}
         report.problems = (head.problems + missing["registry"]
@@ -281,8 +296,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         store.write({"code": code, "context": context, "union": union, "units": list(new_units),
                      "shared": {"outputs": shared, "keys": shared_keys, "studies": studies}})
     runner.join()
-    report.timings = {"scan": t_scan - clock, "load": t_load - t_scan, "render": t_render - t_load,
-                      "finish": time.perf_counter() - t_render}
+    report.timings = {"scan": t_scan - clock, "units": t_units - t_scan, "finish": time.perf_counter() - t_units}
     return report
 
 
@@ -306,11 +320,6 @@ def _study_pages(w: Writer, env, root: Path, common: dict, context: str, previou
     report.pages += pages
     return {"key": key, "outputs": {rel: rec for rel, rec in w.outputs.items() if rel not in before},
             "problems": found, "pages": pages}
-
-
-def _previous(old_units: dict, page_keys: dict, names: list[str]) -> dict:
-    """What rendering ``names`` may keep from the last build: each unit's outputs and page keys."""
-    return {n: {"outputs": old_units[n]["outputs"], "keys": page_keys.get(n, {})} for n in names if n in old_units}
 
 
 def _read_kept(read, rendering: list[str], old_units: dict) -> dict:
@@ -387,53 +396,52 @@ def _fixed_pages(w: Writer, lb: Path, *, env, common: dict, report: BuildReport,
 # --- running units: here, or in forked processes ----------------------------------------------------
 
 class _Here:
-    """Loads and renders units in this process."""
+    """Loads and renders units in this process, one at a time (``submit``, then ``results``)."""
 
-    def __init__(self, units: dict[str, Unit], out: Path, templates: Path, reuse: bool = True):
-        self.units, self.out, self.templates = units, out, templates
+    def __init__(self, out: Path, templates: Path, common: dict, context: str, reuse: bool = True):
+        self.out, self.templates, self.common, self.context = out, templates, common, context
         self.reuse = reuse  # registry files parsed by the last build are not parsed again (not with ``full``)
-        self._rendered: dict = {}  # (``start_render``)
+        self.queue: list[tuple[Unit, dict | None]] = []
+        self.env = None
 
-    def load(self, names: list[str], units: dict[str, Unit] | None = None) -> dict[str, tuple[dict, str, dict]]:
-        """(summary, input key, state records of the files hashed while loading) of each unit (``units``: the
-        units themselves, for a process that was forked before they were scanned)."""
-        self.units.update(units or {})
-        done = {}
+    def idle(self) -> bool:
+        return False  # (work here is done when the results are asked for)
+
+    def submit(self, unit: Unit, previous: dict | None) -> None:
+        """Load ``unit`` and, unless ``previous`` is None, render it (``previous``: what it may keep from the
+        last build: its ``outputs``, and whether its page keys are to be read from the state)."""
+        self.queue.append((unit, previous))
+
+    def results(self):
+        """(unit name, what ``run`` gave) of every unit submitted, as each is done."""
+        while self.queue:
+            unit, previous = self.queue.pop(0)
+            yield unit.name, self.run(unit, previous)
+
+    def run(self, unit: Unit, previous: dict | None) -> dict:
+        """Load (parse and rank) the unit, render it unless ``previous`` is None, and free what was parsed.
+
+        Returns its summary, input key, the state records of the files hashed while loading, and what
+        ``Unit.render`` gave with the unit's line of results.json (None when not rendered)."""
         store = StateFolder(self.out)
-        for n in names:
-            unit = self.units[n]
-            with collector.parsing():
-                known = store.parsed(n, unit.code) if self.reuse else {}
-                done[n] = (dict(unit.load(known)), unit.key, unit.hashed)
-                if unit.parsed.keys() != known.keys():
-                    store.write_parsed(n, unit.code, unit.parsed)
+        with collector.parsing():
+            known = store.parsed(unit.name, unit.code) if self.reuse else {}
+            summary = dict(unit.load(known))
+            if unit.parsed.keys() != known.keys():
+                store.write_parsed(unit.name, unit.code, unit.parsed)
+        done = {"summary": summary, "key": unit.key, "records": unit.hashed, "render": None}
+        if previous is not None:
+            if self.env is None:
+                self.env = shared_environment(self.templates)
+            old = {"outputs": previous.get("outputs", {}),
+                   "keys": store.keys(unit.name) if previous.get("read_keys") else {}}
+            state = unit.render(self.env, self.out, self.common, self.context, old)
+            done["render"] = (state, unit.record_line)
+            done["summary"] = dict(unit.summary)
+        unit.board = None  # free the parsed results
         return done
 
-    def summary(self, name: str) -> dict:
-        unit = self.units[name]
-        return unit.summary if unit.summary else self.load([name])[name][0]
-
-    def start_render(self, names: list[str], common: dict, context: str, old: dict) -> None:
-        """``render`` (here: now; ``finish_render`` returns what it gave)."""
-        self._rendered = self.render(names, common, context, old)
-
-    def finish_render(self) -> dict:
-        rendered, self._rendered = self._rendered, {}
-        return rendered
-
-    def render(self, names: list[str], common: dict, context: str, old: dict) -> dict[str, tuple[dict, str]]:
-        env = shared_environment(self.templates)
-        done = {}
-        for n in names:
-            unit = self.units[n]
-            if unit.board is None:
-                with collector.parsing():
-                    unit.load()
-            done[n] = (unit.render(env, self.out, common, context, old.get(n, {})), unit.record_line)
-            unit.board = None  # free the parsed results
-        return done
-
-    def close(self, wait: bool = True) -> None:
+    def close(self) -> None:
         pass
 
     def join(self) -> None:
@@ -441,140 +449,81 @@ class _Here:
 
 
 class _Forked:
-    """Loads and renders units in ``jobs`` forked processes; each unit stays in the process that loaded it.
-
-    A process is sent one request at a time: before the next, its reply is read (a reply and a request both
-    waiting in full pipes would block each other)."""
+    """Loads and renders units in ``jobs`` forked processes. Each takes the next unit from a shared queue
+    when it is done with the last (the biggest are queued first): no process waits while another has work,
+    and each holds one unit's results at a time."""
 
     def __init__(self, here: _Here, jobs: int):
-        self.here, self.jobs = here, jobs
-        self.ctx = multiprocessing.get_context("fork")
-        self.procs: list = []
-        self.stopping: list = []  # told to stop, not yet joined
-        self.owner: dict[str, int] = {}
-        self.waiting: set[int] = set()  # processes whose reply is not read yet
-        self.replies: dict = {}  # replies read, by unit, not yet returned
-        self.started: set[str] = set()  # units whose loading ``start_load`` started
-        self.rendering: list[str] = []  # units whose rendering ``start_render`` started
-
-    def _start(self) -> None:
-        for _ in range(self.jobs):
-            parent, child = self.ctx.Pipe()
-            proc = self.ctx.Process(target=_serve, args=(self.here, child), daemon=True)
+        ctx = multiprocessing.get_context("fork")
+        # (queues with a feeder thread: neither a submitting parent nor a replying worker waits for the other)
+        self.tasks, self.done = ctx.Queue(), ctx.Queue()
+        self.tasks.cancel_join_thread()  # (after an error, units never taken are dropped, not waited for)
+        self.jobs, self.pending = jobs, 0
+        # forked before either queue starts its thread
+        self.procs = [ctx.Process(target=_serve, args=(here, self.tasks, self.done), daemon=True)
+                      for _ in range(jobs)]
+        for proc in self.procs:
             proc.start()
-            child.close()
-            self.procs.append((proc, parent))
 
-    def _spread(self, names: list[str]) -> dict[int, list[str]]:
-        """Longest first, each to the least-loaded process (units already loaded stay where they are)."""
-        load = [0] * self.jobs
-        for n, k in self.owner.items():
-            load[k] += self.here.units[n].weight
-        plan: dict[int, list[str]] = {k: [] for k in range(self.jobs)}
-        for n in sorted(names, key=lambda n: -self.here.units[n].weight):
-            k = self.owner.get(n)
-            if k is None:
-                k = min(range(self.jobs), key=load.__getitem__)
-                self.owner[n] = k
-                load[k] += self.here.units[n].weight
-            plan[k].append(n)
-        return plan
+    def idle(self) -> bool:
+        """Whether a process may be waiting for work (fewer units submitted and not yet returned than processes)."""
+        return self.pending < self.jobs
 
-    def _send(self, method: str, plan: dict[int, list[str]], *args, old: dict | None = None) -> None:
-        if not self.procs:
-            self._start()
-        for k, names in plan.items():
-            if not names:
-                continue
-            if k in self.waiting:
-                self._read(k)
-            if method == "load":  # the units (a process forked during the scan has not seen the later ones)
-                extra = ({n: self.here.units[n] for n in names},)
-            else:  # each process gets the previous state of its own units only
-                extra = ({n: old[n] for n in names if n in old},) if old is not None else ()
-            self.procs[k][1].send((method, names, args + extra))
-            self.waiting.add(k)
+    def submit(self, unit: Unit, previous: dict | None) -> None:
+        self.tasks.put((unit, previous))
+        self.pending += 1
 
-    def _read(self, k: int) -> None:
-        ok, value = self.procs[k][1].recv()
-        self.waiting.discard(k)
-        if not ok:
-            self.close()
-            raise MedbenchError(f"site build: a worker process failed: {value}")
-        self.replies.update(value)
-
-    def _ask(self, method: str, plan: dict[int, list[str]], *args, old: dict | None = None) -> dict:
-        self._send(method, plan, *args, old=old)
-        for k in sorted(self.waiting):
-            self._read(k)
-        return {n: self.replies.pop(n) for names in plan.values() for n in names}
-
-    def start_load(self, names: list[str]) -> None:
-        """Start loading ``names`` in the processes (forking them now); ``load`` returns what they give."""
-        self._send("load", self._spread(names))
-        self.started.update(names)
-
-    def load(self, names: list[str]) -> dict[str, tuple[dict, str, dict]]:
-        if not names:
-            return {}
-        started = [n for n in names if n in self.started]
-        self.started.difference_update(started)
-        got = self._ask("load", self._spread([n for n in names if n not in started]))
-        got.update((n, self.replies.pop(n)) for n in started)
-        for n, (summary, _, _) in got.items():
-            self.here.units[n].summary = summary
-        return got
-
-    def summary(self, name: str) -> dict:
-        return self.here.units[name].summary or self.load([name])[name][0]
-
-    def render(self, names: list[str], common: dict, context: str, old: dict) -> dict:
-        return self._ask("render", self._spread(names), common, context, old=old) if names else {}
-
-    def start_render(self, names: list[str], common: dict, context: str, old: dict) -> None:
-        """Start ``render`` in the processes; ``finish_render`` waits for them and returns what they give."""
-        self.rendering = list(names)
-        if names:
-            self._send("render", self._spread(names), common, context, old=old)
-
-    def finish_render(self) -> dict:
-        for k in sorted(self.waiting):
-            self._read(k)
-        names, self.rendering = self.rendering, []
-        return {n: self.replies.pop(n) for n in names}
-
-    def close(self, wait: bool = True) -> None:
-        """Tell the workers to stop; ``wait=False`` lets them exit (unmapping their heaps takes a while)
-        while the build goes on, and ``join`` waits for them later."""
-        for proc, conn in self.procs:
+    def results(self):
+        while self.pending:
             try:
-                conn.send(None)
-            except OSError:
-                pass
-        self.stopping, self.procs = self.stopping + self.procs, []
-        if wait:
+                name, ok, value = self.done.get(timeout=1.0)
+            except queue.Empty:  # a process that died with units to do is an error, not a hang
+                dead = [p for p in self.procs if p.exitcode is not None]
+                if dead:
+                    self.close(stop=True)
+                    raise MedbenchError(f"site build: a worker process exited (code {dead[0].exitcode}) before "
+                                        "its datasets were built; the site is unchanged where it was not "
+                                        "written: run the build again") from None
+                continue
+            self.pending -= 1
+            if not ok:
+                self.close(stop=True)
+                raise MedbenchError(f"site build: a worker process failed on {name}: {value}")
+            yield name, value
+
+    def close(self, stop: bool = False) -> None:
+        """Tell the workers to stop (``stop``: at once, dropping their work); they exit (unmapping their heaps
+        takes a while) while the build goes on, and ``join`` waits for them later."""
+        for proc in self.procs:
+            if stop:
+                proc.kill()
+            else:
+                self.tasks.put(None)
+        if stop:
             self.join()
 
     def join(self) -> None:
-        for proc, _ in self.stopping:
+        for proc in self.procs:
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
-        self.stopping = []
+        self.procs = []
+        for q in (self.tasks, self.done):
+            q.close()
 
 
-def _serve(here: _Here, conn) -> None:
-    """A forked worker: answers ``(method, unit names, args)`` requests until it gets None."""
+def _serve(here: _Here, tasks, done) -> None:
+    """A forked worker: builds the units it takes from ``tasks`` until it takes None."""
     gc.enable()  # (it may be forked while the scan keeps the collector paused: it renders with it on)
     while True:
-        msg = conn.recv()
-        if msg is None:
+        task = tasks.get()
+        if task is None:
             return
-        method, names, args = msg
+        unit, previous = task
         try:
-            conn.send((True, getattr(here, method)(names, *args)))
+            done.put((unit.name, True, here.run(unit, previous)))
         except Exception as exc:  # reported by the parent as a build error
-            conn.send((False, f"{type(exc).__name__}: {exc}"))
+            done.put((unit.name, False, f"{type(exc).__name__}: {exc}"))
 
 
 def _parallel(jobs: int, weight: int) -> bool:

@@ -7,6 +7,7 @@ it): such an entry is never called best or rank 1 without the mark.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -85,7 +86,12 @@ def corruption_errors(cor) -> dict:
 _THREAT = re.compile(r"\b(Linf|L2)[- ](\d[\d./]*)")
 
 
-def threat_label(text: str) -> str:
+def threat_label(text) -> str:
     """One spelling of threats on every page: "Linf-2/255" -> "L∞ 2/255", "L2-0.25" -> "L2 0.25"."""
-    text = _THREAT.sub(lambda m: ("L∞" if m.group(1) == "Linf" else "L2") + " " + m.group(2), str(text))
+    return _threat_label(str(text))
+
+
+@functools.lru_cache(maxsize=4096)  # (a few distinct texts, on every row of every page)
+def _threat_label(text: str) -> str:
+    text = _THREAT.sub(lambda m: ("L∞" if m.group(1) == "Linf" else "L2") + " " + m.group(2), text)
     return re.sub(r"\bLinf\b", "L∞", text)

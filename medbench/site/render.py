@@ -89,6 +89,26 @@ def flag_badges(row) -> Markup:
                           for f in row.flags))
 
 
+def reported(rep) -> Markup:
+    """The numbers a model's authors (or a paper) report, in brief, with their source as the tooltip."""
+    if not rep:
+        return Markup()
+    parts = [f"{label} {pct(v)}" for label, v in (
+        ("BA", rep.clean_balanced_accuracy), ("AUC", rep.clean_auc), ("acc", rep.clean_accuracy),
+        ("robust acc", getattr(rep, "robust_accuracy", None)),
+        ("robust BA", getattr(rep, "robust_balanced_accuracy", None))) if v is not None]
+    return Markup(f'<span title="reported in {html_text(rep.source)}; not verified by medbench">'
+                  f'{html_text(" · ".join(parts))} (%)</span>')
+
+
+def delta(verified, reported) -> Markup:
+    """A verified number minus a reported one, in percentage points (``–`` when either is missing)."""
+    if verified is None or reported is None:
+        return Markup('<span class="na">–</span>')
+    d = (verified - reported) * 100
+    return Markup(f'<span class="{"up" if d >= 0 else "down"}">{d:+.1f}</span>')
+
+
 def check_rows(checks) -> Markup:
     """The rows of a model page's checks table (one per admission or sanity check)."""
     h = html_text
@@ -186,14 +206,14 @@ def environment(templates: Path) -> jinja2.Environment:
     env = _Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
                              bytecode_cache=_bytecode_cache(),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+                             keep_trailing_newline=True, auto_reload=False)
     env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)
     env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
                        top_group=marks.top_group, corruption_errors=marks.corruption_errors,
                        repository=meta.repository_url(), ci=ci, chance_mark=chance_mark, flag_badges=flag_badges,
                        rank_badge=lambda rank: Markup(rank_badge(rank)), check_rows=check_rows, error_rows=error_rows,
-                       adversarial_rows=adversarial_rows,
+                       adversarial_rows=adversarial_rows, reported=reported, delta=delta,
                        labelled_points=svg.LABELLED_POINTS)
     from .explanations import load_explanations  # imports captum's study module only here
 
@@ -206,11 +226,17 @@ _ENVS: dict[tuple[str, str], jinja2.Environment] = {}
 
 
 def shared_environment(templates: Path) -> jinja2.Environment:
-    """``environment(templates)``, made once per process (its compiled templates are kept)."""
+    """``environment(templates)``, made once per process (its compiled templates are kept). Templates are
+    checked for edits here, once per build: within a build Jinja does not stat each template a page
+    extends or includes again (two stats per page)."""
     key = (str(Path(templates).resolve()), meta.repository_url())
     if key not in _ENVS:
         _ENVS[key] = environment(Path(templates))
-    return _ENVS[key]
+    env = _ENVS[key]
+    for cache_key, template in list(env.cache.items()):
+        if not template.is_up_to_date:
+            del env.cache[cache_key]
+    return env
 
 
 class Writer:

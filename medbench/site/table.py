@@ -6,6 +6,7 @@ entry's ``EvaluationResult``; registry metadata (architecture, recipe, paper) on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ class Row:
         ci = adv.robust_balanced_accuracy_ci
         return adv.robust_balanced_accuracy, ci.low if ci else None, ci.high if ci else None
 
-    @property
+    @functools.cached_property  # (a model page asks three times)
     def adversarial(self) -> list:
         """(threat, AdversarialResult) pairs, Linf before L2, small eps first."""
         res = self.result

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import jinja2
 import jinja2.compiler
-import markupsafe
 from markupsafe import Markup, escape
 
 from ..data import DATASETS
 from ..errors import MedbenchError
 from . import marks, meta, svg
+from .escaping import html_text
 from .state import STATE, stat_of
 
 
@@ -168,20 +168,6 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     except (OSError, AttributeError):  # (no getuid: not a POSIX system)
         return None
     return jinja2.FileSystemBytecodeCache(str(folder), "medbench-2-%s.cache")  # (2: ``_CodeGenerator``)
-
-
-_escape_text = getattr(markupsafe, "_escape_inner", None)  # (markupsafe >= 3: the escaping itself, on a str)
-
-
-def html_text(value) -> str:
-    """The text Jinja's autoescape writes for an output expression: ``str(markupsafe.escape(value))``, without
-    making a ``Markup`` object of each of the ~300 expressions of a model page only to join them."""
-    if _escape_text is None:
-        return escape(value)
-    if type(value) is str:
-        return _escape_text(value)
-    html = getattr(value, "__html__", None)
-    return html() if html is not None else _escape_text(str(value))
 
 
 class _CodeGenerator(jinja2.compiler.CodeGenerator):

@@ -237,8 +237,8 @@ def _subset_labels(results: list[EvaluationResult], sha: str, num_classes: int, 
     if any(len(a.adv_predictions) != n or len(a.robust_flags) != n for a in records):
         return _subset_labels_sequential(records, num_classes)  # ragged: the record-by-record reading decides
     # all records at once: a column's label is its first known value, and any other known value must agree
-    pred = np.array([a.adv_predictions for a in records], dtype=np.int64).reshape(len(records), n)
-    ok = np.array([a.robust_flags for a in records], dtype=bool).reshape(len(records), n)
+    pred = _small_ints([a.adv_predictions for a in records], n)
+    ok = _small_ints([a.robust_flags for a in records], n).astype(bool)
     known = np.where(ok, pred, 1 - pred) if num_classes == 2 else np.where(ok, pred, -1)
     has = known >= 0
     first = np.where(has.any(axis=0), known[has.argmax(axis=0), np.arange(n)], -1)
@@ -248,6 +248,15 @@ def _subset_labels(results: list[EvaluationResult], sha: str, num_classes: int, 
     if labels.size == 0 or (labels < 0).any() or (labels >= num_classes).any():
         return None  # nothing recovered (an empty subset cannot be ranked by a paired test)
     return labels
+
+
+def _small_ints(rows: list[list[int]], n: int) -> np.ndarray:
+    """Lists of ``n`` ints (or bools) as an int64 matrix, one row each. Class indices and flags fit a byte:
+    read as bytes, that is ~2x quicker than numpy's reading of nested lists (any other value: read by numpy)."""
+    try:
+        return np.frombuffer(b"".join(map(bytes, rows)), np.uint8).reshape(len(rows), n).astype(np.int64)
+    except (ValueError, TypeError):  # (a value outside 0..255, or not an int)
+        return np.array(rows, dtype=np.int64).reshape(len(rows), n)
 
 
 def _subset_labels_sequential(records: list, num_classes: int) -> np.ndarray | None:
@@ -301,7 +310,7 @@ def _rank_track(track: Track, all_results: list[EvaluationResult]) -> None:
                 continue
             ci = adv.robust_balanced_accuracy_ci
             items.append(RankItem(r.model_id, adv.robust_balanced_accuracy, ci.low if ci else None,
-                                  ci.high if ci else None, np.asarray(adv.adv_predictions, dtype=np.int64)))
+                                  ci.high if ci else None, _small_ints([adv.adv_predictions], len(adv.adv_predictions))[0]))
     ranking, method = tie_groups(items, labels=labels, num_classes=spec.num_classes)
     track.tie_method = method
     if track.rank_by != "clean":

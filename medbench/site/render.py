@@ -109,6 +109,49 @@ def delta(verified, reported) -> Markup:
     return Markup(f'<span class="{"up" if d >= 0 else "down"}">{d:+.1f}</span>')
 
 
+def board_rows(track, show: dict, has_rep, chance: float, explanations) -> Markup:
+    """The rows of a board's table, one per model of ``track`` (each ending with a newline), with the optional
+    columns that ``show`` (and ``has_rep``) turn on; 1,000 rows are ~2x quicker written here than by a loop
+    of the template."""
+    h = html_text
+    out = []
+    for r in track.rows:
+        cls = ' class="unranked"' if not r.ranked else ' class="g1"' if r.group % 2 else ""
+        cells = [f'<tr data-a="{h(r.architecture)}" data-m="{h(r.method)}" data-x="{h(r.extra_data)}"{cls}>\n'
+                 f'<td>{h(r.rank if r.ranked else "–")}</td>\n'
+                 f'<th scope="row" class="model"><a href="{h(r.slug)}.html">{h(r.model_id)}</a></th>\n'
+                 f'<td>{ci(r.clean_ba, *r.clean_ci, chance=chance)}</td>\n']
+        if show["auc"]:
+            cells.append(f"<td>{h(pct(r.clean_auc))}</td>")
+        if show["corr"]:
+            cells.append(f"<td>{h(pct(r.corruption_ba))}</td>")
+        for t in track.threats:
+            cells.append(f"<td>{ci(*r.robust(t), chance=chance)}</td>")
+        if show["expl"]:
+            xs = explanations.of(r, track.size)
+            if xs and xs.headline:
+                hl = xs.headline
+                cells.append(f"<td>{h('%.2f' % hl.spearman)}<small> {h('%.2f' % hl.spearman_ci.low)}–"
+                             f"{h('%.2f' % hl.spearman_ci.high)}</small></td>")
+            else:
+                cells.append('<td><span class="na">–</span></td>')
+        if show["flags"]:
+            cells.append(f'<td class="t">{flag_badges(r)}</td>')
+        if show["arch"]:
+            cells.append(f'<td class="t">{h(r.architecture)}</td>')
+        if show["recipe"]:
+            cells.append(f'<td class="t">{h(marks.threat_label(r.recipe))}</td>')
+        if show["extra"]:
+            cells.append(f'<td class="t">{h(r.extra_data)}</td>')
+        if show["venue"]:
+            cells.append(f'<td class="t">{h(r.venue)}</td>')
+        if has_rep:
+            cells.append(f'<td class="t rep">{reported(r.entry.reported if r.entry else None)}</td>')
+        cells.append("</tr>\n")
+        out.append("".join(cells))
+    return Markup("".join(out))
+
+
 def check_rows(checks) -> Markup:
     """The rows of a model page's checks table (one per admission or sanity check)."""
     h = html_text
@@ -199,7 +242,7 @@ def environment(templates: Path) -> jinja2.Environment:
                        top_group=marks.top_group, corruption_errors=marks.corruption_errors,
                        repository=meta.repository_url(), ci=ci, chance_mark=chance_mark, flag_badges=flag_badges,
                        rank_badge=lambda rank: Markup(rank_badge(rank)), check_rows=check_rows, error_rows=error_rows,
-                       adversarial_rows=adversarial_rows, reported=reported, delta=delta,
+                       adversarial_rows=adversarial_rows, reported=reported, delta=delta, board_rows=board_rows,
                        labelled_points=svg.LABELLED_POINTS)
     from .explanations import load_explanations  # imports captum's study module only here
 

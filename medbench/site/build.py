@@ -107,6 +107,13 @@ def _scan_unit(name: str, registry: Path, results: Path, hasher: Hasher, literat
     unit.results = both[:len(records)]
     unit.logs = {f.name: f for f in both[len(records):]}
     unit.literature = [p for p in literature if p.dataset == name]
+    # the work grows with the bytes of results to parse (one sampled: a dataset's results are of one size) and
+    # the pages to write; the biggest units go first, so that the last ones, which decide the end, are small
+    try:
+        sample = os.stat(os.path.join(records[0][1], records[0][2])).st_size if records else 0
+    except OSError:
+        sample = 0
+    unit.cost = len(records) * sample + 10_000 * len(entries)
     return unit
 
 
@@ -196,8 +203,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
 
     if runner is None:
         runner = _Forked(here, jobs) if _parallel(jobs, sum(u.weight for u in stale)) else here
-    # the biggest units first, so that the last ones, which decide when all are done, are small
-    for unit in sorted(waiting, key=lambda u: (-u.weight, u.name)):
+    for unit in sorted(waiting, key=lambda u: (-u.cost, u.name)):  # (the biggest first)
         runner.submit(unit, task_previous(unit))
     rendering = sorted(u.name for u in stale if u.is_dataset)
     w = Writer(out)

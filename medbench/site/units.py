@@ -39,6 +39,7 @@ class Unit:
     summary: dict = field(default_factory=dict)  # after ``load`` (and completed by ``render``)
     record_line: str = ""  # after ``render``: the unit's line of results.json
     csv_part: dict | None = None  # after ``render``: its rows of results.csv (``export.csv_part``)
+    cost: int = 0  # an estimate of the work of loading and rendering it (``_scan_unit``), to order the work
 
     @property
     def is_dataset(self) -> bool:

@@ -426,3 +426,44 @@ def test_a_failing_or_dying_worker_is_an_error_not_a_hang_and_the_next_build_is_
     report = build_site(out, reg, res, jobs=2)
     assert report.problems == [] and {"breastmnist", "dermamnist", "pneumoniamnist"} <= set(report.rendered_units)
     _same_as_full(out, reg, res, tmp_path)
+
+
+def test_a_damaged_build_state_costs_work_never_correctness(site, tmp_path):
+    """The build state is read unit by unit when first needed: a unit whose state file is damaged or missing is
+    built as new (the others are kept), a damaged main file makes a build start over; the site is always
+    that of a full build."""
+    ids, reg, res, out = site
+    units = out / STATE / "units"
+    (units / "dermamnist.json").write_text('{"key": ')  # damaged
+    other = out / "breastmnist" / f"{ids[0]}.html"
+    mtime = other.stat().st_mtime_ns
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["dermamnist"] and report.problems == []
+    assert other.stat().st_mtime_ns == mtime  # (breastmnist kept)
+    _same_as_full(out, reg, res, tmp_path)
+    (units / "breastmnist.json").unlink()  # missing
+    assert build_site(out, reg, res).rendered_units == ["breastmnist"]
+    _same_as_full(out, reg, res, tmp_path)
+    (out / STATE / "state.json").write_text("[]")  # not a state: start over
+    assert {"breastmnist", "dermamnist"} <= set(build_site(out, reg, res).rendered_units)
+    _same_as_full(out, reg, res, tmp_path)
+    assert build_site(out, reg, res).rendered_units == []  # and the state is whole again
+
+
+def test_files_the_build_did_not_write_are_removed_and_its_own_kept(site, tmp_path, monkeypatch):
+    """The output folder belongs to the build: a file or folder left in it by hand is removed by the next build
+    (listed while the units are built, removed at the end), in serial and parallel builds alike; its own files
+    and the build state stay."""
+    import medbench.site.build as build
+
+    ids, reg, res, out = site
+    for jobs in (1, 2):
+        monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+        (out / "stray.txt").write_text("x")
+        (out / "breastmnist" / "Gone2026Model.html").write_text("<p>old</p>")
+        (out / "empty" / "sub").mkdir(parents=True)
+        _reevaluate(res, "dermamnist", ids[2], seed=100 + jobs)
+        build_site(out, reg, res, jobs=jobs)
+        assert not (out / "stray.txt").exists() and not (out / "breastmnist" / "Gone2026Model.html").exists()
+        assert not (out / "empty").exists() and (out / STATE / "state.json").is_file()
+        _same_as_full(out, reg, res, tmp_path)

@@ -86,13 +86,13 @@ def _scan_order(registry: Path, results: Path) -> list[str]:
     return sorted(times, key=lambda n: (-times[n], n))
 
 
-def _scan_unit(name: str, registry: Path, results: Path, hasher: Hasher, literature: list) -> Unit:
+def _scan_unit(name: str, registry: Path, results: Path, hasher: Hasher, literature: list, previous: dict) -> Unit:
     """The unit of folder ``name``: its registry entries, results and training logs, with their sha256 where
-    the last build hashed the same bytes (stat unchanged)."""
+    the last build hashed the same bytes (stat unchanged; ``previous``: the last build's records of the folder's
+    files, by absolute path)."""
     unit = Unit(name)
     (entries,) = folder_listing(registry, name, (".yaml",), (False,))
     records, logs = folder_listing(results, name, (".json", ".train.jsonl"), (False, True))
-    previous = hasher.previous
 
     def hashed(files: list) -> list[InputFile]:
         # a folder none of whose files the last build hashed (a first build, a new dataset) is hashed by the
@@ -100,7 +100,7 @@ def _scan_unit(name: str, registry: Path, results: Path, hasher: Hasher, literat
         # file is read once, and in parallel
         if not any(folder + os.sep + n in previous for _, folder, n in files):
             return [InputFile(given, n, None) for given, _, n in files]
-        return hasher.files(files)
+        return hasher.files(files, previous)
 
     unit.registry = hashed(entries)
     both = hashed(records + logs)  # (one folder: known when any of its files is)
@@ -149,12 +149,12 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
     # collector, re-scanning them at every threshold, took 80% of this stage (``collector``)
     with collector.parsing():
         store = StateFolder(out)
-        previous, old_units = ({}, {}) if full else store.read()
+        previous, saved = ({}, {}) if full else store.read()
         store.forget()
         code = code_key(lb)
-        inputs_seen = {k: v for u in old_units.values() for k, v in u.get("inputs", {}).items()}
+        old_units = saved
         if previous.get("code") != code:
-            previous, old_units = {}, {}  # only the input hashes stay valid
+            previous, old_units = {}, {}  # only the input hashes stay valid (``saved``)
         report = BuildReport(out)
         # what every page shows besides its own data; a page's "data as of" date is that of the records it shows
         # (a dataset's page: its own latest record; the home page: the latest of all; a model page shows its
@@ -176,7 +176,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         head = Inputs()
         if literature.is_file():
             load_literature(literature, head)
-        hasher = Hasher(inputs_seen, threads=jobs)
+        hasher = Hasher(threads=jobs)
         missing: dict[str, list[str]] = {"registry": [], "results": []}
         if not registry.is_dir():
             missing["registry"].append(f"registry folder {registry} does not exist: no entries")
@@ -188,7 +188,8 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         here = _Here(out, lb / "templates", common, context, reuse=not full)
         runner = None
         for name in _scan_order(registry, results):
-            unit = units[name] = _scan_unit(name, registry, results, hasher, head.literature)
+            unit = units[name] = _scan_unit(name, registry, results, hasher, head.literature,
+                                            (saved.get(name) or {}).get("inputs", {}))
             unit.seal(code)
             if _intact(out, unit, old_units.get(name)) and (same_context or not unit.is_dataset):
                 continue
@@ -231,6 +232,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                                    side_problems)
             kept_lines = _read_kept(lambda n: kept_record_line(out, n, __version__), rendering, old_units)
             kept_chunks = _read_kept(store.chunk, rendering, old_units)
+            listing = w.listing()  # (what is there now: ``prune`` removes what this build did not write)
         collect()
         # results.csv has one robust column per threat of any dataset: the rows kept from the last build
         # were written for its columns, and a dataset whose rows need other columns is rendered again
@@ -295,7 +297,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         report.rendered_units = sorted(rendered)
         for state in new_units.values():
             w.outputs.update(state["outputs"])
-        w.prune()
+        w.prune(listing)
         report.files = len(w.outputs)
         of_units = {rel for s in new_units.values() for rel in s["outputs"]}
         shared = {rel: rec for rel, rec in w.outputs.items() if rel not in of_units}

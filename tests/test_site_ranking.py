@@ -123,5 +123,8 @@ def test_small_int_rows_read_as_bytes_equal_numpys_reading():
         rows = rng.integers(-1 if high == 300 else 0, high, size=(7, 13)).tolist()
         got = _small_ints(rows, 13)
         assert got.dtype == np.int64 and (got == np.array(rows, dtype=np.int64)).all()
+        small = _small_ints(rows, 13, np.int16)  # a narrower type where every value fits a byte
+        assert (small == np.array(rows, dtype=np.int64)).all() and small.dtype == (np.int64 if high == 300 else np.int16)
     flags = (rng.random((5, 9)) < 0.5).tolist()
     assert (_small_ints(flags, 9).astype(bool) == np.array(flags, dtype=bool)).all()
+    assert _small_ints(flags, 9, bool).dtype == bool and (_small_ints(flags, 9, bool) == np.array(flags)).all()

@@ -467,3 +467,23 @@ def test_files_the_build_did_not_write_are_removed_and_its_own_kept(site, tmp_pa
         assert not (out / "stray.txt").exists() and not (out / "breastmnist" / "Gone2026Model.html").exists()
         assert not (out / "empty").exists() and (out / STATE / "state.json").is_file()
         _same_as_full(out, reg, res, tmp_path)
+
+
+def test_an_error_in_the_building_process_stops_the_workers(tmp_path, monkeypatch):
+    """An error while the workers build units (here: writing the protocol pages) is raised as it is, and no
+    worker is left running or waiting to hand in its results."""
+    import multiprocessing
+
+    import medbench.site.build as build
+
+    reg, res = tmp_path / "reg", tmp_path / "res"
+    write_synthetic(reg, res, ["breastmnist", "dermamnist"], 4, clean_n=20)
+    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+
+    def broken(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(build, "_fixed_pages", broken)
+    with pytest.raises(OSError, match="no space left"):
+        build_site(tmp_path / "site", reg, res, jobs=2)
+    assert multiprocessing.active_children() == []

@@ -198,7 +198,8 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
             if runner is None and _parallel(jobs, unit.weight):
                 runner = _Forked(here, jobs)  # the first big units load and render while the scan goes on
             if runner is not None and runner.idle():
-                runner.submit(waiting.pop(), task_previous(unit))
+                waiting.pop()  # (this unit: handed over now)
+                runner.submit(unit, task_previous(unit))
         units = dict(sorted(units.items()))
     t_scan = time.perf_counter()
 
@@ -271,8 +272,10 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
                 if old_units[name].get("inputs") != inputs:  # touched, same bytes: remember the new times
                     new_units[name]["inputs"] = inputs
                     store.write_unit(name, new_units[name])
-    finally:
-        runner.close()  # the workers exit while the rest of the site is written
+    except BaseException:
+        runner.close(stop=True)  # (the workers' remaining work is dropped)
+        raise
+    runner.close()  # the workers exit while the rest of the site is written
     with collector.parsing():  # (as for the scan: the state's many small containers)
         summaries = {n: s["summary"] for n, s in new_units.items()}
         report.problems = (head.problems + missing["registry"]

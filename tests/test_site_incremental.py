@@ -253,11 +253,14 @@ def test_registry_files_parsed_by_the_last_build_are_not_parsed_again(site, tmp_
     from medbench.site import fastyaml, load
 
     ids, reg, res, out = site
+    kept = out / STATE / "units" / "dermamnist.parsed.json"
+    assert not kept.exists()  # (a first build keeps none: it would cost more than it saves)
     dated = reg / "dermamnist" / f"{ids[3]}.yaml"
     text = dated.read_text()
     dated.write_text(re.sub(r"date_added: '([0-9-]+)'", r"date_added: \1", text))
     assert dated.read_text() != text
     build_site(out, reg, res)
+    assert kept.is_file()  # (a rebuild of the dataset keeps them for the next)
     parsed = []
     real = fastyaml.load
     monkeypatch.setattr(load.fastyaml, "load", lambda t: parsed.append(t) or real(t))

@@ -190,6 +190,7 @@ def _build(out, registry, results, leaderboard_dir, literature, jobs: int, full:
         for name in _scan_order(registry, results):
             unit = units[name] = _scan_unit(name, registry, results, hasher, head.literature,
                                             (saved.get(name) or {}).get("inputs", {}))
+            unit.rebuilt = name in saved
             unit.seal(code)
             if _intact(out, unit, old_units.get(name)) and (same_context or not unit.is_dataset):
                 continue
@@ -438,7 +439,9 @@ class _Here:
         with collector.parsing():
             known = store.parsed(unit.name, unit.code) if self.reuse else {}
             summary = dict(unit.load(known))
-            if unit.parsed.keys() != known.keys():
+            # the parsed entries are kept for the next rebuild of a unit that is being rebuilt (not by a first
+            # build, which would spend more on writing them than a rebuild of one unit saves by reading them)
+            if unit.parsed.keys() != known.keys() and (known or unit.rebuilt):
                 store.write_parsed(unit.name, unit.code, unit.parsed)
         done = {"summary": summary, "key": unit.key, "records": unit.hashed, "render": None}
         if previous is not None:

@@ -40,6 +40,7 @@ class Unit:
     record_line: str = ""  # after ``render``: the unit's line of results.json
     csv_part: dict | None = None  # after ``render``: its rows of results.csv (``export.csv_part``)
     cost: int = 0  # an estimate of the work of loading and rendering it (``_scan_unit``), to order the work
+    rebuilt: bool = False  # whether an earlier build into the same output built it (its parsed entries are kept)
 
     @property
     def is_dataset(self) -> bool:

@@ -1,7 +1,7 @@
 """Page sizes at leaderboard scale: a dataset with 1,000 models keeps every page under 1 MB.
 
 The full 1,000 models x 18 datasets build time is a benchmark (``bench/site_build.py`` writes
-``bench/results/site_build.json``), not a test: on a shared 2-core machine it takes 20-35 s, and the
+``bench/results/site_build.json``), not a test: on a shared 2-core machine it takes ~18-23 s, and the
 machine's speed drifts too much within a minute for a timed test to be fair.
 """
 

@@ -416,9 +416,6 @@ class _Here:
         self.queue: list[tuple[Unit, dict | None]] = []
         self.env = None
 
-    def idle(self) -> bool:
-        return False  # (work here is done when the results are asked for)
-
     def submit(self, unit: Unit, previous: dict | None) -> None:
         """Load ``unit`` and, unless ``previous`` is None, render it (``previous``: what it may keep from the
         last build: its ``outputs``, and whether its page keys are to be read from the state)."""

@@ -233,9 +233,9 @@ class _Environment(jinja2.Environment):
 
 def environment(templates: Path) -> jinja2.Environment:
     env = _Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
-                             bytecode_cache=_bytecode_cache(),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True, auto_reload=False)
+                       bytecode_cache=_bytecode_cache(),
+                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                       keep_trailing_newline=True, auto_reload=False)  # (edits: ``shared_environment``)
     env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)
     env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
@@ -356,7 +356,7 @@ class Writer:
 
     def listing(self) -> dict[str, list[str]]:
         """Every folder of the output (the build state aside), bottom-up, with its files: what ``prune`` looks
-        at. Taken while the units are built (a walk of 36,000 files is not left to the end of the build)."""
+        at. The build takes it while the units are built (a walk of 36,000 files is not left to its end)."""
         top = str(self.out)
         state = os.path.join(top, STATE)
         found = {}
@@ -365,14 +365,11 @@ class Writer:
                 found[root] = files
         return found
 
-    def prune(self, listing: dict[str, list[str]] | None = None) -> None:
-        """Remove every file this build did not write or keep (the build state aside), then empty folders.
-
-        ``listing`` (of ``listing``, taken earlier in this build): the files to look at; files made since are
-        this build's. Without it, the output is walked now."""
+    def prune(self, listing: dict[str, list[str]]) -> None:
+        """Remove every file of ``listing`` (``listing``, taken earlier in this build: files made since are
+        this build's) that this build did not write or keep, then the folders left empty."""
         top = str(self.out)
         outputs = self.outputs
-        listing = self.listing() if listing is None else listing
         for root, files in listing.items():
             # outputs are keyed by their path in the site, "/"-separated
             prefix = "" if root == top else os.path.relpath(root, top).replace(os.sep, "/") + "/"

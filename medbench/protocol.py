@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-CURRENT_VERSION = "2"
+CURRENT_VERSION = "3"
 LITE_VERSION = "lite1"  # the lite track's protocol: a cheap screening evaluation, never ranked with the full one
 
 

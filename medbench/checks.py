@@ -3,11 +3,13 @@
 
 Admission (a failing model is not ranked; ``benchmark`` raises ``InvalidModelError``):
 ``deterministic_forward``, ``outputs_are_logits``, ``nonzero_input_gradients``,
-``no_autograd_in_forward``, ``buffers_unchanged``, ``input_contract``. They run on the protocol's
-evaluation subset. Two more need the clean pass and run after it, before any attack (protocol
-section ``admission``): ``predictions_not_constant`` and ``clean_above_chance``.
+``no_autograd_in_forward``, ``buffers_unchanged``, ``input_contract`` and (protocol 3)
+``batch_independent``, ``finite_off_grid``. They run on the *standard* protocol's evaluation subset,
+whatever a derived protocol changes. More need the clean pass and run after it, before any attack
+(protocol section ``admission``): ``majority_false_positive_rate`` (``predictions_not_constant`` for
+multi-label tasks and protocol 2), ``clean_above_chance`` and (protocol 3) ``eps0_repredicts_clean``.
 
-Sanity (a failing result is flagged "potentially unreliable"): ``eps0_equals_clean``,
+Sanity (a failing result is "evaluation unreliable" and not ranked): ``finite_under_attack``,
 ``apgd_curve_non_increasing``, ``robust_le_clean``, ``whitebox_beats_square``,
 ``whitebox_beats_fgsm``, ``whitebox_beats_noise``, ``chance_at_largest_eps``. A sanity check whose
 inputs were not computed (e.g. no curves) gives no verdict.
@@ -84,14 +86,21 @@ class Probe:
 def deterministic_forward(probe: Probe) -> CheckVerdict:
     """Two passes over the same batches give identical logits (no randomised defence)."""
     a, b = probe.native, probe.logits()
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        n = int((~torch.isfinite(a).all(1) | ~torch.isfinite(b).all(1)).sum())
+        return _verdict("deterministic_forward", "admission", False, float("inf"), DETERMINISM_RTOL,
+                        f"non-finite logits (NaN or inf) on {n} of {len(a)} subset images, so two passes cannot be "
+                        "compared - the model must return finite logits for every input in [0, 1]. Fix: guard "
+                        "divisions, logarithms and normalisations in forward.")
     scale = float(a.abs().max().clamp(min=1e-12))
-    rel = float((a - b).abs().max() / scale) if torch.isfinite(a).all() and torch.isfinite(b).all() else float("inf")
+    rel = float((a - b).abs().max() / scale)
     same_pred = bool((a.argmax(1) == b.argmax(1)).all())
     ok = rel <= DETERMINISM_RTOL and same_pred
     msg = f"max relative logit difference between two identical passes: {rel:.3g}"
     if not ok:
         msg += (" - the forward pass is randomised (noise, dropout in training mode, random transforms). "
-                "Randomised defences need an EOT evaluation that protocol v1 does not run; make forward deterministic.")
+                "Randomised defences need an EOT evaluation that the protocol does not run; make forward "
+                "deterministic.")
     return _verdict("deterministic_forward", "admission", ok, rel, DETERMINISM_RTOL, msg)
 
 
@@ -123,20 +132,33 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
 
 
 def nonzero_input_gradients(probe: Probe) -> CheckVerdict:
-    """The cross-entropy's input gradient is non-zero on at least 99% of the subset (no gradient masking)."""
-    nonzero = []
+    """The cross-entropy's input gradient is finite and non-zero on at least 99% of the subset (no
+    gradient masking); a model whose logits have no autograd path to the input fails with that cause."""
+    nonzero, nonfinite = [], 0
     for x, y in probe.batches:
         x = x.clone().requires_grad_(True)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(_loss(probe.model(x), y, probe.task), x, allow_unused=True)
+            logits = probe.model(x)
+            if not logits.requires_grad:
+                return _verdict("nonzero_input_gradients", "admission", False, 0.0, MIN_NONZERO_GRAD_FRACTION,
+                                "the logits have no autograd path to the input (argmax, hard labels, detach(), "
+                                "NumPy or integer casts inside forward) - gradient-based attacks cannot run, so a "
+                                "robust accuracy would be an illusion. Fix: return differentiable logits.")
+            (grad,) = torch.autograd.grad(_loss(logits, y, probe.task), x, allow_unused=True)
         if grad is None:
             nonzero.append(torch.zeros(len(x), dtype=torch.bool))
-        else:
-            nonzero.append((grad.flatten(1).abs().sum(1) > 0).cpu())
+            continue
+        finite = torch.isfinite(grad.flatten(1)).all(1).cpu()
+        nonfinite += int((~finite).sum())
+        nonzero.append(finite & (grad.flatten(1).abs().sum(1) > 0).cpu())
     frac = float(torch.cat(nonzero).float().mean())
     ok = frac >= MIN_NONZERO_GRAD_FRACTION
-    msg = f"fraction of subset examples with a non-zero input gradient: {frac:.3f}"
-    if not ok:
+    msg = f"fraction of subset examples with a finite, non-zero input gradient: {frac:.3f}"
+    if nonfinite:
+        msg += (f" - {nonfinite} examples have NaN or infinite input gradients (a non-finite loss or an "
+                "undefined derivative in forward); attacks cannot follow them. Fix: make forward finite and "
+                "differentiable in its input.")
+    elif not ok:
         msg += (" - gradient-based attacks cannot work (step functions, rounding, argmax or detach in forward): "
                 "the robust accuracy would be an illusion. Fix: make forward differentiable in its input.")
     return _verdict("nonzero_input_gradients", "admission", ok, frac, MIN_NONZERO_GRAD_FRACTION, msg)
@@ -229,38 +251,89 @@ def input_contract(probe: Probe) -> CheckVerdict:
     return _verdict("input_contract", "admission", ok, gain, INPUT_RANGE_MARGIN, msg)
 
 
+def batch_independent(probe: Probe, rtol: float, n_alone: int) -> CheckVerdict:
+    """Each image's logits do not depend on the rest of its batch: the first ``n_alone`` subset images
+    predicted one by one, and every batch predicted again with as many black images appended, give the
+    logits of the subset's own batches within ``rtol`` (relative to the largest |logit|)."""
+    native = probe.native
+    if not torch.isfinite(native).all():
+        return _verdict("batch_independent", "admission", False, float("inf"), rtol,
+                        "not measured: the logits on the subset are not finite (see input_contract).")
+    first = to_float(probe.images[:n_alone], probe.device)
+    with torch.no_grad():
+        alone = torch.cat([probe.model(first[i:i + 1]).float().cpu() for i in range(len(first))] or [native[:0]])
+        padded = torch.cat([probe.model(torch.cat([x, torch.zeros_like(x)])).float().cpu()[:len(x)]
+                            for x, _ in probe.batches])
+    scale = float(native.abs().max().clamp(min=1e-12))
+    diffs = [(alone - native[:len(alone)]).abs().amax(1), (padded - native).abs().amax(1)]
+    rel = float(torch.cat(diffs).max()) / scale if len(native) else 0.0
+    changed = int(((alone.argmax(1) != native[:len(alone)].argmax(1)).sum()
+                   + (padded.argmax(1) != native.argmax(1)).sum()))
+    ok = rel <= rtol and changed == 0
+    msg = (f"max relative logit difference when an image is predicted alone ({len(alone)} images) or batched with "
+           f"black images ({len(native)}): {rel:.3g}; predictions changed: {changed}")
+    if not ok:
+        msg += (" - predictions depend on the other images of the batch (normalisation by batch statistics, "
+                "BatchNorm in training mode, cross-example attention), so an attacker or a different batch size "
+                "changes the answer. Fix: compute each example's output from that example alone.")
+    return _verdict("batch_independent", "admission", ok, rel, rtol, msg)
+
+
+def finite_off_grid(probe: Probe, eps: float, seed: int = 0) -> CheckVerdict:
+    """Logits stay finite on inputs off the uint8 grid inside the Linf ``eps`` ball of the subset (uniform
+    noise): the points every attack visits."""
+    gen = torch.Generator().manual_seed(seed)
+    bad = n = 0
+    with torch.no_grad():
+        for x, _ in probe.batches:
+            noise = (torch.rand(x.shape, generator=gen) * 2 - 1).to(x.device) * eps
+            out = probe.model((x + noise).clamp(0, 1))
+            bad += int((~torch.isfinite(out).all(1)).sum())
+            n += len(x)
+    msg = (f"subset images whose logits are non-finite (NaN or inf) after uniform noise inside the Linf "
+           f"{eps * 255:g}/255 ball: {bad} of {n}")
+    if bad:
+        msg += (" - the model fails off the uint8 grid, exactly where attacks search; NaN logits would count as "
+                "a prediction of class 0. Fix: return finite logits for every float input in [0, 1].")
+    return _verdict("finite_off_grid", "admission", bad == 0, bad, 0, msg)
+
+
 def make_probe(ctx) -> Probe:
+    """The admission checks' view of ``ctx``: the evaluation subset of the *standard* protocol (a derived
+    protocol with a smaller subset gives the same verdicts)."""
     from .attacks.evaluation import attack_batch_size
     from .attacks.subset import evaluation_subset
 
-    subset = evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol)
+    subset = evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol.standard())
     return Probe(ctx.model, ctx.images[torch.as_tensor(subset.indices)], ctx.labels[subset.indices], ctx.spec.task,
                  ctx.spec.num_classes, attack_batch_size(ctx), ctx.device)
 
 
+ADMISSION_ORDER = ("deterministic_forward", "outputs_are_logits", "nonzero_input_gradients", "no_autograd_in_forward",
+                   "buffers_unchanged", "input_contract", "batch_independent", "finite_off_grid")
+
+
 def admission_checks(ctx) -> list[CheckVerdict]:
-    """Every admission check on the evaluation subset; buffers are compared around all the others."""
+    """Every admission check on the standard protocol's evaluation subset; buffers are compared around all
+    the others. Protocols without the version-3 keys (``admission.batch_rtol``) run the version-2 set."""
     probe = make_probe(ctx)
+    rules = ctx.protocol.standard().get("admission") or {}
     verdicts: list[CheckVerdict] = []
+    extra = []
+    if "batch_rtol" in rules:
+        extra = [lambda p: batch_independent(p, float(rules["batch_rtol"]), int(rules["batch_alone"])),
+                 lambda p: finite_off_grid(p, float(rules["off_grid_eps_255"]) / 255, seed=ctx.seed)]
 
     def others():
         for check in (deterministic_forward, outputs_are_logits, nonzero_input_gradients, no_autograd_in_forward,
-                      input_contract):
+                      input_contract, *extra):
             verdicts.append(check(probe))
 
     verdicts.append(buffers_unchanged(probe, others))
-    order = ["deterministic_forward", "outputs_are_logits", "nonzero_input_gradients", "no_autograd_in_forward",
-             "buffers_unchanged", "input_contract"]
-    return sorted(verdicts, key=lambda v: order.index(v.name))
+    return sorted(verdicts, key=lambda v: ADMISSION_ORDER.index(v.name))
 
 
 # ----------------------------------------------------------------------------- admission after the clean pass
-
-def chance_balanced_accuracy(task: str, num_classes: int) -> float:
-    """Balanced accuracy of a constant (or random) predictor: 1/C; 0.5 for binary and multi-label
-    (mean per-label BA)."""
-    return 0.5 if task == M.MULTILABEL else 1.0 / num_classes
-
 
 def predictions_not_constant(clean, task: str, max_fraction: float,
                              class_names: list[str] | None = None) -> CheckVerdict:
@@ -285,34 +358,100 @@ def predictions_not_constant(clean, task: str, max_fraction: float,
     return _verdict("predictions_not_constant", "admission", ok, frac, max_fraction, msg)
 
 
+def majority_false_positive_rate(clean, labels: np.ndarray, limit: float,
+                                 class_names: list[str] | None = None) -> CheckVerdict:
+    """The most frequently predicted class k takes less than ``limit`` of the test images whose label is
+    not k (single-label tasks): a model that labels most images of the other classes k is near-constant
+    relative to the class balance, whatever the share of k in the test split."""
+    pred, y = np.asarray(clean.predictions), np.asarray(labels).reshape(-1)
+    top = int(np.bincount(pred).argmax())
+    others = y != top
+    rate = float(np.mean(pred[others] == top)) if others.any() else 0.0
+    name = f"{top}: {class_names[top]}" if class_names else str(top)
+    ok = rate < limit
+    msg = (f"most frequent predicted class ({name}) is given to {rate:.1%} of the {int(others.sum())} test "
+           f"images of the other classes (limit {limit:.0%}); it is {np.mean(pred == top):.1%} of all predictions "
+           f"and {np.mean(y == top):.1%} of the labels")
+    if not ok:
+        msg += (" - the model labels most images of the other classes as this one, so its robust accuracy would "
+                "echo the class balance (a biased output layer is enough). Fix: train it to separate the classes "
+                "(class-balanced loss, threshold or bias calibrated on the validation split).")
+    return _verdict("majority_false_positive_rate", "admission", ok, rate, limit, msg)
+
+
+def chance_balanced_accuracy(task: str, num_classes: int) -> float:
+    """Balanced accuracy of a constant (or random) predictor: 1/C; 0.5 for binary and multi-label
+    (mean per-label BA)."""
+    return 0.5 if task == M.MULTILABEL else 1.0 / num_classes
+
+
 def clean_above_chance(clean, task: str, num_classes: int, margin: float) -> CheckVerdict:
-    """The lower end of the clean balanced accuracy's bootstrap CI lies above chance (+ ``margin``)."""
+    """The lower end of the clean balanced accuracy's bootstrap CI lies above chance + ``margin``."""
     chance = chance_balanced_accuracy(task, num_classes)
     ci = clean.ci.get("balanced_accuracy")
     low = ci.low if ci is not None else None
     ok = low is not None and low > chance + margin
     level = f"{clean.ci_level:.0%}"
     shown = "undefined" if low is None else f"[{low:.3f}, {ci.high:.3f}]"
-    msg = f"clean balanced accuracy {clean.balanced_accuracy:.3f}, {level} CI {shown}; chance {chance:.3f}"
+    bar = f"chance {chance:.3f}" + (f", bar chance + {margin:g} = {chance + margin:.3f}" if margin else "")
+    msg = f"clean balanced accuracy {clean.balanced_accuracy:.3f}, {level} CI {shown}; {bar}"
     if not ok:
-        msg += (f" - the {level} interval does not lie above chance: the model is not shown to be better than a "
+        what = "above chance" if not margin else f"at least {margin:g} above chance"
+        msg += (f" - the {level} interval does not lie {what}: the model is not shown to classify better than a "
                 "constant predictor, so its robustness numbers would mean nothing. Fix: train a model that "
-                "beats chance on the clean test split.")
+                "beats chance clearly on the clean test split.")
     return _verdict("clean_above_chance", "admission", ok, low, chance + margin, msg)
 
 
-def clean_verdicts(clean, spec, protocol) -> list[CheckVerdict]:
-    """The admission checks on clean metrics (none when the protocol has no ``admission`` section, e.g. v1)."""
+def clean_verdicts(clean, spec, protocol, labels: np.ndarray | None = None) -> list[CheckVerdict]:
+    """The admission rule on clean metrics (``clean``: a ``CleanMetrics``; ``labels``: the test labels, needed
+    by protocols from version 3 on). Empty for protocols without an ``admission`` section (version 1)."""
     rules = protocol.get("admission")
     if not rules or clean is None:
         return []
-    return [predictions_not_constant(clean, spec.task, float(rules["max_majority_fraction"]), list(spec.class_names)),
-            clean_above_chance(clean, spec.task, spec.num_classes, float(rules["min_ci_low_above_chance"]))]
+    names = list(spec.class_names)
+    out = []
+    if "max_majority_false_positive_rate" in rules and spec.task != M.MULTILABEL:
+        if labels is None:
+            raise ValueError(f"protocol {protocol.version}'s admission rule needs the test labels")
+        out.append(majority_false_positive_rate(clean, labels, float(rules["max_majority_false_positive_rate"]), names))
+    else:
+        out.append(predictions_not_constant(clean, spec.task, float(rules["max_majority_fraction"]), names))
+    out.append(clean_above_chance(clean, spec.task, spec.num_classes, float(rules["min_ci_low_above_chance"])))
+    return out
+
+
+def eps0_repredicts_clean(ctx, clean) -> CheckVerdict:
+    """The evaluation subset, predicted again in the attacks' batches (in subset order: other batch
+    compositions than the clean pass over the whole split), gives the clean predictions (eps = 0)."""
+    probe = make_probe(ctx)
+    again = M.predictions(M.probabilities(probe.native, ctx.spec.task), ctx.spec.task)
+    subset = evaluation_subset_indices(ctx)
+    before = np.asarray(clean.predictions)[subset]
+    differ = int(np.sum((again != before).reshape(len(before), -1).any(1)))
+    msg = f"subset images whose prediction through the attacks' batches (eps = 0) differs from the clean pass: {differ}"
+    if differ:
+        msg += (" - the model answers differently for the same image depending on how it is batched or what "
+                "precedes it (batch statistics, state kept between calls), so attacks would not measure the "
+                "model the clean pass measured. Fix: make each example's output depend on that example only.")
+    return _verdict("eps0_repredicts_clean", "admission", differ == 0, differ, 0, msg)
+
+
+def evaluation_subset_indices(ctx) -> np.ndarray:
+    """Test-split positions of the standard protocol's evaluation subset (where the admission checks run)."""
+    from .attacks.subset import evaluation_subset
+
+    return np.asarray(evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol.standard()).indices)
 
 
 def clean_admission_checks(ctx, fields) -> list[CheckVerdict]:
-    """The admission checks on the clean pass of a run (``fields``: the result fields computed so far)."""
-    return clean_verdicts(fields.get("clean"), ctx.spec, ctx.protocol)
+    """The admission checks on the clean pass of a run (``fields``: the result fields computed so far), under
+    the standard protocol whatever a derived one changed."""
+    clean, standard = fields.get("clean"), ctx.protocol.standard()
+    verdicts = clean_verdicts(clean, ctx.spec, standard, ctx.labels)
+    if clean is not None and "batch_rtol" in (standard.get("admission") or {}):
+        verdicts.append(eps0_repredicts_clean(ctx, clean))
+    return verdicts
 
 
 # ----------------------------------------------------------------------------- sanity
@@ -325,27 +464,24 @@ def _clean_correct_on_subset(ctx, fields, indices: list[int]) -> np.ndarray | No
     return pred == ctx.labels[np.asarray(indices)]
 
 
-def eps0_equals_clean(ctx, fields) -> CheckVerdict | None:
-    """At eps = 0 (APGD curve) and before attacking (AutoAttack), predictions equal the clean ones."""
-    curves, adv = fields.get("curves"), fields.get("adversarial", {})
-    diffs = []
+def finite_under_attack(ctx, fields) -> CheckVerdict | None:
+    """The model's outputs stayed finite during every attack and curve point (no NaN / inf logits, which
+    would otherwise count as a prediction of class 0). No verdict for sections that did not count."""
+    counts = {label: r.nonfinite_outputs for label, r in fields.get("adversarial", {}).items()}
+    curves = fields.get("curves")
     if curves is not None:
-        zero = [p for p in curves.apgd_ce if p.x == 0]
-        clean_ok = _clean_correct_on_subset(ctx, fields, curves.subset.indices)
-        if zero and zero[0].correct is not None and clean_ok is not None:
-            diffs.append(int(np.sum(np.asarray(zero[0].correct) != clean_ok)))
-    for result in adv.values():
-        clean_ok = _clean_correct_on_subset(ctx, fields, result.subset.indices)
-        if clean_ok is not None:
-            attacked_ok = np.asarray([b != "clean" for b in result.broken_by])
-            diffs.append(int(np.sum(attacked_ok != clean_ok)))
-    if not diffs:
+        counts["curves"] = curves.nonfinite_outputs
+    counts = {k: v for k, v in counts.items() if v is not None}
+    if not counts:
         return None
-    n = max(diffs)
-    msg = f"subset examples whose eps = 0 / pre-attack verdict differs from the clean evaluation: {n}"
+    n = sum(counts.values())
+    msg = f"non-finite (NaN or inf) output rows met during the attacks: {n}"
     if n:
-        msg += " - the attack pipeline does not see the model the clean evaluation saw (preprocessing, mode, batch dependence)."
-    return _verdict("eps0_equals_clean", "sanity", n == 0, n, 0, msg)
+        where = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
+        msg += (f" ({where}) - the model returns NaN or inf on perturbed inputs, so its robust accuracy is not "
+                "measured but produced by the failure (NaN logits count as class 0). The result is not ranked. "
+                "Fix: return finite logits for every float input in [0, 1].")
+    return _verdict("finite_under_attack", "sanity", n == 0, n, 0, msg)
 
 
 def apgd_curve_non_increasing(ctx, fields) -> CheckVerdict | None:
@@ -461,7 +597,7 @@ def chance_at_largest_eps(ctx, fields) -> CheckVerdict | None:
     return _verdict("chance_at_largest_eps", "sanity", ok, top.balanced_accuracy, limit, msg)
 
 
-SANITY_CHECKS = (eps0_equals_clean, apgd_curve_non_increasing, robust_le_clean, whitebox_beats_square,
+SANITY_CHECKS = (finite_under_attack, apgd_curve_non_increasing, robust_le_clean, whitebox_beats_square,
                  whitebox_beats_fgsm, whitebox_beats_noise, chance_at_largest_eps)
 
 

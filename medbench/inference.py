@@ -35,6 +35,21 @@ class TwoLogits(nn.Module):
         return torch.cat([torch.zeros_like(z), z], dim=1)
 
 
+class NonFiniteCounter(nn.Module):
+    """Passes ``model``'s outputs through unchanged (gradients included) and counts, over every call, the
+    output rows that are not finite (NaN or inf): what an attack saw that the result must not hide."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.count = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        self.count += int((~torch.isfinite(out.detach()).flatten(1).all(1)).sum())
+        return out
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module,

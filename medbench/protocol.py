@@ -73,6 +73,11 @@ class Protocol:
             node[leaf] = value
         return Protocol(data, custom=True)
 
+    def standard(self) -> "Protocol":
+        """The standard protocol this one was derived from (itself when standard). Admission always runs
+        under it, so a derived protocol (``--set ...``) cannot change who is admitted."""
+        return self if not self.custom else load_protocol(self._data["version"])
+
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self._data, sort_keys=True).encode()).hexdigest()
 

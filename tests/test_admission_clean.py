@@ -27,6 +27,8 @@ pytestmark = pytest.mark.realdata
 # attacks reduced so that a run that wrongly attacks stays short; the admission rules are the standard ones
 PROTOCOL = load_protocol().derive(**{"adversarial.subset_size": 32, "adversarial.n_iter": 5,
                                      "adversarial.square_queries": 40, "curves.apgd_n_iter": 5})
+PROTOCOL_2 = load_protocol("2").derive(**{"adversarial.subset_size": 32, "adversarial.n_iter": 5,
+                                         "adversarial.square_queries": 40, "curves.apgd_n_iter": 5})
 ATTACKS = "clean,Linf,L2,curves"
 
 
@@ -67,7 +69,7 @@ def test_constant_model_is_refused_with_what_is_wrong_and_how_to_proceed(real_ro
         benchmark(constant_model, "breastmnist", threats=ATTACKS, protocol=PROTOCOL, data_root=real_root,
                   progress=False)
     msg = str(info.value)
-    assert "predictions_not_constant: most frequent predicted class (1: " in msg and "covers 100.0%" in msg
+    assert "majority_false_positive_rate: most frequent predicted class (1: " in msg and "is given to 100.0%" in msg
     assert "clean_above_chance:" in msg and "chance 0.500" in msg
     assert "allow_unranked=True" in msg and "--allow-unranked" in msg
 
@@ -81,10 +83,10 @@ def test_with_the_flag_the_result_exists_unadmitted_and_attacks_are_skipped(real
     assert res.clean is not None and res.clean.balanced_accuracy == pytest.approx(0.5)
     assert res.adversarial == {} and res.curves is None
     assert res.threats == ["clean"] and set(res.skipped) == {"Linf", "L2", "curves"}
-    assert all("not admitted (predictions_not_constant, clean_above_chance)" in why for why in res.skipped.values())
+    assert all("not admitted (majority_false_positive_rate, clean_above_chance)" in why for why in res.skipped.values())
     assert "skipping Linf" in capsys.readouterr().err
     failed = {c.name for c in res.checks if not c.passed}
-    assert failed == {"predictions_not_constant", "clean_above_chance"}
+    assert failed == {"majority_false_positive_rate", "clean_above_chance"}
     assert EvaluationResult.from_json(out).skipped == res.skipped  # stored in the result file
     # a resumed run still needs the flag (the refusal is not forgotten)
     again = benchmark(constant_model, "breastmnist", threats=ATTACKS, protocol=PROTOCOL, data_root=real_root,
@@ -92,20 +94,21 @@ def test_with_the_flag_the_result_exists_unadmitted_and_attacks_are_skipped(real
     assert again.skipped == res.skipped
 
 
-def test_near_constant_model_is_refused_by_its_interval(real_root, breast_model):
-    """Two test images predicted differently: under the 99% limit, but the clean BA interval includes chance."""
+def test_near_constant_model_is_refused_by_its_interval_under_protocol_2(real_root, breast_model):
+    """Protocol 2: two test images predicted differently: under the 99% limit, but the clean BA interval
+    includes chance."""
     near = _shift_bias(breast_model, real_root, 2)
     with pytest.raises(InvalidModelError, match=r"clean_above_chance: .*does not lie above chance") as info:
-        benchmark(near, "breastmnist", protocol=PROTOCOL, data_root=real_root, progress=False)
+        benchmark(near, "breastmnist", protocol=PROTOCOL_2, data_root=real_root, progress=False)
     assert "predictions_not_constant" not in str(info.value)  # 98.7% < 99%: that rule passes
-    res = benchmark(near, "breastmnist", protocol=PROTOCOL, data_root=real_root, progress=False, allow_unranked=True)
+    res = benchmark(near, "breastmnist", protocol=PROTOCOL_2, data_root=real_root, progress=False, allow_unranked=True)
     v = {c.name: c for c in res.checks}
     assert v["predictions_not_constant"].passed and v["predictions_not_constant"].value == pytest.approx(154 / 156)
     assert not v["clean_above_chance"].passed and v["clean_above_chance"].value <= 0.5
 
 
-def test_one_differing_image_is_near_constant(real_root, breast_model):
-    res = benchmark(_shift_bias(breast_model, real_root, 1), "breastmnist", protocol=PROTOCOL, data_root=real_root,
+def test_one_differing_image_is_near_constant_under_protocol_2(real_root, breast_model):
+    res = benchmark(_shift_bias(breast_model, real_root, 1), "breastmnist", protocol=PROTOCOL_2, data_root=real_root,
                     progress=False, allow_unranked=True)
     v = {c.name: c for c in res.checks}
     assert not v["predictions_not_constant"].passed and v["predictions_not_constant"].value == pytest.approx(155 / 156)
@@ -114,9 +117,10 @@ def test_one_differing_image_is_near_constant(real_root, breast_model):
 def test_trained_model_is_admitted(real_root, breast_model):
     res = benchmark(breast_model, "breastmnist", protocol=PROTOCOL, data_root=real_root, progress=False)
     v = {c.name: c for c in res.checks}
-    assert v["predictions_not_constant"].passed and v["clean_above_chance"].passed
+    assert v["majority_false_positive_rate"].passed and v["clean_above_chance"].passed
+    assert v["eps0_repredicts_clean"].passed
     assert res.admitted and res.skipped == {}
-    assert v["clean_above_chance"].value > 0.5
+    assert v["clean_above_chance"].value > 0.55
 
 
 def test_cli_refuses_then_computes_with_allow_unranked(real_root, constant_model, tmp_path, capsys):
@@ -129,7 +133,7 @@ def test_cli_refuses_then_computes_with_allow_unranked(real_root, constant_model
     assert "cannot be ranked" in err and "--allow-unranked" in err and "Traceback" not in err
     assert main(args + ["--allow-unranked"]) == 0
     printed = capsys.readouterr().out
-    assert "[FAIL] admission predictions_not_constant" in printed and "skipped\n  Linf: not run" in printed
+    assert "[FAIL] admission majority_false_positive_rate" in printed and "skipped\n  Linf: not run" in printed
     assert "NOT ADMITTED" in printed
 
 
@@ -153,7 +157,7 @@ def test_site_never_ranks_a_not_admitted_result_and_says_why(real_root, breast_m
     assert rows["Trained"].rank == 1 and rows["Constant"].rank is None
     assert [r.model_id for r in track.rows] == ["Trained", "Constant"]  # the unranked row comes last
     flag = next(f for f in rows["Constant"].flags if f.code == "not-admitted")
-    assert "never ranked" in flag.detail and "predictions_not_constant (most frequent predicted class" in flag.detail
+    assert "never ranked" in flag.detail and "majority_false_positive_rate (most frequent predicted class" in flag.detail
     assert build_boards(inputs)["breastmnist"].best.model_id == "Trained"
 
 
@@ -180,8 +184,8 @@ def test_submission_validation_reports_a_constant_model(tmp_path, real_root, tra
         report = validate(submit(hub, tmp_path, "Constant2026Cnn", model_bytes(constant, tmp_path), {}), registry,
                           real_root, reproduce=True)
     failing = {c.name: c for c in report.checks if c.failed}
-    assert "predictions_not_constant" in failing and failing["predictions_not_constant"].stage == "admission"
-    assert "covers 100.0%" in failing["predictions_not_constant"].message and not report.passed
+    rule = failing["majority_false_positive_rate"]
+    assert rule.stage == "admission" and "is given to 100.0%" in rule.message and not report.passed
 
 
 def test_a_result_computed_without_checks_is_never_admitted(real_root, breast_model, tmp_path, capsys):

@@ -181,7 +181,7 @@ def test_partial_and_odd_results(tmp_path):
     assert "unreliable" in codes[ids[4]] and std[ids[4]]["ranked"]  # flagged, still ranked
     assert "unregistered" in codes[ids[5]]
     page = (out / "pneumoniamnist" / "index.html").read_text()
-    assert "custom protocol" in page and "potentially unreliable" in page and "not admitted" in page
+    assert "custom protocol" in page and "evaluation unreliable" in page and "not admitted" in page
     assert (out / "pneumoniamnist" / f"{ids[0]}.html").is_file()
     assert "differs from the registry" in (out / "pneumoniamnist" / f"{ids[3]}.html").read_text()
 

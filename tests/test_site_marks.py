@@ -245,7 +245,7 @@ def test_heatmap_text_has_contrast_on_every_cell_in_both_schemes():
 
 def test_boards_drop_always_empty_columns_and_link_the_protocol():
     board = (REPO / "site" / "breastmnist" / "index.html").read_text()
-    flagged = "not admitted" in board or "potentially unreliable" in board
+    flagged = "not admitted" in board or "evaluation unreliable" in board
     assert ('data-col="flags"' in board) == flagged  # the column only when some entry has a flag
     assert 'href="../protocol/v1.html"' in board
     home = (REPO / "site" / "index.html").read_text()

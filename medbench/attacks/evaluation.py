@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..inference import to_float
+from ..inference import NonFiniteCounter, to_float
 from ..schema import AdversarialResult, CurvePoint, Curves, Interval
 from .autoattack import attack_chunk, attack_config, broken_by_names, make_autoattack
 from .progress import AttackProgress
@@ -80,7 +80,8 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
     config = attack_config(spec, norm, threat["eps"], ctx.protocol, size=ctx.size, batch_size=bs, seed=ctx.seed)
     subset = evaluation_subset(spec.name, ctx.labels, ctx.protocol)
     store = _store(ctx, threat["label"], {"config": config.model_dump(), "subset": subset.info.indices_sha256})
-    adversary = make_autoattack(ctx.model, config, ctx.device)
+    counter = NonFiniteCounter(ctx.model)  # NaN logits must refuse the result, not count as class 0
+    adversary = make_autoattack(counter, config, ctx.device)
     parts: list[dict[str, np.ndarray]] = []
     clean = _clean_predictions(ctx)
     chunks = list(_chunks(subset, bs))
@@ -91,12 +92,14 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
             saved = store.get(f"chunk{i:05d}")
             if saved is None:
                 t0 = time.perf_counter()
+                counter.count = 0
                 x, y = _batch(ctx, idx)
                 out = attack_chunk(adversary, config, x, y, on_start=bar.start, on_attack=bar.done,
                                    clean_pred=None if clean is None else torch.as_tensor(clean[idx]))
                 saved = dict(clean_pred=out.clean_pred, adv_pred=out.adv_pred, robust=out.robust,
                              broken_by=out.broken_by, adv_logits=out.adv_logits,
                              max_perturbation=np.float64(out.max_perturbation),
+                             nonfinite=np.int64(counter.count),
                              wall=np.float64(time.perf_counter() - t0),
                              attack_wall=np.array([out.attack_wall_s[a] for a in config.attacks]),
                              attack_cpu=np.array([out.attack_cpu_s[a] for a in config.attacks]))
@@ -106,6 +109,9 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
             parts.append(saved)
     cat = {key: np.concatenate([p[key] for p in parts]) for key in ("clean_pred", "adv_pred", "robust", "broken_by")}
     adv_logits = np.concatenate([p["adv_logits"] for p in parts])
+    # chunks checkpointed by an older medbench did not count: then the section has no count
+    nonfinite = sum(int(p["nonfinite"]) for p in parts) if all("nonfinite" in p for p in parts) else None
+    finite_scores = bool(np.isfinite(adv_logits).all())
     y = ctx.labels[subset.indices]
     clean_cfg = ctx.protocol["clean"]
     ci = M.bootstrap_metric_ci(y, cat["adv_pred"], k, n_resamples=clean_cfg["bootstrap_resamples"],
@@ -123,12 +129,13 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
         robust_accuracy=float(np.mean(cat["robust"])),
         robust_balanced_accuracy=M.balanced_accuracy(y, cat["adv_pred"], k),
         robust_balanced_accuracy_ci=Interval(low=_finite(ci.low), high=_finite(ci.high)),
-        auc_under_attack=_finite(M.auc(y, M.probabilities(adv_logits, spec.task), spec.task)),
+        auc_under_attack=_finite(M.auc(y, M.probabilities(adv_logits, spec.task), spec.task)) if finite_scores else None,
         robust_flags=[bool(v) for v in cat["robust"]],
         adv_predictions=[int(v) for v in cat["adv_pred"]],
         broken_by=broken_by_names(config, codes),
         per_attack_robust_accuracy=per_attack,
         max_perturbation=float(max(float(p["max_perturbation"]) for p in parts)) if parts else 0.0,
+        nonfinite_outputs=nonfinite,
         wall_time_s=round(float(sum(float(p["wall"]) for p in parts)), 3),
     )
 
@@ -159,13 +166,15 @@ def _curve_chunk(ctx, store: ChunkStore, kind: str, j: int, value: float, i: int
     if saved is not None:
         return saved
     x, y = _batch(ctx, idx)
+    model = NonFiniteCounter(ctx.model)
     if kind == "apgd":
-        saved = {"pred": apgd_ce(ctx.model, x, y, value, n_iter=n_iter, seed=ctx.seed, device=ctx.device).cpu().numpy()}
+        saved = {"pred": apgd_ce(model, x, y, value, n_iter=n_iter, seed=ctx.seed, device=ctx.device).cpu().numpy()}
     elif kind == "fgsm":
-        saved = {"pred": fgsm(ctx.model, x, y, value).cpu().numpy()}
+        saved = {"pred": fgsm(model, x, y, value).cpu().numpy()}
     else:
-        pred, linf, l2 = noise_predictions(ctx.model, x, value, seed=ctx.seed, sigma_index=j, example_ids=idx)
+        pred, linf, l2 = noise_predictions(model, x, value, seed=ctx.seed, sigma_index=j, example_ids=idx)
         saved = {"pred": pred.cpu().numpy(), "linf": linf.cpu().numpy(), "l2": l2.cpu().numpy()}
+    saved["nonfinite"] = np.int64(model.count)
     store.put(name, **saved)
     return saved
 
@@ -201,7 +210,8 @@ def run_curves(ctx) -> dict[str, Any]:
                 if kind != "noise" and value == 0 and clean is not None:
                     # at eps 0 APGD-CE and FGSM return x itself (every step is scaled by eps and projected
                     # onto the eps ball), so their predictions are the clean ones: taken from the clean pass
-                    saved = {"pred": clean[idx]}
+                    # (admission's eps0_repredicts_clean checks that re-predicting the subset agrees)
+                    saved = {"pred": clean[idx], "nonfinite": np.int64(0)}
                 else:
                     saved = _curve_chunk(ctx, store, kind, j, value, i, idx, n_iter)
                 _add_time(ctx, stage, time.perf_counter() - t0, time.process_time() - c0)
@@ -227,4 +237,6 @@ def run_curves(ctx) -> dict[str, Any]:
         fgsm=[point("fgsm", j, e) for j, e in enumerate(fgsm_eps)],
         noise=[point("noise", j, s) for j, s in enumerate(sigmas)],
         apgd_n_iter=n_iter, seed=ctx.seed, batch_size=bs,
+        nonfinite_outputs=(sum(int(p["nonfinite"]) for parts in results.values() for p in parts)
+                           if all("nonfinite" in p for parts in results.values() for p in parts) else None),
     )}

@@ -46,6 +46,9 @@ class AdversarialResult(Strict):
     broken_by: list[str | None] = Field(default_factory=list)
     per_attack_robust_accuracy: dict[str, float] = Field(default_factory=dict)  # after each attack, in order
     max_perturbation: float | None = None  # largest ||x_adv - x|| (config.norm) over the subset
+    # model outputs (rows) that were NaN or infinite during the attacks or on the final inputs (None: not
+    # counted, e.g. a section computed before protocol version 3)
+    nonfinite_outputs: int | None = None
     wall_time_s: float | None = None
 
 
@@ -66,3 +69,4 @@ class Curves(Strict):
     apgd_n_iter: int | None = None
     seed: int | None = None
     batch_size: int | None = None
+    nonfinite_outputs: int | None = None  # NaN / infinite output rows met by the curves' attacks (None: not counted)

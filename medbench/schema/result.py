@@ -113,7 +113,7 @@ class EvaluationResult(Strict):
 
     @property
     def reliable(self) -> bool:
-        """False when a sanity check failed (the result is "potentially unreliable") or the model was not
+        """False when a sanity check failed (the evaluation is unreliable: never ranked) or the model was not
         admitted (its numbers say nothing about robustness)."""
         return self.admitted and all(c.passed for c in self.checks if c.kind == "sanity")
 

@@ -144,6 +144,12 @@ class Track:
         return f"{self.size}px-v{self.protocol}"
 
     @property
+    def not_ranked(self) -> list[tuple[Row, list[Flag]]]:
+        """Rows without a rank, each with the flags that say why (not admitted, evaluation unreliable, ...)."""
+        why = ("not-admitted", "unreliable", "weights-mismatch")
+        return [(r, [f for f in r.flags if f.code in why]) for r in self.rows if not r.ranked]
+
+    @property
     def title(self) -> str:
         extra = "" if self.standard else " (custom protocol: not comparable with the standard tables)"
         return f"{self.size} px, protocol {self.protocol}{extra}"
@@ -195,14 +201,15 @@ def _flags(row: Row, expected_threats: list[str]) -> list[Flag]:
         return flags
     # the measurement part of each message (before " - why it matters"), so the reason is visible
     failed_adm = [f"{c.name} ({c.message.split(' - ')[0]})" for c in res.checks if c.kind == "admission" and not c.passed]
-    failed_san = [c.name for c in res.checks if c.kind == "sanity" and not c.passed]
+    failed_san = [f"{c.name} ({c.message.split(' - ')[0]})" for c in res.checks if c.kind == "sanity" and not c.passed]
     if failed_adm:
         flags.append(Flag("not-admitted", "not admitted", "failed admission checks, so never ranked: "
                           + "; ".join(failed_adm)))
     elif not res.admission_checked:
         flags.append(Flag("not-admitted", "not admitted", res.not_admitted_because[0]))
     if failed_san:
-        flags.append(Flag("unreliable", "potentially unreliable", "failed sanity checks: " + ", ".join(failed_san)))
+        flags.append(Flag("unreliable", "evaluation unreliable", "failed sanity checks, so not ranked until a stronger "
+                          "or adaptive evaluation clears it: " + "; ".join(failed_san)))
     if entry is None:
         flags.append(Flag("unregistered", "no registry entry", "this result has no model_zoo entry"))
     elif res.provenance.weights_sha256 and res.provenance.weights_sha256 != entry.weights.sha256:
@@ -289,7 +296,8 @@ def _subset_labels_sequential(records: list, num_classes: int) -> np.ndarray | N
 
 def _rank_track(track: Track, all_results: list[EvaluationResult]) -> None:
     spec = DATASETS[track.dataset]
-    candidates = [r for r in track.rows if r.admitted and not any(f.code == "weights-mismatch" for f in r.flags)]
+    # a number is ranked only if it was earned: admitted, every sanity check passed, the registry's weights
+    candidates = [r for r in track.rows if r.result.reliable and not any(f.code == "weights-mismatch" for f in r.flags)]
     items: list[RankItem] = []
     labels = None
     if track.rank_by == "clean":

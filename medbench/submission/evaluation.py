@@ -8,6 +8,7 @@ the 95% bootstrap interval of the robust balanced accuracy re-measured on a smal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
 import torch
@@ -126,11 +127,19 @@ def check_reproduce(report: Report, model: nn.Module, sub: Submission, protocol:
                        "if it differs from your own evaluation, check preprocessing (mean/std inside the model, "
                        "inputs in [0, 1]) and the exact weights file.",
                    measured=measured, claimed=claimed)
-    from ..checks import clean_verdicts  # admission on the clean pass (accept would refuse the model)
+    from ..checks import clean_verdicts, sanity_checks  # admission on the clean pass (accept would refuse the model)
 
-    for v in clean_verdicts(clean, get_spec(sub.dataset), protocol):
+    spec = get_spec(sub.dataset)
+    labels = load_dataset(spec.name, "test", sub.size, data_root).labels
+    for v in clean_verdicts(clean, spec, protocol.standard(), labels):
         report.add("admission", v.name, v.passed, v.message,
                    fix=f"{v.message} Admission rules: submissions/README.md and the README's checks section.")
+    # a result whose evaluation fails a sanity check (e.g. Square beats the white-box attacks) is not ranked
+    ctx = SimpleNamespace(spec=spec, labels=labels, size=sub.size, protocol=proto)
+    for v in sanity_checks(ctx, {"clean": clean, "adversarial": result.adversarial, "curves": result.curves}):
+        report.add("sanity", v.name, v.passed, v.message,
+                   fix=f"{v.message} The evaluation of this model is unreliable, so it would not be ranked; a "
+                       "defence that masks gradients needs an adaptive attack (Carlini et al. 2019).")
     if c.threat is not None:
         adv = result.adversarial[c.threat]
         ci = adv.robust_balanced_accuracy_ci

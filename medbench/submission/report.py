@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Status = Literal["pass", "fail", "skip"]
-STAGES = ("schema", "metadata", "weights", "model", "admission", "reproduce")
+STAGES = ("schema", "metadata", "weights", "model", "admission", "reproduce", "sanity")
 _ICON = {"pass": "✅ pass", "fail": "❌ FAIL", "skip": "⏭️ skipped"}
 
 

@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import metrics as M
 from .inference import TwoLogits, to_float
-from .schema import CheckVerdict
+from .schema import CheckVerdict, Interval
 
 DETERMINISM_RTOL = 1e-5  # max |logit difference| / max |logit| between two identical passes
 PROBABILITY_ATOL = 1e-4  # a row "sums to one" within this
@@ -444,11 +444,27 @@ def evaluation_subset_indices(ctx) -> np.ndarray:
     return np.asarray(evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol.standard()).indices)
 
 
+def _with_standard_interval(clean, task: str, num_classes: int, labels: np.ndarray, standard):
+    """``clean`` with its balanced-accuracy interval drawn under the standard protocol's bootstrap settings
+    (a derived protocol may draw fewer resamples; the admission rule is the standard one)."""
+    want = standard["clean"]
+    settings = (want["bootstrap_resamples"], want["bootstrap_seed"], want["ci_level"])
+    if clean is None or task == M.MULTILABEL or settings == (clean.bootstrap_resamples, clean.bootstrap_seed,
+                                                             clean.ci_level):
+        return clean
+    ci = M.bootstrap_metric_ci(np.asarray(labels).reshape(-1), np.asarray(clean.predictions), num_classes,
+                               n_resamples=settings[0], seed=settings[1], level=settings[2])
+    interval = Interval(low=None if np.isnan(ci.low) else float(ci.low), high=None if np.isnan(ci.high) else float(ci.high))
+    return clean.model_copy(update={"ci": {**clean.ci, "balanced_accuracy": interval}, "ci_level": settings[2],
+                                    "bootstrap_resamples": settings[0], "bootstrap_seed": settings[1]})
+
+
 def clean_admission_checks(ctx, fields) -> list[CheckVerdict]:
     """The admission checks on the clean pass of a run (``fields``: the result fields computed so far), under
-    the standard protocol whatever a derived one changed."""
+    the standard protocol whatever a derived one changed (its split, subset and bootstrap settings)."""
     clean, standard = fields.get("clean"), ctx.protocol.standard()
-    verdicts = clean_verdicts(clean, ctx.spec, standard, ctx.labels)
+    verdicts = clean_verdicts(_with_standard_interval(clean, ctx.spec.task, ctx.spec.num_classes, ctx.labels,
+                                                      standard), ctx.spec, standard, ctx.labels)
     if clean is not None and "batch_rtol" in (standard.get("admission") or {}):
         verdicts.append(eps0_repredicts_clean(ctx, clean))
     return verdicts

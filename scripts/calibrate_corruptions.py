@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Calibrate the MedMNIST-C parameters for 28, 64 and 128 px; write medbench/protocols/v2_corruptions.yaml.
+"""Calibrate the MedMNIST-C parameters for 28, 64 and 128 px; write medbench/protocols/v<current>_corruptions.yaml.
 
 Goal: corrupting an image at size s has the same effect as corrupting it at 224 px (where the
 published parameters were chosen) and then resizing to s, which is what a user of the official
@@ -26,6 +26,10 @@ strength is below that (weak severities at 28 px: pixelate and jpeg differ by le
 resolution, a 3x3 blur vanishes) or the published order is broken (dermamnist black_corner 4-5,
 bloodmnist stain_deposit 3-5), the weakest admissible candidate is taken and the severity is listed
 under ``adjusted_severities``. The script fails (exit 1) if a severity has no admissible candidate.
+Pixelate's effect is not monotone in its factor near 1 and depends on the image (at 64 px, 64 -> 61 px
+is stronger than 64 -> 60 px on BreastMNIST, weaker on RetinaMNIST): its severities must also lower the
+PSNR by at least ``ORDER_STEP_DB`` on ``--order-images`` training images of EVERY real 2D file present
+(both channel families, since any suite's parameters may meet any image), recorded as ``order_psnr_db``.
 Impulse noise at low resolution averages ``subpixels`` 224-px pixels per pixel (ops2d.impulse_subpixels):
 at the matching strength, plain salt and pepper at 28 px flips under one pixel per image.
 Defocus blur keeps the disk radius scaled by size/224 and calibrates its alias blur, because a
@@ -37,7 +41,8 @@ on the 3D files present, as a record that every corruption acts at every severit
 
 Cost: about 2 CPU-minutes with the defaults (24 images, 120 candidates per continuous family).
 Usage: python scripts/calibrate_corruptions.py [--data-root DIR] [--images 24] [--candidates 120] [--out PATH]
-       [--datasets NAME ...] [--volumes 64] [--only-3d]
+       [--order-images 128] [--datasets NAME ...] [--corruptions NAME ...] [--volumes 64] [--only-3d]
+(--datasets / --corruptions re-calibrate only those 2D tables and keep the rest of the file, 3D included.)
 """
 
 from __future__ import annotations
@@ -67,12 +72,16 @@ SIZES = (28, 64, 128)
 INVARIANT = {"brightness_up", "brightness_down", "contrast_up", "contrast_down", "saturate", "gamma_corr_up",
              "gamma_corr_down", "zoom_blur", "bubble", "stain_deposit", "black_corner", "characters"}
 DISCRETE = {"pixelate", "jpeg_compression"}
-OUT = Path(__file__).resolve().parents[1] / "medbench" / "protocols" / "v2_corruptions.yaml"
+OUT = Path(__file__).resolve().parents[1] / "medbench" / "protocols" / f"v{CURRENT_VERSION}_corruptions.yaml"
 SEED = 12345  # the calibration's own noise stream (never the benchmark's)
 # Every severity must change its input measurably and be stronger than the one before (issue 12):
 MIN_MEAN_ABS_DELTA = 0.3  # grey levels (0..255), mean |corrupted - clean| over all pixels of the images
 MIN_CHANGED = 0.9  # fraction of the images with at least one pixel changed
 STEP = 1.15  # each severity's mean |delta| at least 15 % above the previous one's (and its RMSE above too)
+# Corruptions whose effect is not monotone in the parameter and whose order changes with the image content:
+# each severity must lower the PSNR by ORDER_STEP_DB on the training images of every real file (protocol 3)
+ORDERED = {"pixelate"}
+ORDER_STEP_DB = 0.1
 
 
 def _r(v: float) -> float:
@@ -152,14 +161,72 @@ def measure(a: torch.Tensor, b: torch.Tensor) -> Effect:
                   float((d.flatten(1).abs().amax(1) > 0).double().mean()))
 
 
+def upsample_224(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``N x C x 28 x 28`` -> ``N x C x 224 x 224`` with Pillow's bicubic filter (the 224-px proxy)."""
+    up = []
+    for a in images.numpy():
+        img = Image.fromarray(a[0]) if a.shape[0] == 1 else Image.fromarray(a.transpose(1, 2, 0))
+        b = np.asarray(img.resize((224, 224), Image.BICUBIC))
+        up.append(b[None] if b.ndim == 2 else b.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(up))
+
+
+def proxy_at(images28: torch.Tensor, size: int, chunk: int = 32) -> torch.Tensor:
+    """Real 28-px images as the calibration sees them at ``size``: themselves at 28 px, else upsampled to
+    224 px and area-resized to ``size`` (in chunks: a few MB at a time)."""
+    if size == 28:
+        return images28
+    return torch.cat([quantize(area_resize(upsample_224(images28[i:i + chunk]).double() / 255, size))
+                      for i in range(0, len(images28), chunk)])
+
+
+def psnr_db(corrupted: torch.Tensor, clean: torch.Tensor) -> float:
+    """PSNR (dB) from the MSE over all pixels of all images."""
+    mse = float((corrupted.double() - clean.double()).pow(2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
 class Calibrator:
-    def __init__(self, root: Path, n_images: int, n_candidates: int = 120):
-        self.root, self.n, self.n_candidates = root, n_images, n_candidates
+    def __init__(self, root: Path, n_images: int, n_candidates: int = 120, n_order_images: int = 128):
+        self.root, self.n, self.n_candidates, self.n_order = root, n_images, n_candidates, n_order_images
         self._images: dict[str, torch.Tensor] = {}
         self._real28: dict[str, torch.Tensor] = {}
         self._memo: dict[tuple, Effect] = {}
         self._last_224: tuple = (None, None)
         self._clean: dict[tuple, torch.Tensor] = {}
+        self._order_pool: dict[int, dict[str, torch.Tensor]] = {}
+        self._order_memo: dict[tuple, dict[str, float]] = {}
+
+    def order_pool(self, size: int) -> dict[str, torch.Tensor]:
+        """{file: ``n_order`` training images at ``size``} for every real 2D MedMNIST file present."""
+        if size not in self._order_pool:
+            pool = {}
+            for ds in PUBLISHED_224:
+                if not (self.root / medbench.get_spec(ds).filename(28)).is_file():
+                    continue
+                split = medbench.load_dataset(ds, "train", 28, self.root)
+                idx = sorted(np.random.default_rng(1).choice(len(split), min(self.n_order, len(split)), replace=False))
+                pool[ds] = proxy_at(split.images[idx].contiguous(), size)
+            self._order_pool[size] = pool
+        return self._order_pool[size]
+
+    def order_psnr(self, name: str, params: dict, size: int) -> dict[str, float]:
+        """{file: PSNR (dB) of the corruption on the order pool's images of that file at ``size``}."""
+        key = (name, tuple(sorted(params.items())), size)
+        if key not in self._order_memo:
+            fn = OPS_2D[CORRUPTION_OPS_2D[name]]
+            self._order_memo[key] = {
+                src: psnr_db(fn(x, params, image_rngs(SEED, src, name, 0, range(len(x)))), x)
+                for src, x in self.order_pool(size).items()}
+        return self._order_memo[key]
+
+    def ordered(self, name: str, params: dict, prev: dict | None, size: int) -> bool:
+        """``params`` lowers the PSNR by ORDER_STEP_DB below ``prev``'s on every file of the order pool
+        (always true for corruptions outside ORDERED and for the first severity)."""
+        if name not in ORDERED or prev is None:
+            return True
+        now, before = self.order_psnr(name, params, size), self.order_psnr(name, prev, size)
+        return all(now[src] <= before[src] - ORDER_STEP_DB for src in now)
 
     def images_224(self, dataset: str) -> str:
         """Load (once) the pseudo-224 images for ``dataset``; return the dataset they come from."""
@@ -170,14 +237,8 @@ class Calibrator:
         if source not in self._images:
             split = medbench.load_dataset(source, "train", 28, self.root)
             idx = sorted(np.random.default_rng(0).choice(len(split), self.n, replace=False))
-            up = []
-            for i in idx:
-                a = split.images[i].numpy()
-                img = Image.fromarray(a[0]) if a.shape[0] == 1 else Image.fromarray(a.transpose(1, 2, 0))
-                b = np.asarray(img.resize((224, 224), Image.BICUBIC))
-                up.append(b[None] if b.ndim == 2 else b.transpose(2, 0, 1))
-            self._images[source] = torch.from_numpy(np.stack(up))
             self._real28[source] = split.images[idx].contiguous()
+            self._images[source] = upsample_224(self._real28[source])
         return source
 
     def clean(self, source: str, size: int, for_target: bool) -> torch.Tensor:
@@ -207,7 +268,7 @@ class Calibrator:
             self._memo[key] = measure(corrupted, clean)
         return self._memo[key]
 
-    def calibrate(self, source: str, name: str, p224: dict, size: int, prev: tuple[Effect, int] | None
+    def calibrate(self, source: str, name: str, p224: dict, size: int, prev: tuple[Effect, int, dict] | None
                   ) -> tuple[dict, Effect, Effect, bool, int]:
         """(params, target, achieved, adjusted, index in the candidate family (-1: published)) for one severity.
 
@@ -215,12 +276,13 @@ class Calibrator:
         admissible ones; size-invariant ones keep the published parameters when those are admissible.
         Admissible: mean |delta| >= MIN_MEAN_ABS_DELTA, >= MIN_CHANGED of the images changed, and, after
         the first severity, RMSE above the previous severity's and mean |delta| at least STEP times it
-        (pixelate and jpeg also need a stronger parameter than the previous severity's). ``adjusted``: the
+        (pixelate and jpeg also need a stronger parameter than the previous severity's; pixelate a PSNR
+        ORDER_STEP_DB lower on every file of the order pool, see :meth:`ordered`). ``adjusted``: the
         target or the published parameters were not admissible and the weakest admissible candidate was taken.
         """
         target = self.effect(source, name, p224, size, True)
         cands = candidates(name, p224, size, self.n_candidates)
-        prev_eff, prev_idx = prev if prev else (None, -1)
+        prev_eff, prev_idx, prev_params = prev if prev else (None, -1, None)
 
         def eff(i: int) -> Effect:
             return self.effect(source, name, cands[i], size, False)
@@ -241,7 +303,8 @@ class Calibrator:
                 return dict(p224), target, e, False, -1
         if name in DISCRETE:  # few candidates, effect not monotone in the parameter (resampling phase): try all
             free = min(range(len(cands)), key=lambda i: abs(eff(i).rmse - target.rmse))
-            options = [i for i in range(prev_idx + 1, len(cands)) if ok(eff(i))] or [len(cands) - 1]
+            options = [i for i in range(prev_idx + 1, len(cands))
+                       if ok(eff(i)) and self.ordered(name, cands[i], prev_params, size)] or [len(cands) - 1]
             best = min(options, key=lambda i: abs(eff(i).rmse - target.rmse))
             return cands[best], target, eff(best), best != free, best
         if name not in INVARIANT:  # binary search for the target on the (near-)monotone effect curve
@@ -324,20 +387,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT, help=f"where to write the parameters (default {OUT})")
     ap.add_argument("--volumes", type=int, default=64,
                     help="test volumes per 3D dataset file on which the 3D suite's effect is measured (default 64)")
+    ap.add_argument("--order-images", type=int, default=128,
+                    help="training images per real 2D file on which pixelate's order is checked (default 128)")
     ap.add_argument("--datasets", nargs="+", choices=sorted(PUBLISHED_224), metavar="DATASET",
                     help="re-calibrate only these 2D datasets, keeping the others' tables of the existing file")
+    ap.add_argument("--corruptions", nargs="+", choices=sorted(CORRUPTION_OPS_2D), metavar="CORRUPTION",
+                    help="re-calibrate only these 2D corruptions, keeping the others' tables of the existing file")
     ap.add_argument("--only-3d", action="store_true",
                     help="rewrite only the 3D suite's parameters, keeping the 2D tables of the existing file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     root = data_root(args.data_root)
-    cal = Calibrator(root, args.images, args.candidates)
+    cal = Calibrator(root, args.images, args.candidates, args.order_images)
 
     table: dict = {}
     jobs = [(ds, name) for ds in PUBLISHED_224 for name in PUBLISHED_224[ds]]
-    if args.only_3d or args.datasets:
-        jobs = [(ds, name) for ds, name in jobs if not args.only_3d and ds in args.datasets]
+    partial = bool(args.only_3d or args.datasets or args.corruptions)
+    if partial:
+        jobs = [(ds, name) for ds, name in jobs if not args.only_3d and ds in (args.datasets or PUBLISHED_224)
+                and name in (args.corruptions or CORRUPTION_OPS_2D)]
         table = yaml.safe_load(args.out.read_text())["medmnist-c"] if args.out.is_file() else {}
     failures = []
     for ds, name in tqdm(jobs, desc="calibrating", unit="corruption"):
@@ -360,9 +429,13 @@ def main(argv: list[str] | None = None) -> int:
                         e["source"] = ("size-invariant (published parameters kept, except the adjusted severities: "
                                        "published ones too weak or out of order)")
                 if a.mad < MIN_MEAN_ABS_DELTA or a.changed < MIN_CHANGED or (
-                        prev[size] and (a.rmse <= prev[size][0].rmse or a.mad < STEP * prev[size][0].mad)):
+                        prev[size] and (a.rmse <= prev[size][0].rmse or a.mad < STEP * prev[size][0].mad)) or (
+                        not cal.ordered(name, p, prev[size] and prev[size][2], size)):
                     failures.append(f"{ds} {name} {size} px severity {sev}: {a}")
-                prev[size] = (a, idx)
+                prev[size] = (a, idx, p)
+                if name in ORDERED:
+                    for src, v in cal.order_psnr(name, p, size).items():
+                        e.setdefault("order_psnr_db", {}).setdefault(src, []).append(round(v, 2))
                 e["params"].append(p)
                 e["target_rmse"].append(round(t.rmse, 2))
                 e["achieved_rmse"].append(round(a.rmse, 2))
@@ -377,7 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         print("calibration failed: no admissible parameters for\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
 
-    suite_3d = build_suite_3d(root, args.volumes)
+    if partial and not args.only_3d:  # the 3D suite stays as it is
+        suite_3d = yaml.safe_load(args.out.read_text())["medbench-3d"]
+    else:
+        suite_3d = build_suite_3d(root, args.volumes)
     if args.only_3d:
         doc = yaml.safe_load(args.out.read_text())  # the 2D tables and their calibration metadata stay as they are
         doc["medbench-3d"] = suite_3d
@@ -400,6 +476,11 @@ def main(argv: list[str] | None = None) -> int:
                            f"{MIN_MEAN_ABS_DELTA} grey levels; after severity 1, RMSE above and mean |delta| at least "
                            f"{STEP}x the previous severity's (at 28 px measured on the real 28-px images)"),
             "candidates": args.candidates,
+            "order": (f"{', '.join(sorted(ORDERED))}: each severity's PSNR (from the MSE over all pixels) at least "
+                      f"{ORDER_STEP_DB} dB below the previous severity's on {args.order_images} training images of "
+                      "every real 2D file present, both channel families (order_psnr_db); its effect is not "
+                      "monotone in the factor and its order depends on the image (protocol 3: at 64 px the "
+                      "factors 0.9609 -> 0.9453 were weaker at severity 1 than 2 on BreastMNIST's test images)"),
         },
         "medmnist-c": table,
         "medbench-3d": suite_3d,

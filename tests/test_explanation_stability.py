@@ -158,6 +158,19 @@ def test_end_to_end_on_breastmnist(tiny, real_root):
     keys = {f.key for f in res.findings}
     assert {f"adv_{m}" for m in MODELS} | {f"noise_{m}" for m in MODELS} | {f"seeds_{MODELS[0]}"} <= keys
 
+    # every model went through the admission rule on its clean test predictions
+    from medbench.data import get_spec
+    from medbench.studies.base import admit
+
+    spec, protocol = get_spec("breastmnist"), medbench.load_protocol()
+    for mid in MODELS:
+        logits = medbench.load_model(mid, dataset="breastmnist")(x_all).detach()
+        want = admit(mid, split.labels, logits.argmax(1).numpy(), spec, protocol)
+        got = next(a for a in res.admissions if a.model == mid)
+        assert got == want and d.model(mid).admitted == want.admitted
+        assert d.model(mid).majority_share == want.majority_share
+    assert res.claims and res.claims[-1].verdict == "not run" and "3D" in res.claims[-1].reason
+
 
 def test_the_same_model_twice_is_perfectly_stable_across_seeds(real_root, tmp_path):
     need_real(real_root, "breastmnist.npz")
@@ -238,3 +251,30 @@ def test_site_shows_maps_on_model_pages_and_a_board_column(tiny, tmp_path):
     assert "Stability per model and method" in study and "Baseline_ResNet8_PGDAT" in study
     assert json.loads((site / "studies" / "explanation-stability" / "breastmnist_28px.json").read_text())["study"] \
         == "explanation-stability"
+
+
+@pytest.mark.slow
+def test_rederive_leaves_refused_models_out_of_the_comparisons(real_root, tmp_path, monkeypatch):
+    """The committed result re-derived with one model refused (its record marked so by a stand-in rule):
+    its comparison goes, with a note, and the summary names it; the stored scores are unchanged."""
+    need_real(real_root, "breastmnist.npz")
+    from conftest import REPO
+    from medbench.studies import load_result, run_study
+
+    src = REPO / "leaderboard" / "studies" / "explanation-stability" / "breastmnist_28px.json"
+    shutil.copy(src, tmp_path / "earlier.json")
+    real_admission = es._admission
+
+    def refuse_pgdat(ctx, model_id, model):
+        a = real_admission(ctx, model_id, model)
+        return a.model_copy(update={"admitted": False}) if model_id == "Baseline_ResNet8_PGDAT" else a
+
+    monkeypatch.setattr(es, "_admission", refuse_pgdat)
+    res = run_study("explanation-stability", "breastmnist", data_root=real_root, work_dir=tmp_path / "w",
+                    progress=False, rederive_from=tmp_path / "earlier.json")
+    assert all(c.model != "Baseline_ResNet8_PGDAT" for c in res.details.comparisons)
+    assert any("Baseline_ResNet8_PGDAT" in n and "refused" in n for n in res.details.notes)
+    assert "Refused by the admission rule" in res.summary and "p < 5e-4" in res.summary
+    earlier = load_result(src)
+    assert [m.methods for m in res.details.models] == [m.methods for m in earlier.details.models]
+    assert {c.verdict for c in res.claims} <= {"reproduced", "not reproduced", "not run"}

@@ -42,8 +42,18 @@ def test_entries_are_paired_by_architecture(zoo):
     assert any("Baseline_ResNet8_SAM" in why and "sam" in why for why in left)
 
 
+def _need_current_results():
+    import medbench
+
+    current = medbench.load_protocol().version
+    if any(_committed(mid).provenance.protocol_version != current for mid in PAIR):
+        pytest.skip(f"the committed {DATASET} results predate protocol {current} (re-run them to test the study on "
+                    "them; only_committed leaves such models out)")
+
+
 def test_study_reads_the_harness_numbers_and_pairs_the_gain(zoo, real_root, tmp_path):
     need_real(real_root, f"{DATASET}.npz")
+    _need_current_results()
     result = run_study("architectures", DATASET, data_root=real_root, out=tmp_path / "out", work_dir=tmp_path / "w",
                        options={"only_committed": True, "apgd_iterations": 100}, progress=False)
     again = load_result(tmp_path / "out" / "architectures" / f"{DATASET}_28px.json")
@@ -93,6 +103,7 @@ def test_study_apgd_equals_the_harness_curve_point(zoo, real_root, tmp_path):
 
 def test_study_page_shows_the_scatter_and_the_models(zoo, real_root, tmp_path):
     need_real(real_root, f"{DATASET}.npz")
+    _need_current_results()
     from medbench.site import build_site
     from medbench.site.build import LEADERBOARD_DIR
 
@@ -110,3 +121,44 @@ def test_study_page_shows_the_scatter_and_the_models(zoo, real_root, tmp_path):
         assert f'href="../{DATASET}/{m.model_id}.html"' in page
         assert f"{m.robust_ba * 100:.1f}" in page
     assert "APGD-CE" in page and "upper bound" in page
+
+
+def test_rederived_result_ranks_only_admitted_models(real_root, tmp_path):
+    """Re-deriving the committed RetinaMNIST result applies the admission rule itself: the near-constant
+    SmallViT_PGDAT (never predicts 2 of 5 classes) is reported with its reason but is not the most robust,
+    and the correlations use the admitted models only."""
+    need_real(real_root, "retinamnist.npz")
+    import medbench
+    from medbench.checks import clean_verdicts
+    from medbench.data import get_spec
+    from medbench.studies.architectures import most_robust
+
+    src = REPO / "leaderboard" / "studies" / "architectures" / "retinamnist_28px.json"
+    shutil.copy(src, tmp_path / "earlier.json")
+    res = run_study("architectures", "retinamnist", data_root=real_root, out=tmp_path / "out",
+                    work_dir=tmp_path / "w", progress=False, rederive_from=tmp_path / "earlier.json")
+    models = {m.model_id: m for m in res.details.models}
+    gate = {a.model: a for a in res.admissions}
+    assert set(gate) == set(models)
+    spec, protocol = get_spec("retinamnist"), medbench.load_protocol()
+    labels = medbench.load_dataset("retinamnist", "test", root=real_root).labels
+    for mid, m in models.items():  # exactly the harness's rule on the committed clean predictions
+        committed = EvaluationResult.from_json(REPO / "leaderboard" / "results" / "retinamnist" / f"{mid}.json")
+        verdicts = clean_verdicts(committed.clean, spec, protocol, labels)
+        assert m.admitted == gate[mid].admitted == all(v.passed for v in verdicts)
+        assert [v.message for v in gate[mid].verdicts] == [v.message for v in verdicts]
+        pred = np.asarray(committed.clean.predictions)
+        assert gate[mid].majority_share == pytest.approx(np.bincount(pred).max() / len(pred))
+    assert not models["Baseline_SmallViT_PGDAT"].admitted and "0.05 above chance" in models[
+        "Baseline_SmallViT_PGDAT"].refusal
+    best = most_robust(res.details.models)
+    assert best.admitted and best.model_id != "Baseline_SmallViT_PGDAT"
+    assert best.robust_ba == max(m.robust_ba for m in res.details.models if m.admitted)
+    assert f"Most robust admitted model: {best.model_id}" in res.summary
+    allc = next(c for c in res.details.correlations if c.models == "all")
+    assert allc.n == sum(m.admitted for m in res.details.models)
+    assert all(all(models[m].admitted for m in models if models[m].architecture == g.architecture)
+               for g in res.details.gains)
+    assert [c.verdict for c in res.claims][0] == "not run" and {c.verdict for c in res.claims} <= {
+        "reproduced", "not reproduced", "not run"}
+    assert res.provenance.derived_from is not None and res.provenance.options == load_result(src).provenance.options

@@ -93,6 +93,27 @@ def test_study_end_to_end_on_breastmnist(real_root, tmp_path):
     assert f["label_agreement"].value == pytest.approx(d.train_set.agreement / d.train_set.kept)
     assert sum(c.kept for c in d.train_set.per_class) == d.train_set.kept
 
+    # the corruption effect apart from the clean gap: each model's drop from its own clean BA
+    c = d.corruptions
+    did = (adv_mean - c.adversarial_clean_balanced_accuracy) - (std_mean - c.standard_clean_balanced_accuracy)
+    assert f["corruption_drop_difference"].value == pytest.approx(did) == pytest.approx(c.drop_difference)
+    assert c.drop_difference_ci.low <= did <= c.drop_difference_ci.high
+    assert f["corruption_drop_difference"].test.p_value == c.drop_difference_p
+
+    # every model it reports on went through the admission rule; BA findings carry the majority share
+    gate = {a.model: a for a in res.admissions}
+    assert set(gate) == {"nonrobust-only (trained by this study)", "Baseline_ResNet8_ERM", "Baseline_ResNet8_PGDAT"}
+    nonrobust = gate["nonrobust-only (trained by this study)"]
+    assert f["nonrobust_clean_ba"].majority_share == nonrobust.majority_share == pytest.approx(
+        np.bincount(probs.argmax(1)).max() / len(probs))
+    assert nonrobust.balanced_accuracy == pytest.approx(d.test.balanced_accuracy)
+    claims = {cl.claim: cl for cl in res.claims}
+    assert all(cl.verdict in ("reproduced", "not reproduced", "not run") and cl.reason for cl in res.claims)
+    assert res.claims[-1].verdict == "not run" and "PathMNIST is not in our data" in res.claims[-1].reason
+    if not nonrobust.admitted:
+        assert "refuses it" in res.summary
+        assert claims["A model trained only on nonrobust features collapses under attack"].verdict == "not run"
+
     # the corruption cells are the harness's: the committed leaderboard result of the standard model agrees
     committed = json.loads((REPO / "leaderboard/results/breastmnist/Baseline_ResNet8_ERM.json").read_text())
     if committed["corruptions"]["parameters_sha256"] == d.corruptions.suite_parameters_sha256:
@@ -199,3 +220,58 @@ def test_auc_permutation_test_is_the_mann_whitney_test():
     null = np.array([auc(row, p3, "multi-class") for row in perms])
     assert null_multi == pytest.approx(null.mean())
     assert p_multi == pytest.approx((1 + (null >= auc(three, p3, "multi-class") - 1e-12).sum()) / 301)
+
+
+def test_drop_difference_is_the_difference_of_differences_on_shared_resamples():
+    from medbench.metrics import paired_bootstrap_mean_ba
+    from medbench.studies.nonrobust_features import drop_difference
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 300)
+
+    def noisy(p_right, shape=()):
+        return np.where(rng.random(shape + (300,)) < p_right, y, 1 - y)
+
+    clean_a, clean_b = noisy(0.75), noisy(0.9)  # a: worse on clean images
+    corrupted_a, corrupted_b = noisy(0.72, (4,)), noisy(0.7, (4,))  # ... but loses less under corruption
+    out = drop_difference(y, corrupted_a, clean_a, corrupted_b, clean_b, 2, resamples=2000)
+    from medbench.metrics import balanced_accuracy as ba
+
+    did = (np.mean([ba(y, p, 2) for p in corrupted_a]) - ba(y, clean_a, 2)) - \
+        (np.mean([ba(y, p, 2) for p in corrupted_b]) - ba(y, clean_b, 2))
+    assert 2 * out.diff.low <= did <= 2 * out.diff.high and did > 0.1
+    assert out.p_a_not_greater < 0.01  # one-sided, H1: a loses less
+    raw = paired_bootstrap_mean_ba(y, corrupted_a, corrupted_b, 2, n_resamples=2000, seed=0)
+    assert raw.p_a_not_greater > 0.05  # the raw comparison mixes in a's clean gap and shows nothing
+
+
+@pytest.mark.slow
+def test_rederived_committed_result_refuses_the_near_constant_model(real_root, tmp_path):
+    """Re-deriving the committed BreastMNIST result (no training): the nonrobust-only model predicts one class
+    for every test image, so the rule refuses it and no claim rests on its BA; p-values are of the direction
+    the summary states."""
+    need_real(real_root, "breastmnist.npz")
+    import shutil
+
+    from medbench.studies import load_result, run_study
+
+    src = REPO / "leaderboard" / "studies" / "nonrobust-features" / "breastmnist_28px.json"
+    shutil.copy(src, tmp_path / "earlier.json")
+    earlier = load_result(src)
+    res = run_study("nonrobust-features", "breastmnist", data_root=real_root, work_dir=tmp_path / "w",
+                    progress=False, rederive_from=tmp_path / "earlier.json")
+    gate = {a.model: a for a in res.admissions}
+    nonrobust = gate["nonrobust-only (trained by this study)"]
+    assert not nonrobust.admitted and nonrobust.majority_share == 1.0
+    assert gate["Baseline_ResNet8_ERM"].admitted and gate["Baseline_ResNet8_PGDAT"].admitted
+    claims = {c.claim: c for c in res.claims}
+    first = claims["A model trained only on nonrobust features predicts the label well above chance"]
+    assert first.verdict == "not reproduced" and "refused by the admission rule" in first.reason
+    assert "p = 0.99" not in res.summary and "p = 0.0001" not in res.summary and "p < 1e-4" in res.summary
+    f = {x.key: x for x in res.findings}
+    worse = f["corruption_ba_difference"].value < 0
+    if worse and "significantly worse" in res.summary:
+        p_worse = res.summary.split("significantly worse than")[1].split("for 'worse'")[0]
+        assert float(p_worse.rsplit("p = ", 1)[1].rstrip("; ")) < 0.05
+    assert res.details.test.probabilities == earlier.details.test.probabilities  # nothing retrained
+    assert res.provenance.derived_from.started_at == earlier.provenance.started_at

@@ -72,6 +72,9 @@ def _add_study_parser(ssub, name: str, text: str) -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="options",
                    help="a study option (see below); repeatable")
     s.add_argument("--no-progress", action="store_true", help="no progress output")
+    s.add_argument("--rederive", action="store_true",
+                   help="recompute the conclusions of the result already in --out from what it stores (its options "
+                        "and seed; nothing is trained): the current protocol's admission gate, tests and claims")
     add_data_args(s)
     return s
 
@@ -91,18 +94,25 @@ def _options(pairs: list[str]) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..studies import run_study
+    from ..studies import result_path, run_study
 
+    earlier = result_path(args.out, args.study, args.dataset, args.size) if args.rederive else None
     result = run_study(args.study, args.dataset, size=args.size, seed=args.seed, data_root=args.data_root,
                        out=args.out, work_dir=args.work_dir, options=_options(args.options),
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, rederive_from=earlier)
     print(f"{result.study} on {result.dataset} ({result.size} px): {result.summary}")
     for f in result.findings:
         ci = f" [{f.ci.low:.3f}, {f.ci.high:.3f}]" if f.ci and f.ci.low is not None else ""
         value = "-" if f.value is None else f"{f.value:.3f}"
         ref = f" vs {f.reference_label or 'reference'} {f.reference:.3f}" if f.reference is not None else ""
-        test = f"; {f.test.name}: p = {f.test.p_value:.3g}" if f.test and f.test.p_value is not None else ""
+        test = f"; {f.test.name}: {f.test.p_text}" if f.test and f.test.p_value is not None else ""
         print(f"  {f.label}: {value}{ci}{ref}{test}")
+    for a in result.admissions:
+        print(f"  gate {'admits' if a.admitted else 'REFUSES'} {a.model}: BA {a.balanced_accuracy:.3f}, "
+              f"{a.majority_share:.1%} predicted {a.majority_class}" + ("" if a.admitted else f" ({a.reason})"))
+    for c in result.claims:
+        p = f", {c.p_text}" if c.p_value is not None else ""
+        print(f"  claim [{c.verdict}] {c.claim}: {c.here or ''}{p} ({c.reason})")
     return 0
 
 

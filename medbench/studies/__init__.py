@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from ..errors import MedbenchError
-from .base import (Finding, StatTest, Study, StudyContext, StudyOutcome, StudyProvenance, StudyResult, now_iso,
-                   provenance, result_path, save_result)
+from .base import (Admission, Claim, DerivedFrom, Finding, StatTest, Study, StudyContext, StudyOutcome,
+                   StudyProvenance, StudyResult, now_iso, provenance, result_path, save_result)
 
 # study name -> module defining STUDY
 STUDIES: dict[str, str] = {
@@ -24,8 +24,9 @@ STUDIES: dict[str, str] = {
 }
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "studies"
 
-__all__ = ["STUDIES", "STUDIES_DIR", "Finding", "StatTest", "Study", "StudyContext", "StudyProvenance",
-           "StudyOutcome", "StudyResult", "get_study", "list_studies", "load_result", "run_study", "save_result"]
+__all__ = ["STUDIES", "STUDIES_DIR", "Admission", "Claim", "Finding", "StatTest", "Study", "StudyContext",
+           "StudyProvenance", "StudyOutcome", "StudyResult", "get_study", "list_studies", "load_result",
+           "result_path", "run_study", "save_result"]
 
 
 class UnknownStudyError(MedbenchError, KeyError):
@@ -60,11 +61,13 @@ def load_result(path: str | os.PathLike) -> StudyResult:
 
 def run_study(name: str, dataset: str, *, size: int = 28, seed: int = 0, data_root=None, out=None,
               work_dir=None, options: dict | None = None, progress: bool = True,
-              command: list[str] | None = None) -> StudyResult:
+              command: list[str] | None = None, rederive_from=None) -> StudyResult:
     """Run study ``name`` on ``dataset`` end to end; write the result under ``out`` when given.
 
     ``options`` are the study's typed options (``medbench study NAME --help`` lists them); ``work_dir``
-    keeps trained models between runs (default: ``$MEDBENCH_CACHE/studies/NAME``).
+    keeps trained models between runs (default: ``$MEDBENCH_CACHE/studies/NAME``). ``rederive_from``: an
+    earlier result file of this study and dataset whose conclusions are recomputed from what it stores
+    (its options and seed are kept; nothing is trained), for studies that define ``rederive``.
     """
     import torch
     from pydantic import ValidationError
@@ -78,6 +81,9 @@ def run_study(name: str, dataset: str, *, size: int = 28, seed: int = 0, data_ro
         raise MedbenchError(f"Study {name!r} supports {', '.join(study.datasets)}; not {spec.name}.")
     root = resolve_data_root(data_root)
     verify_file(spec.name, size, root)
+    earlier = None
+    if rederive_from is not None:
+        earlier, options, seed = _earlier(study, rederive_from, spec.name, size, options)
     try:
         opts = study.options.model_validate(options or {})
     except ValidationError as exc:
@@ -91,14 +97,41 @@ def run_study(name: str, dataset: str, *, size: int = 28, seed: int = 0, data_ro
     ctx = StudyContext(dataset=spec.name, size=size, seed=seed, data_root=root, work_dir=work, options=opts,
                        progress=progress)
     started, started_at = time.perf_counter(), now_iso()
-    outcome = study.run(ctx)
+    if earlier is not None:
+        ctx.models.update(earlier[0].provenance.models)
+        outcome = study.rederive(earlier[0], ctx)
+    else:
+        outcome = study.run(ctx)
     prov = provenance(ctx, started, started_at, command if command is not None else sys.argv)
+    if earlier is not None:
+        old, sha = earlier
+        prov.derived_from = DerivedFrom(started_at=old.provenance.started_at, wall_time_s=old.provenance.wall_time_s,
+                                        medbench_version=old.provenance.medbench_version, result_sha256=sha,
+                                        how=outcome.derived_how or "re-derived from the earlier result")
     result = study.result_type.model_validate({
         "study": study.name, "study_version": study.version, "dataset": spec.name, "size": size,
         "summary": outcome.summary, "findings": [f.model_dump() for f in outcome.findings],
         "details": outcome.details.model_dump() if hasattr(outcome.details, "model_dump") else outcome.details,
-        "provenance": prov.model_dump()})
+        "admissions": [a.model_dump() for a in outcome.admissions],
+        "claims": [c.model_dump() for c in outcome.claims], "provenance": prov.model_dump()})
     if out is not None:
         path = save_result(result, out)
         ctx.log(f"wrote {path}")
     return result
+
+
+def _earlier(study: Study, path, dataset: str, size: int, options: dict | None):
+    """The earlier result to re-derive, its sha256, its options (updated by ``options``) and seed."""
+    import hashlib
+
+    if study.rederive is None:
+        raise MedbenchError(f"Study {study.name!r} cannot re-derive a result; run it in full (without --rederive).")
+    path = Path(path)
+    if not path.is_file():
+        raise MedbenchError(f"--rederive: no earlier result {path}; run the study in full first.")
+    old = load_result(path)
+    if (old.study, old.dataset, old.size) != (study.name, dataset, size):
+        raise MedbenchError(f"--rederive: {path} is {old.study} on {old.dataset} at {old.size} px, not {study.name} "
+                            f"on {dataset} at {size} px.")
+    merged = {**old.provenance.options, **(options or {})}
+    return (old, hashlib.sha256(path.read_bytes()).hexdigest()), merged, old.provenance.seed

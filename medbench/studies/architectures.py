@@ -13,8 +13,12 @@ same architecture (same recipes as the ResNet-8 baselines; built-in or ``timm/<n
   This is one attack of AutoAttack's four, an upper bound on the AutoAttack robust BA; the full
   AutoAttack protocol costs 15+ CPU-minutes per model.
 
-Findings: the ERM -> PGD-AT robust-BA gain per architecture (paired bootstrap CI on the same examples),
-and the Spearman rank correlation of robust BA with the parameter count (all models, and per recipe).
+Every model goes through the harness's admission rule on its clean test predictions
+(:func:`medbench.checks.clean_verdicts`, the current protocol), whatever protocol its result was computed
+under; a refused model is listed with the reason and left out of every conclusion. Findings: the ERM ->
+PGD-AT robust-BA gain per architecture whose two models are admitted (paired bootstrap CI on the same
+examples), the Spearman rank correlation of robust BA with the parameter count (admitted models, all and
+per recipe), and the most robust admitted model.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from pydantic import Field
 
 from .. import metrics as M
 from ..schema.base import Interval, Strict
-from .base import Finding, StatTest, Study, StudyContext, StudyOutcome, StudyResult
+from .base import (Admission, Claim, Finding, StatTest, Study, StudyContext, StudyOutcome, StudyResult, admit,
+                   admit_clean)
 
 ROBUST_EPS = 2 / 255
+ALPHA = 0.05  # significance level of the claims' verdicts
 RECIPES = ("erm", "pgd-at")
 BOOTSTRAP = 1000
 
@@ -58,9 +64,13 @@ class ArchModel(Strict):
     num_parameters: int
     weights_sha256: str
     train_time_s: float | None = None
-    admitted: bool = Field(description="passed the harness's admission checks (else its numbers are not ranked)")
+    admitted: bool = Field(description="passed the harness's admission rule on its clean test predictions under the "
+                           "current protocol (else no conclusion rests on it)")
+    refusal: str | None = Field(None, description="the admission rule's reason, for a refused model")
     clean_ba: float
     clean_ba_ci: Interval
+    majority_share: float | None = Field(None, description="fraction of the test images given its most frequent "
+                                         "predicted class")
     corruption_ba: float | None = Field(None, description="mean balanced accuracy over every corruption and severity")
     robust_ba: float
     robust_ba_ci: Interval
@@ -90,6 +100,7 @@ class Correlation(Strict):
 
 class ArchitecturesDetails(Strict):
     robust_protocol: str = Field(description="exactly what the robust BA is")
+    gate_protocol: str | None = Field(None, description="the protocol version whose admission rule was applied")
     subset_n: int
     chance: float
     models: list[ArchModel]
@@ -240,7 +251,6 @@ def _rel(path: Path) -> str:
 
 def run(ctx: StudyContext) -> StudyOutcome:
     import medbench
-    from scipy.stats import spearmanr
 
     from ..attacks.evaluation import MAX_ATTACK_BATCH
     from ..attacks.subset import evaluation_subset
@@ -261,6 +271,7 @@ def run(ctx: StudyContext) -> StudyOutcome:
         raise medbench.MedbenchError(f"No ERM / PGD-AT reference pairs for {ctx.dataset} in the zoo; train them with "
                                      "scripts/build_reference_zoo.py train --arch ... first.")
     models: list[ArchModel] = []
+    admissions: list[Admission] = []
     correct_by_id: dict[str, np.ndarray] = {}
     for e in entries:
         result, path = _evaluate(ctx, e, protocol.version)
@@ -268,6 +279,8 @@ def run(ctx: StudyContext) -> StudyOutcome:
             left_out.append(f"{e.id}: no committed result under protocol {protocol.version} (only_committed)")
             continue
         correct, source = _robust_correct(ctx, e, result, split, idx, n_iter, bs)
+        gate = admit_clean(e.id, result.clean, split.labels, spec, protocol)
+        admissions.append(gate)
         pred = _pred_from_correct(y, correct, k)
         ci = M.bootstrap_metric_ci(y, pred, k, n_resamples=BOOTSTRAP, seed=0)
         clean_ci = result.clean.ci["balanced_accuracy"]
@@ -275,8 +288,9 @@ def run(ctx: StudyContext) -> StudyOutcome:
             model_id=e.id, architecture=e.architecture, architecture_kwargs=dict(e.architecture_kwargs),
             family=_family(e), recipe=e.recipe.method, epochs=e.recipe.epochs,
             num_parameters=e.weights.num_parameters, weights_sha256=e.weights.sha256,
-            train_time_s=_train_time(ctx.dataset, e.id), admitted=result.admitted, clean_ba=result.clean.balanced_accuracy,
-            clean_ba_ci=Interval(low=clean_ci.low, high=clean_ci.high),
+            train_time_s=_train_time(ctx.dataset, e.id), admitted=gate.admitted, refusal=gate.reason or None,
+            clean_ba=result.clean.balanced_accuracy, clean_ba_ci=Interval(low=clean_ci.low, high=clean_ci.high),
+            majority_share=gate.majority_share,
             corruption_ba=result.corruptions.balanced_accuracy if result.corruptions else None,
             robust_ba=M.balanced_accuracy(y, pred, k), robust_ba_ci=Interval(low=ci.low, high=ci.high),
             robust_source=source, result_file=_rel(path), result_sha256=_file_sha256(path)))
@@ -284,19 +298,10 @@ def run(ctx: StudyContext) -> StudyOutcome:
         ctx.models[e.id] = e.weights.sha256
 
     gains: list[FamilyGain] = []
-    notes: list[str] = []
-    by_arch: dict[tuple, dict[str, ArchModel]] = {}
-    for m in models:
-        by_arch.setdefault((m.architecture, json.dumps(m.architecture_kwargs, sort_keys=True)), {})[m.recipe] = m
-    for pair in by_arch.values():
-        if not all(r in pair for r in RECIPES):
-            continue
+    for pair in _pairs(models).values():
         erm, adv = pair["erm"], pair["pgd-at"]
         if not (erm.admitted and adv.admitted):
-            notes.append(f"no gain for {erm.architecture}: {' and '.join(m.model_id for m in (erm, adv) if not m.admitted)}"
-                         " not admitted by the harness (clean BA not above chance or one class predicted), so its "
-                         "robust BA measures nothing")
-            continue
+            continue  # _outcome notes it
         diff = M.paired_bootstrap_diff(y, _pred_from_correct(y, correct_by_id[adv.model_id], k),
                                        _pred_from_correct(y, correct_by_id[erm.model_id], k), k,
                                        n_resamples=BOOTSTRAP, seed=0)
@@ -304,12 +309,38 @@ def run(ctx: StudyContext) -> StudyOutcome:
                                 erm_robust_ba=erm.robust_ba, pgdat_robust_ba=adv.robust_ba,
                                 gain=adv.robust_ba - erm.robust_ba, gain_ci=Interval(low=diff.low, high=diff.high),
                                 erm_clean_ba=erm.clean_ba, pgdat_clean_ba=adv.clean_ba))
-    gains.sort(key=lambda g: g.num_parameters)
+    robust_protocol = (f"APGD-CE (pyautoattack), L∞ eps 2/255, {n_iter} iterations, 1 restart, seed {ctx.seed}, on "
+                       f"protocol {protocol.version}'s attack subset ({len(idx)} test images"
+                       f"{', the whole test split' if subset.info.whole_split else ''}): one attack of AutoAttack's "
+                       "four, so an upper bound on the AutoAttack robust BA (the full AutoAttack protocol was not run "
+                       "for these models)")
+    details = ArchitecturesDetails(robust_protocol=robust_protocol, gate_protocol=protocol.version, subset_n=len(idx),
+                                   chance=1.0 / k, models=models, gains=gains, correlations=[], left_out=left_out,
+                                   notes=[])
+    return _outcome(spec.python_class, details, admissions, n_iter)
 
+
+def _outcome(dataset_name: str, details: ArchitecturesDetails, admissions: list[Admission], n_iter: int
+             ) -> StudyOutcome:
+    """Findings, summary and claims from the models (each with its admission) and the gains measured."""
+    from scipy.stats import spearmanr
+
+    models = details.models
+    notes = [n for n in details.notes if not n.startswith(("no gain for", "correlations use"))]
+    gains = sorted((g for g in details.gains if _pair_admitted(models, g)), key=lambda g: g.num_parameters)
+    for pair in _pairs(models).values():
+        refused = [m.model_id for m in pair.values() if not m.admitted]
+        if refused:
+            notes.append(f"no gain for {_label(pair['erm'])}: {' and '.join(refused)} refused by the admission "
+                         "rule, so its robust BA measures nothing")
+        elif not any(g.architecture == pair["erm"].architecture and g.num_parameters == pair["erm"].num_parameters
+                     for g in gains):
+            notes.append(f"no gain for {_label(pair['erm'])}: both models are admitted now, but the earlier result "
+                         "this one was re-derived from did not measure it (run the study in full)")
     correlations = []
-    admitted = [m for m in models if m.admitted]  # an unadmitted model's robust BA measures nothing
+    admitted = [m for m in models if m.admitted]  # a refused model's robust BA measures nothing
     if len(admitted) < len(models):
-        notes.append("correlations use the admitted models only")
+        notes.append("correlations and the most robust model use the admitted models only")
     for label, group in (("all", admitted), ("erm", [m for m in admitted if m.recipe == "erm"]),
                          ("pgd-at", [m for m in admitted if m.recipe == "pgd-at"])):
         if len(group) >= 3:
@@ -319,18 +350,67 @@ def run(ctx: StudyContext) -> StudyOutcome:
                                             p_value=None if math.isnan(p) else p))
         else:
             correlations.append(Correlation(models=label, n=len(group), rho=None, p_value=None))
+    details = details.model_copy(update={"gains": gains, "correlations": correlations, "notes": notes})
+    return StudyOutcome(summary=_summary(dataset_name, models, gains, correlations),
+                        findings=_findings(models, gains, correlations, details.chance, n_iter), details=details,
+                        admissions=admissions, claims=_claims(details, admissions))
 
-    robust_protocol = (f"APGD-CE (pyautoattack), L∞ eps 2/255, {n_iter} iterations, 1 restart, seed {ctx.seed}, on "
-                       f"protocol {protocol.version}'s attack subset ({len(idx)} test images"
-                       f"{', the whole test split' if subset.info.whole_split else ''}): one attack of AutoAttack's "
-                       "four, so an upper bound on the AutoAttack robust BA (the full AutoAttack protocol was not run "
-                       "for these models)")
-    chance = 1.0 / k
-    findings = _findings(models, gains, correlations, chance, n_iter)
-    details = ArchitecturesDetails(robust_protocol=robust_protocol, subset_n=len(idx), chance=chance, models=models,
-                                   gains=gains, correlations=correlations, left_out=left_out, notes=notes)
-    return StudyOutcome(summary=_summary(spec.python_class, models, gains, correlations), findings=findings,
-                        details=details)
+
+def _pairs(models) -> dict[tuple, dict[str, ArchModel]]:
+    """The models by architecture (with its keyword arguments), then recipe: complete pairs only."""
+    by_arch: dict[tuple, dict[str, ArchModel]] = {}
+    for m in models:
+        by_arch.setdefault((m.architecture, json.dumps(m.architecture_kwargs, sort_keys=True)), {})[m.recipe] = m
+    return {k: v for k, v in by_arch.items() if all(r in v for r in RECIPES)}
+
+
+def _pair_admitted(models, g: FamilyGain) -> bool:
+    pair = [m for m in models if m.architecture == g.architecture and m.num_parameters == g.num_parameters]
+    return len(pair) == 2 and all(m.admitted for m in pair)
+
+
+def rederive(old: ArchitecturesResult, ctx: StudyContext) -> StudyOutcome:
+    """``old``'s conclusions under the current admission rule: each model's clean test predictions (from its
+    committed harness result when that is of the same weights, else predicted here) go through
+    ``clean_verdicts``; gains of pairs with a refused model, correlations and the most robust model are
+    recomputed from the stored robust BAs (nothing is attacked or trained)."""
+    import medbench
+    from ..data import get_spec, load_dataset
+
+    spec = get_spec(ctx.dataset)
+    protocol = medbench.load_protocol()
+    split = load_dataset(ctx.dataset, "test", ctx.size, ctx.data_root)
+    models, admissions = [], []
+    for m in old.details.models:
+        gate = _admission(ctx, m, split, spec, protocol)
+        admissions.append(gate)
+        models.append(m.model_copy(update={"admitted": gate.admitted, "refusal": gate.reason or None,
+                                           "majority_share": gate.majority_share}))
+    details = old.details.model_copy(update={"models": models, "gate_protocol": protocol.version})
+    outcome = _outcome(spec.python_class, details, admissions, int(old.provenance.options.get("apgd_iterations", 25)))
+    outcome.derived_how = ("clean, corruption and robust BA (with CIs and the paired gains) taken from the earlier "
+                           "result; every model's clean test predictions put through the current protocol's "
+                           "admission rule (read from its committed harness result when of the same weights, else "
+                           "predicted here); correlations, most robust model, summary and claims recomputed")
+    return outcome
+
+
+def _admission(ctx: StudyContext, m: ArchModel, split, spec, protocol) -> Admission:
+    from ..inference import default_batch_size, predict_logits
+    from ..schema import EvaluationResult
+    from ..zoo import load_model
+    from . import STUDIES_DIR
+
+    committed = STUDIES_DIR.parent / "results" / ctx.dataset / f"{m.model_id}.json"
+    if committed.is_file():
+        r = EvaluationResult.from_json(committed)
+        if r.provenance.weights_sha256 == m.weights_sha256 and r.clean is not None:
+            return admit_clean(m.model_id, r.clean, split.labels, spec, protocol)
+    model = load_model(m.model_id, ctx.dataset)
+    logits = predict_logits(model, split.images, batch_size=default_batch_size(tuple(split.images.shape[1:])),
+                            device="cpu", progress=False)
+    pred = M.predictions(M.probabilities(logits, spec.task), spec.task)
+    return admit(m.model_id, split.labels, pred, spec, protocol)
 
 
 def _label(m_or_g) -> str:
@@ -348,10 +428,15 @@ def _findings(models, gains, correlations, chance, n_iter) -> list[Finding]:
             value=g.gain, ci=g.gain_ci, reference=0.0, reference_label="no gain", test=test,
             note=f"{g.erm_robust_ba:.3f} -> {g.pgdat_robust_ba:.3f} (clean {g.erm_clean_ba:.3f} -> "
                  f"{g.pgdat_clean_ba:.3f})"))
-    best = max((m for m in models if m.admitted), key=lambda m: m.robust_ba, default=None)
+    best = most_robust(models)
     if best is not None:
-        out.append(Finding(key="best_robust_ba", label=f"highest robust BA: {best.model_id}", note="admitted models",
-                           value=best.robust_ba, ci=best.robust_ba_ci, reference=chance, reference_label="chance"))
+        refused = [m.model_id for m in models if not m.admitted]
+        out.append(Finding(key="best_robust_ba", label=f"highest robust BA: {best.model_id}",
+                           note="among the admitted models" + (f"; refused by the admission rule: {', '.join(refused)}"
+                                                               if refused else "") +
+                           f"; its clean BA {best.clean_ba:.3f}",
+                           value=best.robust_ba, ci=best.robust_ba_ci, reference=chance, reference_label="chance",
+                           majority_share=best.majority_share))
     for c in correlations:
         if c.rho is None:  # fewer than 3 models, or constant values: nothing to claim (details keep the record)
             continue
@@ -371,17 +456,72 @@ def _summary(dataset_name: str, models, gains, correlations) -> str:
     parts = []
     if gains:
         pos = [g for g in gains if g.gain_ci.low is not None and g.gain_ci.low > 0]
-        parts.append(f"PGD-AT raised robust BA (APGD-CE 2/255) for {len(pos)} of {len(gains)} architectures "
-                     f"(95% CI above 0); gains from {min(g.gain for g in gains):+.3f} to {max(g.gain for g in gains):+.3f}.")
+        parts.append(f"PGD-AT raised robust BA (APGD-CE 2/255) for {len(pos)} of the {len(gains)} architectures whose "
+                     f"two models are admitted (95% CI above 0); gains from {min(g.gain for g in gains):+.3f} to "
+                     f"{max(g.gain for g in gains):+.3f}.")
     allc = next((c for c in correlations if c.models == "all"), None)
     if allc and allc.rho is not None:
         parts.append(f"Across the {allc.n} admitted models, Spearman rho between parameter count and robust BA is "
                      f"{allc.rho:+.2f} (p = {allc.p_value:.2g}).")
-    best = max((m for m in models if m.admitted), key=lambda m: m.robust_ba, default=None)
+    best = most_robust(models)
     if best is not None:
-        parts.append(f"Most robust: {best.model_id} ({best.family}, {best.num_parameters:,} parameters), robust "
-                     f"BA {best.robust_ba:.3f}.")
+        parts.append(f"Most robust admitted model: {best.model_id} ({best.family}, {best.num_parameters:,} "
+                     f"parameters), robust BA {best.robust_ba:.3f} (clean BA {best.clean_ba:.3f}, "
+                     f"{best.majority_share:.0%} of the test images in its most predicted class).")
+    refused = [m.model_id for m in models if not m.admitted]
+    if refused:
+        parts.append(f"Refused by the admission rule and left out of these conclusions: {', '.join(refused)}.")
     return " ".join(parts)
+
+
+ROBMEDNAS = ("Zhang et al., RobMedNAS (Biomed. Phys. Eng. Express 2024): U-Nets for MR-to-CT synthesis, Dice and "
+             "MAE under adversarial attack")
+MADRY = "Madry et al. (ICLR 2018), CIFAR-10 and MNIST"
+
+
+def _claims(d: ArchitecturesDetails, admissions: list[Admission]) -> list[Claim]:
+    """RobMedNAS's claim (not run here) and the two it rests on, tested on the admitted models."""
+    out = [Claim(claim="Architectures found by a robustness-aware search are more robust to adversarial "
+                       "perturbations than the standard one, without losing accuracy",
+                 paper=ROBMEDNAS, verdict="not run",
+                 reason="medbench classifies MedMNIST images: image synthesis, U-Nets and the architecture search "
+                        "are not in it; this study compares fixed classification architectures instead")]
+    refused = [a.model for a in admissions if not a.admitted]
+    left = f"; refused by the admission rule and left out: {', '.join(refused)}" if refused else ""
+    gains = d.gains
+    if not gains:
+        out.append(Claim(claim="Adversarial training (PGD-AT) raises robust accuracy for every architecture",
+                         paper=MADRY, verdict="not run",
+                         reason=f"no architecture whose ERM and PGD-AT models are both admitted{left}"))
+    else:
+        pos = [g for g in gains if g.gain_ci.low is not None and g.gain_ci.low > 0]
+        here = "; ".join(f"{_label(g)} {g.gain:+.3f} [{g.gain_ci.low:+.3f}, {g.gain_ci.high:+.3f}]" for g in gains)
+        out.append(Claim(claim="Adversarial training (PGD-AT) raises robust accuracy for every architecture",
+                         paper=MADRY, verdict="reproduced" if len(pos) == len(gains) else "not reproduced",
+                         here=f"robust BA gain (APGD-CE 2/255), 95% paired bootstrap CI: {here}",
+                         test=f"paired bootstrap CI over the attacked images ({BOOTSTRAP:,} resamples)",
+                         reason=f"the gain's CI lies above 0 for {len(pos)} of the {len(gains)} architectures whose "
+                                f"two models are admitted{left}"))
+    allc = next((c for c in d.correlations if c.models == "all"), None)
+    claim = "Robustness grows with capacity: models with more parameters are more robust"
+    if allc is None or allc.rho is None:
+        out.append(Claim(claim=claim, paper=MADRY, verdict="not run",
+                         reason=f"fewer than 3 admitted models (or constant robust BA){left}"))
+    else:
+        p = allc.p_value / 2 if allc.rho > 0 else 1 - allc.p_value / 2  # one-sided, H1: rho > 0
+        out.append(Claim(claim=claim, paper=MADRY,
+                         verdict="reproduced" if p < ALPHA else "not reproduced",
+                         here=f"Spearman rho {allc.rho:+.2f} between parameter count and robust BA, {allc.n} admitted "
+                              "models (ERM and PGD-AT together)",
+                         test="Spearman rank correlation, one-sided (H1: rho > 0)", p_value=p,
+                         reason=("robust BA rises with the parameter count" if p < ALPHA else
+                                 "no significant rise of robust BA with the parameter count") + left))
+    return out
+
+
+def most_robust(models) -> ArchModel | None:
+    """The admitted model with the highest robust BA (a refused model's robust BA measures nothing)."""
+    return max((m for m in models if m.admitted), key=lambda m: m.robust_ba, default=None)
 
 
 STUDY = Study(
@@ -405,7 +545,8 @@ STUDY = Study(
     run=run,
     options=ArchitecturesOptions,
     datasets=("breastmnist", "retinamnist", "pneumoniamnist"),
-    version="1",
+    version="2",
+    rederive=rederive,
 )
 
 

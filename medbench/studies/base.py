@@ -27,12 +27,18 @@ STUDY_SCHEMA_VERSION = 1
 
 
 class StatTest(Strict):
-    """A statistical test behind a finding: what it tests, its statistic and p-value."""
+    """A statistical test behind a finding: what it tests, its statistic and the p of the stated direction."""
 
     name: str = Field(description="e.g. 'one-sided paired bootstrap (10,000 resamples)' or 'exact binomial'")
     null: str = Field(description="the null hypothesis, in words")
     statistic: float | None = None
     p_value: float | None = None
+    resamples: int | None = Field(None, description="permutations or resamples behind p (its floor is "
+                                  "1 / (resamples + 1)); None for an analytic p")
+
+    @property
+    def p_text(self) -> str:
+        return format_p(self.p_value, self.resamples)
 
 
 class Finding(Strict):
@@ -48,6 +54,67 @@ class Finding(Strict):
     test: StatTest | None = None
     paper: str | None = Field(None, description="what the paper reported for this number, quoted with its setting")
     note: str | None = None
+    majority_share: float | None = Field(None, description="beside a balanced accuracy: the fraction of the images "
+                                         "given the most frequent predicted class")
+
+
+class GateVerdict(Strict):
+    """One check of the harness's admission rule (``medbench.checks.clean_verdicts``)."""
+
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    message: str
+
+
+class Admission(Strict):
+    """A model a study reports on, through the harness's admission rule on its clean test predictions.
+
+    A refused model is reported with the verdict's message but no conclusion rests on it.
+    """
+
+    model: str = Field(description="zoo id, or the role of a model the study trained")
+    admitted: bool
+    protocol_version: str
+    n: int = Field(description="test images")
+    balanced_accuracy: float
+    balanced_accuracy_ci: Interval
+    majority_class: str
+    majority_share: float = Field(description="fraction of the test images given the most frequent predicted class")
+    verdicts: list[GateVerdict]
+
+    @property
+    def reason(self) -> str:
+        """The failed checks' messages ('' when admitted)."""
+        return "; ".join(v.message for v in self.verdicts if not v.passed)
+
+
+class Claim(Strict):
+    """One claim of the study's source paper and what became of it here."""
+
+    claim: str = Field(description="the paper's claim, in words")
+    paper: str = Field(description="what the paper reported, with its setting (data, architecture)")
+    verdict: Literal["reproduced", "not reproduced", "not run"]
+    here: str | None = Field(None, description="the numbers measured here")
+    test: str | None = Field(None, description="the test of the claim's direction")
+    p_value: float | None = Field(None, description="p of the claim's (one-sided) direction")
+    resamples: int | None = None
+    reason: str = Field(description="why this verdict")
+
+    @property
+    def p_text(self) -> str:
+        return format_p(self.p_value, self.resamples)
+
+
+class DerivedFrom(Strict):
+    """The earlier result a re-derived one was computed from, and what was taken from it."""
+
+    started_at: str
+    wall_time_s: float
+    medbench_version: str
+    result_sha256: str
+    how: str = Field(description="what was taken from the earlier result and what was computed again")
 
 
 class StudyProvenance(Strict):
@@ -66,6 +133,8 @@ class StudyProvenance(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict, description="role or model id -> weights sha256")
     library_versions: dict[str, str] = Field(default_factory=dict)
+    derived_from: DerivedFrom | None = Field(None, description="set when the result was re-derived from an "
+                                               "earlier result instead of computed by a full run")
 
 
 class StudyResult(Strict):
@@ -79,6 +148,10 @@ class StudyResult(Strict):
     summary: str = Field(description="the result in one or two sentences, written from the numbers")
     findings: list[Finding]
     details: Any = None
+    admissions: list[Admission] = Field(default_factory=list, description="every model the study reports on, "
+                                        "through the harness's admission rule; refused ones carry no conclusion")
+    claims: list[Claim] = Field(default_factory=list, description="the source paper's claims: reproduced, "
+                                "not reproduced or not run here, with the reason")
     provenance: StudyProvenance
 
 
@@ -89,6 +162,9 @@ class StudyOutcome:
     summary: str
     findings: list[Finding]
     details: Any = None
+    admissions: list[Admission] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    derived_how: str | None = None  # a re-derived outcome: what it took from the earlier result
 
 
 class NoOptions(Strict):
@@ -128,6 +204,8 @@ class Study:
     options: type[BaseModel] = NoOptions
     datasets: tuple[str, ...] = ()  # the datasets it supports (empty: any)
     version: str = "1"
+    # recomputes a committed result's conclusions from what it stores (no training); None: full runs only
+    rederive: Callable[[StudyResult, StudyContext], StudyOutcome] | None = None
 
 
 def provenance(ctx: StudyContext, started: float, started_at: str, command: list[str] | None = None
@@ -166,3 +244,75 @@ def save_result(result: StudyResult, root: str | os.PathLike) -> Path:
     tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=1) + "\n")
     tmp.replace(path)
     return path
+
+
+# ----------------------------------------------------------------------------- shared statistics
+
+def format_p(p: float | None, resamples: int | None = None) -> str:
+    """``p = 0.012``, or ``p < 1e-4`` when a test of ``resamples`` draws gave its smallest attainable
+    value 1 / (resamples + 1); ``p undefined`` for None."""
+    if p is None:
+        return "p undefined"
+    if resamples and p <= 1 / (resamples + 1) * (1 + 1e-9):
+        return f"p < {_compact(1 / resamples)}"
+    return f"p = {p:.2g}"
+
+
+def _compact(x: float) -> str:
+    """1e-4, 5e-4, 0.001 -> '1e-4', '5e-4', '1e-3'."""
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def majority(predictions, class_names: list[str]) -> tuple[str, float]:
+    """(most frequently predicted class, the fraction of the images given it)."""
+    import numpy as np
+
+    pred = np.asarray(predictions).reshape(-1)
+    counts = np.bincount(pred, minlength=len(class_names))
+    top = int(counts.argmax())
+    return class_names[top], float(counts[top] / max(1, len(pred)))
+
+
+def admit(model: str, labels, predictions, spec, protocol) -> Admission:
+    """``model``'s clean test ``predictions`` through the harness's admission rule
+    (:func:`medbench.checks.clean_verdicts`), with the BA interval under the protocol's bootstrap settings."""
+    import numpy as np
+
+    from .. import metrics
+    from ..schema import CleanMetrics
+
+    y, pred = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1).astype(np.int64)
+    settings = protocol["clean"]
+    ci = metrics.bootstrap_metric_ci(y, pred, spec.num_classes, n_resamples=settings["bootstrap_resamples"],
+                                     seed=settings["bootstrap_seed"], level=settings["ci_level"])
+    recall = metrics.per_class_recall(y, pred, spec.num_classes)
+    clean = CleanMetrics(
+        n=len(y), accuracy=metrics.accuracy(y, pred),
+        balanced_accuracy=metrics.balanced_accuracy(y, pred, spec.num_classes),
+        auc=None, per_class_recall={n: (None if np.isnan(r) else float(r)) for n, r in zip(spec.class_names, recall)},
+        ci={"balanced_accuracy": Interval(low=_finite(ci.low), high=_finite(ci.high))},
+        ci_level=settings["ci_level"], bootstrap_resamples=settings["bootstrap_resamples"],
+        bootstrap_seed=settings["bootstrap_seed"], predictions=pred.tolist())
+    return admit_clean(model, clean, labels, spec, protocol)
+
+
+def admit_clean(model: str, clean, labels, spec, protocol) -> Admission:
+    """The same from the harness's own clean metrics (a ``CleanMetrics`` of an ``EvaluationResult``)."""
+    from ..checks import clean_verdicts
+
+    verdicts = clean_verdicts(clean, spec, protocol, labels)
+    top, share = majority(clean.predictions, list(spec.class_names))
+    ci = clean.ci["balanced_accuracy"]
+    return Admission(model=model, admitted=all(v.passed for v in verdicts), protocol_version=protocol.version,
+                     n=len(clean.predictions), balanced_accuracy=clean.balanced_accuracy,
+                     balanced_accuracy_ci=Interval(low=ci.low, high=ci.high), majority_class=top,
+                     majority_share=share,
+                     verdicts=[GateVerdict(name=v.name, passed=v.passed, value=v.value, threshold=v.threshold,
+                                           message=v.message) for v in verdicts])
+
+
+def _finite(x: float) -> float | None:
+    import math
+
+    return None if x is None or math.isnan(x) else float(x)

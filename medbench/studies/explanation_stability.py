@@ -6,7 +6,9 @@ Maps come from captum (Saliency, IntegratedGradients, Occlusion), always for the
 fixed seeded subset of the test split. A map is reduced to one value per pixel (absolute attribution summed
 over channels); two maps are compared by the Spearman rank correlation of their pixels (in [-1, 1]) and by
 the overlap of their top-k% pixels (in [0, 1]); both are 1 for identical maps. Scores are means over images
-with percentile-bootstrap 95% intervals over images.
+with percentile-bootstrap 95% intervals over images. Every model goes through the harness's admission
+rule on its clean test predictions; a refused model's scores are reported, but no comparison or claim
+rests on it.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from torch import nn
 
 from ..errors import MedbenchError
 from ..schema.base import Interval, Strict
-from .base import Finding, StatTest, Study, StudyContext, StudyOutcome, StudyResult
+from .base import Admission, Claim, Finding, StatTest, Study, StudyContext, StudyOutcome, StudyResult, admit, format_p
 
 METHODS = ("saliency", "integrated_gradients", "occlusion")
 METHOD_LABEL = {"saliency": "Saliency", "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
 HEADLINE = "saliency"  # the method whose scores are the findings and the board column
+ALPHA = 0.05  # significance level of the claims' verdicts
+PAPER_CLAIM = ("training is not stable: the regions found depend mainly on the initialisation and the training run "
+               "(3D grey-matter maps, Alzheimer's disease)")
 ADVERSARIAL_METHODS = ("pgd-at", "trades")
 Method = Literal["saliency", "integrated_gradients", "occlusion"]
 
@@ -116,6 +121,11 @@ class ModelScores(Strict):
     retrained: dict[str, str] = Field(default_factory=dict, description="seed -> weights sha256 of the retrainings")
     retrain_epochs: int | None = None
     retrain_note: str | None = Field(None, description="why score (a) is missing, when it is")
+    admitted: bool | None = Field(None, description="passed the harness's admission rule on its clean test "
+                                  "predictions (else no comparison or claim rests on it)")
+    clean_balanced_accuracy: float | None = Field(None, description="on the whole clean test split")
+    majority_share: float | None = Field(None, description="fraction of the test images given its most frequent "
+                                         "predicted class")
     methods: list[MethodScores]
 
     def method(self, name: str) -> MethodScores | None:
@@ -134,7 +144,13 @@ class Comparison(Strict):
     difference: float
     ci: Interval
     p_value: float
+    resamples: int | None = Field(None, description="bootstrap resamples behind p_value (its floor: "
+                                  "1 / (resamples + 1))")
     wilcoxon_p: float | None = Field(None, description="two-sided Wilcoxon signed-rank p (scipy), a cross-check")
+
+    @property
+    def p_text(self) -> str:
+        return format_p(self.p_value, self.resamples)
 
 
 class Details(Strict):
@@ -145,6 +161,7 @@ class Details(Strict):
     target: Literal["label"] = "label"
     models: list[ModelScores]
     comparisons: list[Comparison] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="comparisons not made, and why")
 
     def model(self, model_id: str) -> ModelScores | None:
         return next((m for m in self.models if m.model_id == model_id), None)
@@ -412,17 +429,24 @@ def _model_scores(entry, model: nn.Module, sha: str, s: _Subset, ctx: StudyConte
                        retrain_note=note, methods=out)
 
 
-def _comparisons(models: list[ModelScores], entries: dict, opts: Options, seed: int) -> list[Comparison]:
-    """Each adversarially trained model against the ERM model of the same architecture, paired over images."""
+def _comparisons(models: list[ModelScores], entries: dict, opts: Options, seed: int
+                 ) -> tuple[list[Comparison], list[str]]:
+    """Each adversarially trained model against the ERM model of the same architecture, paired over images,
+    when both are admitted; and a note for each pair left out."""
     from scipy.stats import wilcoxon
 
-    out = []
+    out, notes = [], []
     for m in models:
         if m.recipe not in ADVERSARIAL_METHODS:
             continue
         base = next((o for o in models if o.recipe == "erm" and o.architecture == m.architecture
                      and entries[o.model_id].architecture_kwargs == entries[m.model_id].architecture_kwargs), None)
         if base is None:
+            continue
+        refused = [x.model_id for x in (m, base) if x.admitted is False]
+        if refused:
+            notes.append(f"{m.model_id} vs {base.model_id} not compared: {' and '.join(refused)} refused by the "
+                         "admission rule")
             continue
         for method in opts.methods:
             for which in ("adversarial", "noise"):
@@ -437,8 +461,9 @@ def _comparisons(models: list[ModelScores], entries: dict, opts: Options, seed: 
                 out.append(Comparison(method=method, score=which, model=m.model_id, recipe=m.recipe,
                                       baseline=base.model_id, baseline_recipe=base.recipe,
                                       difference=round(diff, 6), ci=ci, p_value=float(f"{p:.6g}"),
+                                      resamples=opts.bootstrap,
                                       wilcoxon_p=None if w is None else float(f"{w:.6g}")))
-    return out
+    return out, notes
 
 
 def run(ctx: StudyContext) -> StudyOutcome:
@@ -465,11 +490,12 @@ def run(ctx: StudyContext) -> StudyOutcome:
         raise MedbenchError(f"The zoo has no model for {spec.name} at {ctx.size} px to explain.")
     s = _subset(ctx, opts.n_images)
     shown = np.arange(min(opts.n_show, len(s.ids)))
-    results, by_id = [], {e.id: e for e in entries}
+    results, by_id, admissions = [], {e.id: e for e in entries}, []
     for entry in entries:
         ctx.log(f"{entry.id}: attributions ({', '.join(opts.methods)}) on {len(s.ids)} images")
         model = load_entry_model(entry, folder=entry_folder(entry))
         ctx.models[entry.id] = entry.weights.sha256
+        admissions.append(_admission(ctx, entry.id, model))
         note = retrain_block(entry, opts)
         seed_models = []
         if note is None:
@@ -478,11 +504,61 @@ def run(ctx: StudyContext) -> StudyOutcome:
                 seed_models.append((seed, m, sha))
                 ctx.models[f"{entry.id} retrained, seed {seed}"] = sha
         results.append(_model_scores(entry, model, entry.weights.sha256, s, ctx, shown, seed_models, note))
-    comparisons = _comparisons(results, by_id, opts, ctx.seed)
     details = Details(indices=[int(i) for i in s.ids], shown=[int(s.ids[i]) for i in shown],
                       shown_labels=[spec.class_names[int(s.y[i])] for i in shown],
-                      images=[image_png(s.x[i]) for i in shown], models=results, comparisons=comparisons)
-    return StudyOutcome(summary=_summary(details, opts), findings=_findings(details, opts), details=details)
+                      images=[image_png(s.x[i]) for i in shown], models=results)
+    return _conclude(details, admissions, by_id, ctx)
+
+
+def rederive(old: Result, ctx: StudyContext) -> StudyOutcome:
+    """``old``'s conclusions again: the stored maps and per-image scores are kept (nothing is attributed,
+    attacked or retrained); every zoo model's clean test predictions go through the admission rule, and
+    the comparisons, findings, summary and claims are computed again from the stored scores."""
+    from ..zoo import load_entry_model
+    from ..zoo.registry import entry_folder, get_entry
+
+    entries, admissions = {}, []
+    for m in old.details.models:
+        entry = get_entry(m.model_id, ctx.dataset)
+        if entry.weights.sha256 != m.weights_sha256:
+            raise MedbenchError(f"--rederive: the zoo's {m.model_id} ({ctx.dataset}) has other weights than the "
+                                "earlier result explained; run the study in full.")
+        entries[m.model_id] = entry
+        admissions.append(_admission(ctx, m.model_id, load_entry_model(entry, folder=entry_folder(entry))))
+    outcome = _conclude(old.details, admissions, entries, ctx)
+    outcome.derived_how = ("the maps, per-image stability scores and retrainings are the earlier result's (nothing "
+                           "was attributed, attacked or retrained); every model's clean test predictions were "
+                           "computed again and put through the current protocol's admission rule, and the "
+                           "comparisons (from the stored per-image scores), findings, summary and claims recomputed")
+    return outcome
+
+
+def _admission(ctx: StudyContext, model_id: str, model: nn.Module) -> Admission:
+    """``model``'s clean test predictions through the harness's admission rule."""
+    import medbench
+    from .. import metrics
+    from ..data import get_spec, load_dataset
+    from ..inference import default_batch_size, predict_logits
+
+    spec = get_spec(ctx.dataset)
+    split = load_dataset(ctx.dataset, "test", ctx.size, ctx.data_root)
+    logits = predict_logits(model, split.images, batch_size=default_batch_size(tuple(split.images.shape[1:])),
+                            device="cpu", progress=False)
+    pred = metrics.predictions(metrics.probabilities(logits, spec.task), spec.task)
+    return admit(model_id, split.labels, pred, spec, medbench.load_protocol())
+
+
+def _conclude(details: Details, admissions: list[Admission], entries: dict, ctx: StudyContext) -> StudyOutcome:
+    """Admission on each model's record, the comparisons of admitted pairs, findings, summary and claims."""
+    opts: Options = ctx.options
+    gate = {a.model: a for a in admissions}
+    models = [m.model_copy(update={"admitted": gate[m.model_id].admitted,
+                                   "clean_balanced_accuracy": gate[m.model_id].balanced_accuracy,
+                                   "majority_share": gate[m.model_id].majority_share}) for m in details.models]
+    comparisons, notes = _comparisons(models, entries, opts, ctx.seed)
+    details = details.model_copy(update={"models": models, "comparisons": comparisons, "notes": notes})
+    return StudyOutcome(summary=_summary(details, opts, admissions), findings=_findings(details, opts),
+                        details=details, admissions=admissions, claims=_claims(details, opts, admissions))
 
 
 def _findings(d: Details, opts: Options) -> list[Finding]:
@@ -512,7 +588,7 @@ def _findings(d: Details, opts: Options) -> list[Finding]:
                            label=f"{m.model_id}: {label.lower()}, APGD-CE {opts.adv_eps * 255:.3g}/255",
                            note=f"Spearman of map(x) and map(x_adv), Linf; top-{opts.top_k:.0%} overlap "
                                 f"{ms.adversarial.topk:.3f}; accuracy on the subset "
-                                f"{m.subset_accuracy:.0%} clean, {m.adv_accuracy:.0%} attacked"))
+                                f"{m.subset_accuracy:.0%} clean, {m.adv_accuracy:.0%} attacked" + _gate_note(m)))
     for c in d.comparisons:
         if c.score != "adversarial":
             continue
@@ -522,29 +598,89 @@ def _findings(d: Details, opts: Options) -> list[Finding]:
                            test=StatTest(name=f"one-sided paired bootstrap ({opts.bootstrap:,} resamples)",
                                          null=f"the maps of the {c.recipe} model are no more stable under attack "
                                               f"than those of the {c.baseline_recipe} model",
-                                         statistic=c.difference, p_value=c.p_value),
+                                         statistic=c.difference, p_value=c.p_value, resamples=opts.bootstrap),
                            note=f"difference in Spearman from {c.baseline}, paired over images" + (
                                "" if c.wilcoxon_p is None else f"; Wilcoxon signed-rank (two-sided) p = {c.wilcoxon_p:.3g}")))
     return out
 
 
-def _summary(d: Details, opts: Options) -> str:
+def _gate_note(m: ModelScores) -> str:
+    if m.admitted is None:
+        return ""
+    share = f"clean test BA {m.clean_balanced_accuracy:.3f}, {m.majority_share:.0%} of the test images in one class"
+    return f"; {share}" + ("" if m.admitted else "; refused by the admission rule: no comparison rests on it")
+
+
+def _summary(d: Details, opts: Options, admissions: list[Admission]) -> str:
     head = HEADLINE if HEADLINE in opts.methods else opts.methods[0]
+    admitted = [m for m in d.models if m.admitted is not False]
+    refused = [m.model_id for m in d.models if m.admitted is False]
     parts = []
-    seeds = [(m.model_id, m.method(head).seeds) for m in d.models if m.method(head).seeds is not None]
+    seeds = [(m.model_id, m.method(head).seeds) for m in admitted if m.method(head).seeds is not None]
     if seeds:
         parts.append("across seeds " + "; ".join(f"{i} {s.spearman:.2f}" for i, s in seeds))
-    adv = sorted(((m.method(head).adversarial.spearman, m.model_id) for m in d.models), reverse=True)
-    parts.append(f"under attack from {adv[0][0]:.2f} ({adv[0][1]}) to {adv[-1][0]:.2f} ({adv[-1][1]})")
-    noise = [m.method(head).noise.spearman for m in d.models]
-    parts.append(f"under noise {min(noise):.2f}-{max(noise):.2f}")
-    text = f"{METHOD_LABEL[head]} map stability (Spearman, 1 = identical) on {len(d.indices)} test images: " + \
-        ", ".join(parts) + "."
+    if admitted:
+        adv = sorted(((m.method(head).adversarial.spearman, m.model_id) for m in admitted), reverse=True)
+        parts.append(f"under attack from {adv[0][0]:.2f} ({adv[0][1]}) to {adv[-1][0]:.2f} ({adv[-1][1]})")
+        noise = [m.method(head).noise.spearman for m in admitted]
+        parts.append(f"under noise {min(noise):.2f}-{max(noise):.2f}")
+    text = (f"{METHOD_LABEL[head]} map stability (Spearman, 1 = identical) on {len(d.indices)} test images, admitted "
+            "models: " + (", ".join(parts) if parts else "none") + ".")
     for c in d.comparisons:
         if c.method == head and c.score == "adversarial":
             text += (f" {c.model} vs {c.baseline} under attack: {c.difference:+.2f} "
-                     f"(one-sided paired bootstrap p = {c.p_value:.3g}).")
+                     f"(one-sided paired bootstrap {format_p(c.p_value, opts.bootstrap)} for 'more stable').")
+    if refused:
+        text += f" Refused by the admission rule, reported but left out of every comparison: {', '.join(refused)}."
     return text
+
+
+def seeds_against_noise(m: ModelScores, method: str, opts: Options, seed: int):
+    """(mean per-image Spearman under noise minus across seeds, its CI, the one-sided p of H1: maps vary
+    more across retrainings than under input noise), or None without seed scores."""
+    ms = m.method(method)
+    if ms is None or ms.seeds is None:
+        return None
+    diff, ci, means = bootstrap_mean(np.asarray(ms.noise.per_image_spearman) - np.asarray(ms.seeds.per_image_spearman),
+                                     opts.bootstrap, seed)
+    return diff, ci, (1 + int((means <= 0).sum())) / (len(means) + 1)
+
+
+def _claims(d: Details, opts: Options, admissions: list[Admission]) -> list[Claim]:
+    """Thibeau-Sutre et al.'s claim, tested per admitted retrained model, and their setting (not run here)."""
+    head = HEADLINE if HEADLINE in opts.methods else opts.methods[0]
+    paper = f"Thibeau-Sutre et al. 2020: {PAPER_CLAIM}"
+    out = []
+    for m in d.models:
+        test = seeds_against_noise(m, head, opts, 0)
+        if test is None:
+            continue
+        claim = f"Attribution maps depend mainly on the training run ({m.model_id}, {m.recipe} retrained)"
+        if m.admitted is False:
+            out.append(Claim(claim=claim, paper=paper, verdict="not run",
+                             reason=f"{m.model_id} is refused by the admission rule: no claim rests on its maps"))
+            continue
+        diff, ci, p = test
+        ms = m.method(head)
+        ok = p < ALPHA
+        out.append(Claim(
+            claim=claim, paper=paper, verdict="reproduced" if ok else "not reproduced",
+            here=f"{METHOD_LABEL[head]} maps of {m.model_id} and its recipe retrained with seeds "
+                 f"{', '.join(m.retrained)}: Spearman {ms.seeds.spearman:.2f} across seeds vs {ms.noise.spearman:.2f} "
+                 f"under Gaussian noise σ {opts.noise_sigma:g}; difference {diff:+.2f} "
+                 f"[{ci.low:+.2f}, {ci.high:+.2f}]",
+            test=f"one-sided paired bootstrap over {len(d.indices)} images ({opts.bootstrap:,} resamples; H1: the "
+                 "maps differ more across retrainings than under input noise)",
+            p_value=float(f"{p:.6g}"), resamples=opts.bootstrap,
+            reason="admitted; the maps of retrained models are " + ("" if ok else "not ") + "significantly less alike "
+                   "than the same model's maps under small input noise (2D MedMNIST images, not the paper's 3D MRI)"))
+    if not out:
+        out.append(Claim(claim="Attribution maps depend mainly on the training run", paper=paper, verdict="not run",
+                         reason="no model was retrained with other seeds (option retrain_seeds)"))
+    out.append(Claim(claim="The same on 3D grey-matter MRI of Alzheimer's disease (the paper's setting)", paper=paper,
+                     verdict="not run", reason="3D brain MRI (ADNI) is not in our data, nor the paper's 3D CNN; here "
+                     "2D MedMNIST images and the zoo's 2D models"))
+    return out
 
 
 STUDY = Study(
@@ -566,9 +702,11 @@ STUDY = Study(
            "pyautoattack's APGD-CE at Linf 2/255 (the highest-loss point for every image). Means over images with "
            "95% percentile-bootstrap intervals; adversarially trained against ERM models of the same architecture "
            "by a one-sided paired bootstrap over images. captum's `sensitivity_max` of the Saliency maps is "
-           "reported beside (b) as a cross-check.",
+           "reported beside (b) as a cross-check. Every model passes through the harness's admission rule on its "
+           "clean test predictions; a refused model's scores are shown, but no comparison or claim rests on it.",
     result_type=Result,
     run=run,
     options=Options,
-    version="1",
+    version="2",
+    rederive=rederive,
 )

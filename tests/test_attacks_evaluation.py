@@ -195,7 +195,7 @@ def test_robust_and_standard_models_differ_and_pass_every_check(real_root, breas
         failed = [f"{c.name}: {c.message}" for c in r.checks if not c.passed]
         assert not failed, failed
         assert {c.name for c in r.checks if c.kind == "sanity"} >= {
-            "eps0_equals_clean", "apgd_curve_non_increasing", "robust_le_clean", "whitebox_beats_square",
+            "finite_under_attack", "apgd_curve_non_increasing", "robust_le_clean", "whitebox_beats_square",
             "whitebox_beats_fgsm", "whitebox_beats_noise", "chance_at_largest_eps"}
     std, rob = (results[k].adversarial["Linf-2/255"].robust_balanced_accuracy for k in ("standard", "robust"))
     assert rob >= std + 0.15, (std, rob)

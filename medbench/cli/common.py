@@ -83,3 +83,33 @@ def parse_threats(text: str, budgets: dict[str, list[str]] | None = None) -> lis
         hint = f" Did you mean {guess!r}?" if guess else ""
         raise ThreatsError(f"--threats: unknown threat {item!r}.{hint} {choose[0].upper()}{choose[1:]}.")
     return list(dict.fromkeys(out))
+
+
+# protocol keys that --set may add although the protocol file leaves them out
+OPTIONAL_KEYS = {"corruptions.include": "restrict the corruption suite, e.g. corruptions.include=[pixelate]"}
+
+
+def protocol_from_settings(settings: list[str], track: str = "full"):
+    """The current protocol (or the lite track's), or a derived '+custom' one with the --set overrides
+    (keys must exist)."""
+    import yaml
+
+    from ..errors import MedbenchError
+    from ..protocol import LITE_VERSION, load_protocol, protocol_file
+
+    proto = load_protocol(LITE_VERSION) if track == "lite" else load_protocol()
+    changes = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        node = proto._data  # noqa: SLF001 (validating a dotted key against the protocol document)
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if key in OPTIONAL_KEYS and i == len(parts) - 1:
+                break
+            if not sep or not isinstance(node, dict) or part not in node:
+                raise MedbenchError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol "
+                                    "(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, "
+                                    f"corruptions.include=[pixelate]); see medbench/protocols/{protocol_file(proto.version)}.")
+            node = node[part]
+        changes[key] = yaml.safe_load(raw)
+    return proto.derive(**changes) if changes else proto

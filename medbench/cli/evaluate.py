@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from .common import ThreatsError, add_data_args, add_device_args, fmt, fmt_ci, parse_threats
+from .common import (ThreatsError, add_data_args, add_device_args, fmt, fmt_ci, parse_threats,
+                     protocol_from_settings)
 
 DESCRIPTION = """Evaluate a classifier under the medbench protocol and print the results.
 
@@ -87,36 +88,6 @@ def build_checkpoint_model(args: argparse.Namespace):
     return load_weights(model, args.weights)
 
 
-# protocol keys that --set may add although the protocol file leaves them out
-OPTIONAL_KEYS = {"corruptions.include": "restrict the corruption suite, e.g. corruptions.include=[pixelate]"}
-
-
-def _protocol(settings: list[str], track: str = "full"):
-    """The current protocol (or the lite track's), or a derived '+custom' one with the --set overrides
-    (keys must exist)."""
-    import yaml
-
-    from ..errors import MedbenchError
-    from ..protocol import LITE_VERSION, load_protocol, protocol_file
-
-    proto = load_protocol(LITE_VERSION) if track == "lite" else load_protocol()
-    changes = {}
-    for item in settings:
-        key, sep, raw = item.partition("=")
-        node = proto._data  # noqa: SLF001 (validating a dotted key against the protocol document)
-        parts = key.split(".")
-        for i, part in enumerate(parts):
-            if key in OPTIONAL_KEYS and i == len(parts) - 1:
-                break
-            if not sep or not isinstance(node, dict) or part not in node:
-                raise MedbenchError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol "
-                                    "(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, "
-                                    f"corruptions.include=[pixelate]); see medbench/protocols/{protocol_file(proto.version)}.")
-            node = node[part]
-        changes[key] = yaml.safe_load(raw)
-    return proto.derive(**changes) if changes else proto
-
-
 def _threat_list(args: argparse.Namespace, proto) -> list[str]:
     """Validate --threats against the dataset before any work starts; the expanded list of threats."""
     from ..attacks.autoattack import UnsupportedTaskError, check_supported
@@ -173,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.weights and not args.arch:
         print("error: --weights needs --arch NAME (see `medbench evaluate --list-archs`).", file=sys.stderr)
         return 2
-    proto = _protocol(args.protocol_set, args.track)
+    proto = protocol_from_settings(args.protocol_set, args.track)
     try:
         threats = _threat_list(args, proto)
     except UsageError as exc:
@@ -250,6 +221,9 @@ def print_result(result) -> None:
         print(f"\nNOT ADMITTED: {result.not_admitted_because[0]}.")
     elif not result.admitted:
         print("\nNOT ADMITTED: this result is never ranked (see the failed admission checks above).")
+    elif not result.reliable:
+        print("\nEVALUATION UNRELIABLE: a sanity check failed (see above), so this result is not ranked until a "
+              "stronger or adaptive evaluation clears it.")
 
 
 def print_corruptions(cr) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import ThreatsError, add_data_args, parse_threats
+from .common import ThreatsError, add_data_args, parse_threats, protocol_from_settings
 
 DESCRIPTION = """Evaluate many registry models at once, cell by cell.
 
@@ -55,6 +55,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=None, help="inference batch size (default: automatic)")
+    p.add_argument("--set", dest="protocol_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one protocol value (dotted key, e.g. adversarial.subset_size=32); repeatable; "
+                        "the results are marked as a custom protocol and never ranked")
+    p.add_argument("--recompute-damaged", action="store_true",
+                   help="set aside stored cells that fail their checksum (edited, truncated, foreign files) and "
+                        "compute them again; without it such cells stop the run, all of them named")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_args(p)
     p.set_defaults(func=_run)
@@ -74,13 +80,20 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --address names a Ray cluster; add --executor ray.", file=sys.stderr)
         return 2
 
+    from ..errors import MedbenchError
     from ..matrix import run_matrix
 
+    try:
+        proto = protocol_from_settings(args.protocol_set)
+    except MedbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     report = run_matrix(args.models, args.datasets, names, executor=args.executor, workers=args.workers,
                         store=args.store, out=args.out, size=args.size, seed=args.seed, device=args.device,
                         batch_size=args.batch_size, data_root=args.data_root, reuse=args.reuse,
                         allow_unranked=args.allow_unranked, address=args.address, max_retries=args.max_retries,
-                        threads_per_worker=args.threads_per_worker, progress=not args.quiet)
+                        threads_per_worker=args.threads_per_worker, progress=not args.quiet, protocol=proto,
+                        recompute_damaged=args.recompute_damaged)
     for dataset, threats in report.dropped.items():
         print(f"note: protocol does not define {', '.join(threats)} for {dataset}; left out there", file=sys.stderr)
     print(f"{report.cells} cells: {report.computed} computed, {report.reused} reused from earlier results, "

@@ -70,6 +70,8 @@ def assemble(model_id: str, spec, split, threats: list[str], cells: dict[str, di
         times[threat] = cell["measured"]["wall_time_s"]
         if cell.get("reused") is not None:
             reused[threat] = ReusedSection.model_validate(cell["reused"])
+    # cells written before stage times were recorded have none: the result then has none either
+    stages = {k: v for cell in used for k, v in cell["measured"].get("stage_times", {}).items()}
     ctx = SimpleNamespace(spec=spec, labels=split.labels, size=split.size, protocol=protocol)
     _merge(fields, {"checks": sanity_checks(ctx, fields)})
     code = cells["clean"]["key"]["code"]
@@ -85,7 +87,9 @@ def assemble(model_id: str, spec, split, threats: list[str], cells: dict[str, di
             python_version=host["python_version"], platform=host["platform"],
             started_at=min(c["measured"]["started_at"] for c in used),
             wall_time_s=round(sum(times.values()), 3),
-            wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()}, reused=reused,
+            wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
+            wall_time_per_stage_s={k: round(v["wall"], 3) for k, v in stages.items()},
+            cpu_time_per_stage_s={k: round(v["cpu"], 3) for k, v in stages.items()}, reused=reused,
         ),
         **fields,
     )

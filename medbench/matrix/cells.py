@@ -43,7 +43,7 @@ COMMON_SOURCES = (
 )
 SOURCES: dict[str, tuple[str, ...]] = {
     "admission": COMMON_SOURCES + ("attacks/",),  # runs on the attacks' evaluation subset and chunk size
-    "clean": COMMON_SOURCES,
+    "clean": COMMON_SOURCES + ("attacks/",),  # its admission re-predicts the subset in the attacks' batches
     "corruptions": COMMON_SOURCES + ("corruptions/",),
     "Linf": COMMON_SOURCES + ("attacks/", "reuse.py"),
     "L2": COMMON_SOURCES + ("attacks/", "reuse.py"),
@@ -116,6 +116,7 @@ class Job:
     data_root: str
     protocol_version: str
     store: str
+    protocol_data: dict | None = None  # a derived ('+custom') protocol's document; None: the standard version
     threads: int = 1
     depends: dict[str, str] = field(default_factory=dict)  # role -> cell id ("clean", "ref_clean", "ref_corruptions")
     reuse: str | None = None  # an earlier result whose section may be carried over (attack kinds only)

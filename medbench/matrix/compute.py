@@ -51,11 +51,12 @@ def _context(job: Job, store: Store):
 
     from ..data import get_spec, load_dataset
     from ..evaluate import EvalContext, prepare_model
-    from ..protocol import load_protocol
+    from ..protocol import Protocol, load_protocol
     from ..zoo import get_entry, load_model
 
     spec = get_spec(job.dataset)
-    proto = load_protocol(job.protocol_version)
+    proto = load_protocol(job.protocol_version) if job.protocol_data is None else Protocol(job.protocol_data,
+                                                                                             custom=True)
     entry = get_entry(job.model_id, spec.name)
     if entry.weights.sha256 != job.key["model"]["weights_sha256"]:
         raise MedbenchError(f"{job.model_id} ({spec.name}): the registry entry's weights sha256 changed while the "
@@ -113,14 +114,22 @@ def _maybe_kill(job: Job) -> None:
 
 def compute_cell(job: Job) -> tuple[str, dict[str, Any]]:
     """("stored" | "computed" | "reused", the cell's payload) for ``job``; stores the cell when computed."""
-    import torch
-
-    from ..evaluate import _encode
-
     store = Store(job.store)
     existing = store.get(job.id)
     if existing is not None:
         return "stored", existing
+    with store.computing(job.id):  # another run computing this cell finishes first; then it is stored
+        existing = store.get(job.id)
+        if existing is not None:
+            return "stored", existing
+        return _compute(job, store)
+
+
+def _compute(job: Job, store: Store) -> tuple[str, dict[str, Any]]:
+    import torch
+
+    from ..evaluate import _encode
+
     mine = code_version(job.kind)
     if mine != job.key["code"]:
         raise MedbenchError(
@@ -130,14 +139,18 @@ def compute_cell(job: Job) -> tuple[str, dict[str, Any]]:
     torch.set_num_threads(job.threads)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ctx, entry = _context(job, store)
-    t0 = time.perf_counter()  # the threat's own time, as benchmark() counts it (not model loading)
+    t0, c0 = time.perf_counter(), time.process_time()  # the threat's own time, as benchmark() counts it
     fields, reused = _run(job, ctx, entry)
     wall = 0.0 if reused is not None else time.perf_counter() - t0
+    # per stage as benchmark() records them: the runner's inner stages (attacks, curve points), else one
+    stages = {} if reused is not None else (ctx.stage_times or {job.kind: {"wall": wall,
+                                                                            "cpu": time.process_time() - c0}})
     payload = {
         "format": job.key["format"], "id": job.id, "kind": job.kind, "model_id": job.model_id,
         "dataset": job.dataset, "size": job.size, "key": job.key, "fields": _encode(fields), "reused": reused,
         "measured": {"started_at": started, "wall_time_s": wall, "device": _device_name(ctx.device),
-                     "platform": platform.platform(), "python_version": platform.python_version()},
+                     "platform": platform.platform(), "python_version": platform.python_version(),
+                     "stage_times": stages},
     }
     _maybe_kill(job)
     stored, _ = store.put(payload)

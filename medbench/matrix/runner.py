@@ -19,7 +19,7 @@ from typing import Iterable
 
 from ..errors import MedbenchError
 from .cells import ATTACK_KINDS, Job, cell_id, make_key
-from .store import Store
+from .store import DamagedCellError, Store
 
 
 @dataclass
@@ -110,6 +110,7 @@ class _Plan:
             self.jobs[cid] = Job(id=cid, kind=kind, key=key, model_id=entry.id, dataset=spec.name, size=self.size,
                                  seed=self.seed, device=self.device, batch_size=bs, data_root=str(self.data_root),
                                  protocol_version=self.protocol.version, store=str(self.store.root),
+                                 protocol_data=None if self.protocol.is_standard else self.protocol.data,
                                  threads=self.threads, depends=dict(depends), reuse=prior)
         return cid
 
@@ -169,12 +170,15 @@ def run_matrix(models: str | Iterable[str] = "all", datasets: str | Iterable[str
                data_root: str | os.PathLike | None = None, reuse: str | os.PathLike | None = None,
                allow_unranked: bool = False, address: str | None = None, max_retries: int = 3,
                threads_per_worker: int = 1, pairs: Iterable[tuple[str, str]] | None = None,
-               progress: bool = True) -> MatrixReport:
+               progress: bool = True, protocol=None, recompute_damaged: bool = False) -> MatrixReport:
     """Evaluate registry ``models`` on ``datasets`` under ``threats`` cell by cell; write each result to
     ``<out>/<dataset>/<model>.json`` (``out=None``: only fill the store). ``store`` (default
     ``<cache>/matrix``) keeps finished cells. ``reuse``: a results folder (``<dataset>/<model>.json``)
     whose attack sections are carried over where ``medbench.reuse`` proves them identical. ``pairs``:
-    restrict ``models`` x ``datasets`` to these (dataset, model id) pairs."""
+    restrict ``models`` x ``datasets`` to these (dataset, model id) pairs. ``protocol``: a ``Protocol``
+    (e.g. a derived one) instead of the current version. Stored cells that are damaged or tampered with
+    raise :class:`~.store.DamagedCellError` naming every one, before anything runs; with
+    ``recompute_damaged`` they are set aside and computed again."""
     from tqdm.auto import tqdm
 
     from ..data import get_spec
@@ -187,7 +191,7 @@ def run_matrix(models: str | Iterable[str] = "all", datasets: str | Iterable[str
     if workers < 1:
         raise MedbenchError(f"--workers must be at least 1 (got {workers}).")
     t_start = time.perf_counter()
-    proto = load_protocol()
+    proto = protocol if protocol is not None else load_protocol()
     st = Store(store if store is not None else cache_root() / "matrix")
     dev = str(device) if device is not None else str(default_device())
     entries = select(models, datasets, pairs)
@@ -210,11 +214,16 @@ def run_matrix(models: str | Iterable[str] = "all", datasets: str | Iterable[str
                             + (f", skipped {report.skipped}" if report.skipped else ""))
         bar.update(1)
 
+    stored, damaged = st.scan(p.jobs)
+    if damaged and not recompute_damaged:
+        bar.close()
+        raise DamagedCellError(st, damaged)
+    for cid in damaged:
+        st.set_aside(cid)
     pending: list[Job] = []
     for job in p.jobs.values():
-        payload = st.get(job.id)
-        if payload is not None:
-            done[job.id] = payload
+        if job.id in stored:
+            done[job.id] = stored[job.id]
             note("stored")
         else:
             pending.append(job)

@@ -2,8 +2,8 @@
 
 Plan: per (model, dataset) an ``admission`` and a ``clean`` cell, then one cell per further threat;
 corruption cells also read the pinned reference model's clean and corruption cells (BE / rBE), which
-are planned even when that model is not among ``models``. Schedule: a cell starts when the cells it
-reads are finished; attack cells also wait for the model's admission, and are skipped (with
+are planned even when that model is not among ``models``. Schedule (``graphlib.TopologicalSorter``): a
+cell starts when the cells it reads are finished; attack cells also wait for the model's admission, and are skipped (with
 ``allow_unranked``) or the model's result is refused (without it) when it is not admitted, as in
 ``benchmark()``. Stored cells are never recomputed. Results go to ``<out>/<dataset>/<model>.json``.
 """
@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Iterable
 
@@ -220,52 +222,59 @@ def run_matrix(models: str | Iterable[str] = "all", datasets: str | Iterable[str
         raise DamagedCellError(st, damaged)
     for cid in damaged:
         st.set_aside(cid)
-    pending: list[Job] = []
-    for job in p.jobs.values():
-        if job.id in stored:
-            done[job.id] = stored[job.id]
-            note("stored")
-        else:
-            pending.append(job)
-    ex = make_executor(executor, workers, address=address, max_retries=max_retries) if pending else None
+    for cid, payload in stored.items():
+        done[cid] = payload
+        note("stored")
+    # the graph: a cell waits for the cells it reads; an attack cell also for its model's admission and clean
+    graph = {cid: set(job.depends.values()) | set(gates.get(cid, ())) for cid, job in p.jobs.items()}
+    order = TopologicalSorter(graph)
+    order.prepare()
+    waiting: deque[str] = deque()  # ready to run, waiting for a free worker
+    ex = None
     inflight: dict = {}
+
+    def settle(cid: str) -> bool:
+        """Resolve a ready cell that needs no worker (stored, failed upstream, skipped); True if resolved."""
+        blockers = graph[cid]
+        if cid in done:
+            return True
+        if any(b in failed for b in blockers):
+            failed[cid] = next(failed[b] for b in blockers if b in failed)
+            bar.update(1)
+            return True
+        if cid in gates and cid not in required and not_admitted(
+                {k: done[c] for k, c in zip(("admission", "clean"), gates[cid])}):
+            skipped.add(cid)
+            note("skipped")
+            return True
+        return False
+
     try:
-        while pending or inflight:
-            for job in list(pending):
-                blockers = list(job.depends.values()) + list(gates.get(job.id, ()))
-                if any(b in failed for b in blockers):
-                    failed[job.id] = next(failed[b] for b in blockers if b in failed)
-                    pending.remove(job)
-                    bar.update(1)
-                    continue
-                if not all(b in done for b in blockers):
-                    continue
-                if job.id in gates and not_admitted({k: done[c] for k, c in zip(("admission", "clean"), gates[job.id])}):
-                    if job.id not in required:
-                        skipped.add(job.id)
-                        pending.remove(job)
-                        note("skipped")
-                        continue
-                if len(inflight) >= workers:
-                    continue
+        while order.is_active():
+            for cid in order.get_ready():
+                if settle(cid):
+                    order.done(cid)
+                else:
+                    waiting.append(cid)
+            while waiting and len(inflight) < workers:
+                job = p.jobs[waiting.popleft()]
                 job.inputs = {role: done[cid] for role, cid in job.depends.items()}
+                ex = ex or make_executor(executor, workers, address=address, max_retries=max_retries)
                 inflight[ex.submit(job)] = job
-                pending.remove(job)
             if not inflight:
-                if pending:
-                    raise RuntimeError(f"matrix scheduler stuck with {len(pending)} pending cells")
-                break
+                continue  # cells resolved without a worker may have made others ready
             for handle, result, exc in ex.wait(inflight):
                 job = inflight.pop(handle)
                 job.inputs = {}
                 if exc is not None:
                     failed[job.id] = f"{job.kind} cell failed: {type(exc).__name__}: {exc}"
                     bar.update(1)
-                    continue
-                status, payload = result
-                payload, _ = st.put(payload)  # a no-op when the worker stored it (same filesystem)
-                done[job.id] = payload
-                note(status)
+                else:
+                    status, payload = result
+                    payload, _ = st.put(payload)  # a no-op when the worker stored it (same filesystem)
+                    done[job.id] = payload
+                    note(status)
+                order.done(job.id)
     finally:
         if ex is not None:
             ex.close()

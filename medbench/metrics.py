@@ -13,7 +13,6 @@ Accuracy and AUC equal ``medmnist.evaluator.getACC`` / ``getAUC`` on the same pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -400,5 +399,3 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     chosen = [rng.choice(np.flatnonzero(keys == c), size=t, replace=False) for c, t in zip(classes, take)]
     return np.sort(np.concatenate(chosen))
 
-
-MetricFn = Callable[[np.ndarray, np.ndarray], float]

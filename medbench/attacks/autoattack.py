@@ -35,7 +35,6 @@ from ..data import DatasetSpec
 from ..errors import MedbenchError
 from ..schema import AttackConfig
 
-WHITE_BOX = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t")
 CLEAN = "clean"  # ``broken_by`` value of a point misclassified without attack
 
 

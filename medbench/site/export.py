@@ -165,12 +165,6 @@ CSV_TAIL = ["architecture", "method", "extra_data", "venue", "reported_clean_auc
             "reported_robust_accuracy", "result_sha256"]
 
 
-def results_csv(boards: dict[str, DatasetBoard], only: str | None = None) -> str:
-    """One row per ranked-table entry. Fractions in [0, 1]; every interval is a pair of columns
-    ``<metric>_ci_low`` and ``<metric>_ci_high`` (95% bootstrap)."""
-    return format_csv([csv_part(b) for b in boards.values() if only is None or b.dataset == only])
-
-
 def csv_part(board: DatasetBoard) -> dict:
     """A board's CSV rows as data (JSON-safe, so an incremental build can keep them): ``threats`` (the
     board's robust columns) and ``rows``, each its cells with one robust triple per threat in that order."""

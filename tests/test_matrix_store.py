@@ -189,3 +189,28 @@ def test_run_takes_set_and_records_stage_times(env):
     assert {"admission", "clean", "Linf-2/255/apgd-ce"} <= set(stages), stages
     assert set(res.provenance.cpu_time_per_stage_s) == set(stages)
     assert res.adversarial["Linf-2/255"].subset.n == 24
+
+
+def test_a_refused_model_is_an_outcome_not_a_failed_run(env, capsys):
+    from medbench.cli import main
+
+    code = main(["run", "--models", "Baseline_MobileNetV3S050_PGDAT", "--datasets", "breastmnist", "--threats",
+                 "clean", "--store", str(env / "store"), "--out", str(env / "out"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "1 models not admitted" in captured.out
+    assert "not admitted, no result written: breastmnist/Baseline_MobileNetV3S050_PGDAT" in captured.err
+    assert "--allow-unranked" in captured.err and not (env / "out" / "breastmnist").exists()
+
+
+@pytest.mark.parametrize("setting, says", [("adversarial.subset_size=abc", "is an integer (now 1000), got a string"),
+                                           ("adversarial.subset_size=-5", "must not be negative"),
+                                           ("adversarial.subset_size=[1", "not valid YAML")])
+def test_a_bad_set_value_is_a_clear_error(env, capsys, setting, says):
+    from medbench.cli import main
+
+    for command in (["run", "--models", MODEL, "--datasets", "breastmnist", "--store", str(env / "store")],
+                    ["evaluate", MODEL, "--dataset", "breastmnist"]):
+        code = main([*command, "--set", setting, "--quiet"])
+        err = capsys.readouterr().err
+        assert code != 0 and says in err and "Traceback" not in err, err

@@ -111,5 +111,34 @@ def protocol_from_settings(settings: list[str], track: str = "full"):
                                     "(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, "
                                     f"corruptions.include=[pixelate]); see medbench/protocols/{protocol_file(proto.version)}.")
             node = node[part]
-        changes[key] = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise MedbenchError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]}).") from None
+        if key not in OPTIONAL_KEYS:
+            _check_like(item, value, node)
+        changes[key] = value
     return proto.derive(**changes) if changes else proto
+
+
+def _check_like(item: str, value, current) -> None:
+    """A --set value must have the protocol value's type (an int where an int is, a number where a float
+    is, ...) and, for numbers, not be negative: a typo is an error here, not a traceback later."""
+    from ..errors import MedbenchError
+
+    def kind(v) -> str:
+        if isinstance(v, bool):
+            return "true or false"
+        if isinstance(v, int):
+            return "an integer"
+        if isinstance(v, float):
+            return "a number"
+        return {str: "a string", list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+    want = kind(current)
+    ok = kind(value) == want or (want == "a number" and kind(value) == "an integer")
+    if not ok:
+        raise MedbenchError(f"--set {item!r}: this protocol value is {want} (now {current!r}), got {kind(value)} "
+                            f"{value!r}.")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise MedbenchError(f"--set {item!r}: must not be negative (now {current!r}).")

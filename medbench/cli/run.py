@@ -98,12 +98,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"note: protocol does not define {', '.join(threats)} for {dataset}; left out there", file=sys.stderr)
     print(f"{report.cells} cells: {report.computed} computed, {report.reused} reused from earlier results, "
           f"{report.stored} already stored, {report.skipped} skipped (not admitted); "
-          f"{len(report.results)} results in {report.wall_time_s:.1f}s")
+          f"{len(report.results)} results, {len(report.refused)} models not admitted, {len(report.failed)} failed, "
+          f"in {report.wall_time_s:.1f}s")
     for (dataset, model_id), path in report.results.items():
         if path is not None:
             print(f"  {dataset}/{model_id} -> {path}")
-    for (dataset, model_id), why in report.refused.items():
-        print(f"refused {dataset}/{model_id}: {why}", file=sys.stderr)
+    for (dataset, model_id), why in report.refused.items():  # an outcome, not a failure (exit code 0)
+        print(f"not admitted, no result written: {dataset}/{model_id}: {why} (--allow-unranked writes it, "
+              "never ranked)", file=sys.stderr)
     for (dataset, model_id), why in report.failed.items():
         print(f"failed {dataset}/{model_id}: {why}", file=sys.stderr)
     return 0 if report.ok else 1

@@ -41,7 +41,8 @@ class MatrixReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.refused
+        """No cell failed. A refused model is an outcome (reported), not a failed run."""
+        return not self.failed
 
 
 def _as_list(value: str | Iterable[str]) -> list[str]:
@@ -299,8 +300,4 @@ def run_matrix(models: str | Iterable[str] = "all", datasets: str | Iterable[str
             result.to_json(path)
         report.results[(dataset, model_id)] = path
     report.wall_time_s = time.perf_counter() - t_start
-    if progress:
-        for (dataset, model_id), why in report.refused.items():
-            print(f"refused {dataset}/{model_id}: not admitted ({why}); pass --allow-unranked to write its "
-                  "result anyway (never ranked, attacks skipped)", file=sys.stderr)
     return report

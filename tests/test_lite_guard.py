@@ -1,7 +1,8 @@
 """The lite track's masking guard (protocol lite2, issue "A gate that holds", item 3), on real BreastMNIST with
 the zoo's ERM ResNet-8 wrapped the way a careless or hostile submitter would wrap it: an attack detector
 (off-grid inputs rounded back to the uint8 grid, zero gradient there), the same with a tiny gradient leak, and
-NaN logits off the grid. None of them may be ordered among the lite results by robust balanced accuracy, and
+NaN logits off the grid, and (no rounding) a tiny oscillating term whose gradient misleads every
+gradient-based attack. None of them may be ordered among the lite results by robust balanced accuracy, and
 each is told why; the plain zoo model stays ordered. The subset is reduced to keep the tests short; the attacks,
 the guard and admission are the lite protocol's own."""
 
@@ -82,6 +83,15 @@ class RoundedWithMisleadingLeak(Wrapped):
         return z + leak * torch.tensor([0.0, 1.0])
 
 
+class Wiggle(Wrapped):
+    """No rounding: the class-1 logit gains 1e-3 sum(sin(1e5 x)), a few hundredths at most, whose gradient
+    (up to 100 per pixel) drowns the model's own everywhere, on the grid too, so FGSM is misled as well."""
+
+    def forward(self, x):
+        wiggle = 1e-3 * torch.sin(1e5 * x).flatten(1).sum(1, keepdim=True)
+        return self.base(x) + wiggle * torch.tensor([0.0, 1.0])
+
+
 class NaNOffGrid(Wrapped):
     def forward(self, x):
         out = self.base(x)
@@ -115,7 +125,8 @@ def test_an_attack_detector_is_listed_apart_with_the_guards_message(erm, base, r
                out=tmp_path / "lite" / "breastmnist" / "Detector.json")
     base.to_json(tmp_path / "lite" / "breastmnist" / "Baseline_ResNet8_ERM.json")
     assert det.admitted and not det.reliable  # same answers on every real image: admission cannot tell
-    assert det.adversarial[HEADLINE].robust_balanced_accuracy > base.adversarial[HEADLINE].robust_balanced_accuracy + 0.3
+    detected, honest = (r.adversarial[HEADLINE].robust_balanced_accuracy for r in (det, base))
+    assert detected > honest + 0.3  # what it would have claimed
     msgs = failed(det)
     assert "masked" in msgs["whitebox_beats_square"] and "single gradient step" in msgs["whitebox_beats_fgsm"]
     page = load_lite(tmp_path / "lite", SMALL)
@@ -140,6 +151,14 @@ def test_a_rounded_model_with_a_gradient_leak_gains_nothing(erm, base, real_root
     assert not_ordered_because(r) or robust <= base.adversarial[HEADLINE].robust_balanced_accuracy + 0.02
     if wrapper is RoundedWithMisleadingLeak:  # its leak leads APGD nowhere: only the guard can tell
         assert not r.reliable and {"whitebox_beats_square", "whitebox_beats_fgsm"} & set(failed(r))
+
+
+def test_a_gradient_that_misleads_everywhere_is_caught_by_square(erm, base, real_root):
+    """The guard that needs no gradient: FGSM follows the same wiggle APGD follows, Square does not."""
+    r = lite(Wiggle(erm), real_root)
+    assert r.admitted and not r.reliable
+    assert "whitebox_beats_square" in failed(r) and "whitebox_beats_fgsm" not in failed(r)
+    assert r.adversarial[HEADLINE].broken_by.count("square") > 0
 
 
 def test_nan_off_the_grid_is_refused_with_its_cause(erm, real_root, tmp_path):

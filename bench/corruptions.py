@@ -1,6 +1,7 @@
 """Corruption speed at 224 px: medbench's batched operations against the ORIGINAL MedMNIST-C package.
 
-For every MedMNIST-C corruption (one dataset's published parameters each, severity 3), on the same
+For every MedMNIST-C corruption (one dataset's published parameters each, severity 3 unless
+``--severities`` names others), on the same
 real images upsampled to 224 px (retinamnist test images for RGB suites, pneumoniamnist for grey):
 - ``medbench``: ``medbench.corruptions.corrupt`` on the batch, in this process;
 - ``original``: ``medmnistc`` 0.1.0 with its own calling protocol image by image, in a worker process
@@ -16,6 +17,7 @@ Also times generating the whole corrupted BreastMNIST and PneumoniaMNIST test se
 Writes bench/results/corruptions.json.
 Usage: MEDBENCH_DATA=/work/shared/data/medmnist python bench/corruptions.py
        [--original-python /work/venv-medmnistc/bin/python] [--repeats 5] [--images 16] [--threads 1]
+       [--only CORRUPTION ...] [--severities 1 2 3 4 5] [--skip-whole]
 """
 
 from __future__ import annotations
@@ -96,17 +98,62 @@ def images_224(spec, n: int, root: Path) -> torch.Tensor:
         img = Image.fromarray(a[0]) if a.shape[0] == 1 else Image.fromarray(a.transpose(1, 2, 0))
         b = np.asarray(img.resize((224, 224), Image.BICUBIC))
         up.append(b[None] if b.ndim == 2 else b.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(up))
+    return torch.from_numpy(np.ascontiguousarray(np.stack(up)))  # N x C x H x W in memory, as load_dataset gives
 
 
-def time_medbench(x: torch.Tensor, spec, name: str, p: dict) -> tuple[float, float]:
+def time_medbench(x: torch.Tensor, spec, name: str, severity: int, p: dict) -> tuple[float, float]:
     c0, w0 = time.process_time(), time.perf_counter()
-    corrupt(x, spec, name, SEVERITY, p)
+    corrupt(x, spec, name, severity, p)
     return time.process_time() - c0, time.perf_counter() - w0
 
 
 def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
+
+
+def time_both(original: "Original", x: torch.Tensor, inp: Path, spec, ds: str, name: str, severity: int, p: dict,
+              repeats: int) -> dict:
+    """One row: medbench and the original on the same images, interleaved repeat by repeat (median reported)."""
+    row = {"corruption": name, "dataset_parameters": ds, "severity": severity, "params": p,
+           "images": len(x), "size": 224, "load_before": _load()}
+    warm = original.run(ds, name, severity, inp)  # warm-up (imports, caches) on both sides
+    time_medbench(x, spec, name, severity, p)
+    if not warm["ok"]:
+        row["original_error"] = warm["error"]
+        print(f"{name:18s} original failed: {warm['error']}", flush=True)
+    mb_cpu, mb_wall, or_cpu, or_wall = [], [], [], []
+    for r in range(repeats):
+        order = ("mb", "or") if r % 2 == 0 else ("or", "mb")  # alternate who goes first
+        for side in order:
+            if side == "mb":
+                c, w = time_medbench(x, spec, name, severity, p)
+                mb_cpu.append(c)
+                mb_wall.append(w)
+            elif warm["ok"]:
+                res = original.run(ds, name, severity, inp)
+                or_cpu.append(res["process_s"])
+                or_wall.append(res["wall_s"])
+    med = {k: statistics.median(v) for k, v in
+           (("mb_cpu", mb_cpu), ("mb_wall", mb_wall), ("or_cpu", or_cpu), ("or_wall", or_wall)) if v}
+    row.update({
+        "medbench_cpu_s": [round(v, 4) for v in mb_cpu], "medbench_wall_s": [round(v, 4) for v in mb_wall],
+        "original_cpu_s": [round(v, 4) for v in or_cpu], "original_wall_s": [round(v, 4) for v in or_wall],
+        "medbench_img_s_cpu": round(len(x) / med["mb_cpu"], 1),
+        "medbench_img_s_wall": round(len(x) / med["mb_wall"], 1),
+    })
+    if or_cpu:
+        row.update({
+            "original_img_s_cpu": round(len(x) / med["or_cpu"], 1),
+            "original_img_s_wall": round(len(x) / med["or_wall"], 1),
+            "speed_ratio_cpu": round(med["or_cpu"] / med["mb_cpu"], 2),
+            "speed_ratio_wall": round(med["or_wall"] / med["mb_wall"], 2),
+        })
+    row["load_after"] = _load()
+    print(f"{name:18s} s{severity} medbench {row['medbench_img_s_cpu']:8.1f} img/s CPU   original "
+          f"{row.get('original_img_s_cpu', float('nan')):8.1f} img/s CPU   ratio x"
+          f"{row.get('speed_ratio_cpu', float('nan'))} (wall x{row.get('speed_ratio_wall', float('nan'))})"
+          f"   load {row['load_before'][0]}", flush=True)
+    return row
 
 
 def whole_test_sets(root: Path, proto) -> dict:
@@ -142,6 +189,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per corruption and side (median reported)")
     ap.add_argument("--images", type=int, default=16, help="224-px images per timing (default 16)")
     ap.add_argument("--only", nargs="+", choices=sorted(SOURCE), metavar="CORRUPTION", help="time only these")
+    ap.add_argument("--severities", nargs="+", type=int, default=[SEVERITY], choices=range(1, 6), metavar="S",
+                    help=f"severities to time (default {SEVERITY})")
     ap.add_argument("--skip-whole", action="store_true", help="skip timing the whole 28-px corrupted test sets")
     args = ap.parse_args()
     if not Path(args.original_python).is_file():
@@ -159,54 +208,17 @@ def main() -> None:
                 if args.only and name not in args.only:
                     continue
                 spec = medbench.get_spec(ds)
-                p = corruption_parameters(spec, 224, proto)[name][SEVERITY - 1]
                 x = images_224(spec, args.images, root)
                 inp = Path(tmp) / f"{name}.npz"
                 np.savez(inp, images=x.numpy())
-                row = {"corruption": name, "dataset_parameters": ds, "severity": SEVERITY, "params": p,
-                       "images": len(x), "size": 224, "load_before": _load()}
-                warm = original.run(ds, name, SEVERITY, inp)  # warm-up (imports, caches) on both sides
-                time_medbench(x, spec, name, p)
-                if not warm["ok"]:
-                    row["original_error"] = warm["error"]
-                    print(f"{name:18s} original failed: {warm['error']}", flush=True)
-                mb_cpu, mb_wall, or_cpu, or_wall = [], [], [], []
-                for r in range(args.repeats):
-                    order = ("mb", "or") if r % 2 == 0 else ("or", "mb")  # alternate who goes first
-                    for side in order:
-                        if side == "mb":
-                            c, w = time_medbench(x, spec, name, p)
-                            mb_cpu.append(c)
-                            mb_wall.append(w)
-                        elif warm["ok"]:
-                            res = original.run(ds, name, SEVERITY, inp)
-                            or_cpu.append(res["process_s"])
-                            or_wall.append(res["wall_s"])
-                med = {k: statistics.median(v) for k, v in
-                       (("mb_cpu", mb_cpu), ("mb_wall", mb_wall), ("or_cpu", or_cpu), ("or_wall", or_wall)) if v}
-                row.update({
-                    "medbench_cpu_s": [round(v, 4) for v in mb_cpu], "medbench_wall_s": [round(v, 4) for v in mb_wall],
-                    "original_cpu_s": [round(v, 4) for v in or_cpu], "original_wall_s": [round(v, 4) for v in or_wall],
-                    "medbench_img_s_cpu": round(len(x) / med["mb_cpu"], 1),
-                    "medbench_img_s_wall": round(len(x) / med["mb_wall"], 1),
-                })
-                if or_cpu:
-                    row.update({
-                        "original_img_s_cpu": round(len(x) / med["or_cpu"], 1),
-                        "original_img_s_wall": round(len(x) / med["or_wall"], 1),
-                        "speed_ratio_cpu": round(med["or_cpu"] / med["mb_cpu"], 2),
-                        "speed_ratio_wall": round(med["or_wall"] / med["mb_wall"], 2),
-                    })
-                row["load_after"] = _load()
-                rows.append(row)
-                print(f"{name:18s} medbench {row['medbench_img_s_cpu']:8.1f} img/s CPU   original "
-                      f"{row.get('original_img_s_cpu', float('nan')):8.1f} img/s CPU   ratio x"
-                      f"{row.get('speed_ratio_cpu', float('nan'))} (wall x{row.get('speed_ratio_wall', float('nan'))})"
-                      f"   load {row['load_before'][0]}", flush=True)
+                for severity in args.severities:
+                    rows.append(time_both(original, x, inp, spec, ds, name, severity,
+                                          corruption_parameters(spec, 224, proto)[name][severity - 1], args.repeats))
     finally:
         original.close()
     whole = {} if args.skip_whole else whole_test_sets(root, proto)
-    ratios = {r["corruption"]: r["speed_ratio_cpu"] for r in rows if "speed_ratio_cpu" in r}
+    ratios = {r["corruption"] if len(args.severities) == 1 else f"{r['corruption']}/s{r['severity']}":
+              r["speed_ratio_cpu"] for r in rows if "speed_ratio_cpu" in r}
     summary = {
         "speed_ratio_cpu": ratios,
         "median_speed_ratio_cpu": round(statistics.median(ratios.values()), 2) if ratios else None,

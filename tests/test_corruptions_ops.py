@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import string
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance
 
 import medbench
 from medbench.corruptions import corrupt, corruption_parameters
@@ -197,3 +198,21 @@ def test_protocol_parameter_file_is_complete_and_justified():
                     # successive severities are distinct parameters
                     assert all(a != b for a, b in zip(e["params"], e["params"][1:])), (ds, name, size)
     assert set(doc["medbench-3d"]["parameters"]) == {"28", "64"}
+
+
+@pytest.mark.parametrize("px", [5.85, 6.55, 2.925, 3.275])  # the sizes characters draws at 224 px and at 28 px
+def test_characters_cached_letters_compose_words_as_pillow_draws_them(px):
+    """characters composes words from cached letter renders; they must be Pillow's own rendering of the word."""
+    from medbench.corruptions.ops2d import _font, render_word
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        word = "".join(rng.choice(list(string.ascii_lowercase), int(rng.integers(3, 13))))
+        x, y = float(rng.integers(20, 80)) / 2, float(rng.integers(30, 60)) / 2  # whole and half pixels
+        canvas = Image.new("L", (128, 64), 0)
+        ImageDraw.Draw(canvas).text((x, y), word, fill=255, font=_font(px), anchor="ls")
+        expected = np.asarray(canvas)
+        tile, top, left = render_word(word, x, y, px)
+        got = np.zeros_like(expected)
+        got[top:top + tile.shape[0], left:left + tile.shape[1]] = tile
+        assert np.array_equal(got, expected), (word, x, y, px)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from .inks import inks
-from .common import area_resize, pil_luminance, quantize, to_unit, truncate
+from .common import area_matrix, area_resize, pil_luminance, quantize, to_unit, truncate
 
 Op = Callable[[torch.Tensor, dict, list], torch.Tensor]
 OPS_2D: dict[str, Op] = {}
@@ -457,27 +457,49 @@ def bubble(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
     return _composite(x, masks, 1.0)
 
 
+@lru_cache(maxsize=None)
+def _ink_keep(side: int) -> tuple[torch.Tensor, ...]:
+    """Per ink mask of side ``side``: 1 where the image is kept, 0 under the ink (uint8)."""
+    return tuple(torch.from_numpy(1 - m) for m in inks(side))
+
+
 @op("stain_deposit")
 def stain_deposit(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
     """1..``max_marks`` black ink marks (MedMNIST-C's own binary masks of side ``ink_size``, 224-px units).
 
     As the original: the number of marks, then per mark the mask (one of ten) and its top-left corner
-    in [10, 224 - side - 10]; covered pixels turn black. Drawn at 224 px and area-resized to the image.
+    in [10, 224 - side - 10]; covered pixels turn black. At 224 px the marks are binary and only their
+    pixels are touched; at other sizes they are drawn at 224 px and area-resized to the image.
     """
     max_marks, side = int(p["max_marks"]), int(p.get("ink_size", 24))
+    n_inks = len(inks(side))
+    marks = []  # per image: (ink, top, left) in 224-px units, in the reference's draw order
+    for g in rngs:
+        count = int(g.integers(1, max_marks + 1)) if max_marks > 1 else max_marks
+        placed = []
+        for _ in range(count):
+            ink = int(g.integers(0, n_inks))
+            c0 = int(g.integers(10, CANVAS - side - 10 + 1))
+            r0 = int(g.integers(10, CANVAS - side - 10 + 1))
+            placed.append((ink, r0, c0))
+        marks.append(placed)
+    if x.shape[-1] == CANVAS:
+        out = x.clone()
+        keep = _ink_keep(side)
+        for i, placed in enumerate(marks):
+            for ink, r0, c0 in placed:
+                out[i, :, r0:r0 + side, c0:c0 + side] *= keep[ink]
+        return out
     masks_all = inks(side)
     n, _, h, w = x.shape
     out = torch.empty_like(x)
     for start in range(0, n, 128):  # 224-px masks in chunks: a few MB at a time at any image size
-        chunk = rngs[start:start + 128]
+        chunk = marks[start:start + 128]
         masks = np.zeros((len(chunk), CANVAS, CANVAS), dtype=np.uint8)
-        for i, g in enumerate(chunk):
-            count = int(g.integers(1, max_marks + 1)) if max_marks > 1 else max_marks
-            for _ in range(count):
-                ink = masks_all[int(g.integers(0, len(masks_all)))]
-                c0 = int(g.integers(10, CANVAS - side - 10 + 1))
-                r0 = int(g.integers(10, CANVAS - side - 10 + 1))
-                np.maximum(masks[i, r0:r0 + side, c0:c0 + side], ink, out=masks[i, r0:r0 + side, c0:c0 + side])
+        for i, placed in enumerate(chunk):
+            for ink, r0, c0 in placed:
+                np.maximum(masks[i, r0:r0 + side, c0:c0 + side], masks_all[ink],
+                           out=masks[i, r0:r0 + side, c0:c0 + side])
         alpha = area_resize(torch.from_numpy(masks).double(), w)[:, None]
         out[start:start + len(chunk)] = quantize(to_unit(x[start:start + len(chunk)]) * (1 - alpha))
     return out
@@ -515,37 +537,136 @@ def font_px(scale: float) -> float:
     return 5.85 if scale < 0.165 else 6.55
 
 
+@lru_cache(maxsize=1)
+def _screen_table() -> np.ndarray:
+    """``table[a, b]``: how FreeType's glyphs combine in Pillow's text bitmap, a + b - a * b / 255 (rounded)."""
+    a = np.arange(256, dtype=np.int32)[:, None]
+    b = np.arange(256, dtype=np.int32)[None, :]
+    t = a * b + 128
+    return (a + b - (((t >> 8) + t) >> 8)).astype(np.uint8)
+
+
+@lru_cache(maxsize=4096)
+def _glyph(letter: str, px: float, fx: float, fy: float) -> tuple[np.ndarray, int, int]:
+    """Pillow's anti-aliased ``letter`` with its pen at fractional offset (fx, fy) of a pixel, left-baseline
+    anchored: (uint8 coverage, its top row and left column relative to the pen's whole pixel)."""
+    pad = int(math.ceil(2 * px)) + 4
+    tile = Image.new("L", (4 * pad, 4 * pad), 0)
+    ImageDraw.Draw(tile).text((pad + fx, 2 * pad + fy), letter, fill=255, font=_font(px), anchor="ls")
+    a = np.asarray(tile)
+    rows, cols = np.nonzero(a)
+    if len(rows) == 0:
+        return np.zeros((0, 0), dtype=np.uint8), 0, 0
+    top, left = int(rows.min()), int(cols.min())
+    return a[top:rows.max() + 1, left:cols.max() + 1].copy(), top - 2 * pad, left - pad
+
+
+@lru_cache(maxsize=1024)
+def _advance(letter: str, px: float) -> float:
+    return _font(px).getlength(letter)
+
+
+def render_word(word: str, x: float, y: float, px: float) -> tuple[np.ndarray, int, int]:
+    """``word`` as Pillow's ``ImageDraw.text((x, y), word, fill=255, anchor="ls")`` draws it on a black
+    canvas (x, y >= 0), composed from cached letters: (uint8 coverage, top row, left column).
+
+    Pillow's basic layout puts each glyph at the pen advanced by the previous glyphs' (whole-pixel)
+    advances, without kerning, and composes the glyphs with a screen blend (a + b - a * b / 255);
+    tests/test_corruptions_ops.py checks the equality with Pillow's own rendering.
+    """
+    placed, pen = [], x
+    for letter in word:
+        ix, iy = int(pen), int(y)
+        g, dr, dc = _glyph(letter, px, pen - ix, y - iy)
+        if g.size:
+            placed.append((g, iy + dr, ix + dc))
+        pen += _advance(letter, px)
+    if not placed:
+        return np.zeros((0, 0), dtype=np.uint8), 0, 0
+    top, left = min(r for _, r, _ in placed), min(c for _, _, c in placed)
+    bottom = max(r + g.shape[0] for g, r, _ in placed)
+    right = max(c + g.shape[1] for g, _, c in placed)
+    tile = np.zeros((bottom - top, right - left), dtype=np.uint8)
+    screen = _screen_table()
+    for g, r, c in placed:
+        t = tile[r - top:r - top + g.shape[0], c - left:c - left + g.shape[1]]
+        t[...] = screen[t, g]
+    return tile, top, left
+
+
+def _word_alpha(word: str, x: float, y: float, px: float, cs: int, w: int) -> tuple[np.ndarray, int, int] | None:
+    """Coverage in [0, 1] of ``word`` drawn on a ``cs`` canvas and area-resized to ``w``, over its box
+    only: (float64 alpha, top row, left column in the image), or None when nothing lands on the canvas."""
+    tile, top, left = render_word(word, x, y, px)
+    r0, c0 = max(top, 0), max(left, 0)  # clipped to the canvas, as drawing on it clips
+    r1, c1 = min(top + tile.shape[0], cs), min(left + tile.shape[1], cs)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    a = tile[r0 - top:r1 - top, c0 - left:c1 - left] / 255.0
+    if cs == w:
+        return a, r0, c0
+    mh, mw = area_matrix(cs, w)[:, r0:r1], area_matrix(cs, w)[:, c0:c1]  # the rows / columns it reaches
+    rows, cols = np.nonzero(mh.numpy().any(1))[0], np.nonzero(mw.numpy().any(1))[0]
+    o0, o1, p0, p1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return (mh[o0:o1].numpy() @ a @ mw[p0:p1].numpy().T), o0, p0
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    (ta, la, ha, wa), (tb, lb, hb, wb) = a, b
+    return ta < tb + hb and tb < ta + ha and la < lb + wb and lb < la + wa
+
+
 @op("characters")
 def characters(x: torch.Tensor, p: dict, rngs: list) -> torch.Tensor:
     """1..``max_words`` random lower-case words of 3..``max_letters`` letters in random colours.
 
     Random draws in the reference's order (words; per word: letters, font scale, each letter,
     x, y, colour), positions in 224-px units; grey images take the colour's Pillow luminance.
+    Words are composed from cached letter renders (:func:`render_word`) and blended over their own
+    boxes only (an image whose words overlap, over their joint box, word after word).
     """
     n, c, h, w = x.shape
     cs = canvas_size(w)
     k = cs / CANVAS
     max_words, max_letters = int(p["max_words"]), int(p["max_letters"])
-    layers, colours, owner = [], [], []
+    out = x.clone()
+    boxes = []  # (image, top, left, height, width, [(alpha, top, left, colour) in drawing order])
     for i, g in enumerate(rngs):
+        words = []
         for _ in range(int(g.integers(1, max_words + 1))):
             letters = int(g.integers(3, max_letters + 1))
             scale = int(g.integers(14, int(p["max_font_scale"] * 100) + 1)) / 100.0
             word = "".join(string.ascii_lowercase[int(g.integers(0, 26))] for _ in range(letters))
             ox = int(g.integers(10, max(11, CANVAS - 8 * letters + 1)))
             oy = int(g.integers(10, CANVAS - 10 + 1))
-            rgb = np.array([int(g.integers(0, 256)) for _ in range(3)])
-            layer = Image.new("L", (cs, cs), 0)
-            ImageDraw.Draw(layer).text((ox * k, oy * k), word, fill=255, font=_font(max(2.0, font_px(scale) * k)),
-                                       anchor="ls")
-            layers.append(np.asarray(layer))
-            lum = (int(rgb[0]) * 19595 + int(rgb[1]) * 38470 + int(rgb[2]) * 7471 + 0x8000) >> 16
-            colours.append(rgb / 255.0 if c == 3 else np.array([lum / 255.0]))
-            owner.append(i)
-    out = to_unit(x)
-    if not layers:
-        return x.clone()
-    alphas = area_resize(torch.from_numpy(np.stack(layers) / 255.0), w)  # all words in one resize
-    for alpha, colour, i in zip(alphas, colours, owner):  # in drawing order: later words cover earlier ones
-        out[i] = out[i] * (1 - alpha) + torch.from_numpy(colour)[:, None, None] * alpha
-    return quantize(out)
+            rgb = [int(g.integers(0, 256)) for _ in range(3)]
+            drawn = _word_alpha(word, ox * k, oy * k, max(2.0, font_px(scale) * k), cs, w)
+            if drawn is None:
+                continue
+            lum = (rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000) >> 16
+            colour = np.array(rgb if c == 3 else [lum], dtype=np.float64) / 255.0
+            words.append((*drawn, colour[:, None, None]))
+        extents = [(t, l, a.shape[0], a.shape[1]) for a, t, l, _ in words]
+        if any(_overlap(a, b) for j, a in enumerate(extents) for b in extents[j + 1:]):
+            top, left = min(e[0] for e in extents), min(e[1] for e in extents)
+            bottom, right = max(e[0] + e[2] for e in extents), max(e[1] + e[3] for e in extents)
+            boxes.append((i, top, left, bottom - top, right - left, words))
+        else:
+            boxes += [(i, t, l, a.shape[0], a.shape[1], [(a, t, l, col)]) for a, t, l, col in words]
+    if not boxes:
+        return out
+    # every box of the batch converted to float and back in one go; the words blended box by box
+    arr = out.numpy()
+    sizes = [c * hh * ww for _, _, _, hh, ww, _ in boxes]
+    flat = to_unit(torch.from_numpy(np.concatenate(
+        [arr[i, :, t:t + hh, l:l + ww].reshape(-1) for i, t, l, hh, ww, _ in boxes]))).numpy()
+    starts = np.cumsum([0] + sizes[:-1]).tolist()
+    for (i, top, left, hh, ww, members), o, size in zip(boxes, starts, sizes):
+        v = flat[o:o + size].reshape(c, hh, ww)
+        for alpha, t, l, colour in members:  # later words cover earlier ones
+            sub = v[:, t - top:t - top + alpha.shape[0], l - left:l - left + alpha.shape[1]]
+            sub[...] = sub * (1 - alpha) + colour * alpha
+    q = quantize(torch.from_numpy(flat)).numpy()
+    for (i, top, left, hh, ww, _), o, size in zip(boxes, starts, sizes):
+        arr[i, :, top:top + hh, left:left + ww] = q[o:o + size].reshape(c, hh, ww)
+    return out

@@ -1,23 +1,23 @@
 """``benchmark()``: run the protocol on one model and return an :class:`EvaluationResult`.
 
 Each threat is a runner ``run(ctx) -> dict`` returning the result fields it fills; runners live in
-the module that owns the threat (see ``THREAT_RUNNERS``). With ``out=...`` the run is resumable:
-each finished threat is stored beside the output, and a re-run with the same path continues.
+the module that owns the threat (see ``THREAT_RUNNERS``). ``benchmark()`` is the matrix's engine run
+in process: each stage is a cell computed by :func:`medbench.engine.compute_payload`, and the result
+is assembled from the cells by :func:`medbench.matrix.assemble.assemble`, exactly as ``medbench run``
+builds it. With ``out=...`` the cells are kept in a store beside the output (``<out>.cells/``) until
+the result is written: a re-run with the same path continues, attacks from their last checkpoint.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
+import contextlib
+import hashlib
 import importlib
-import json
+import inspect
 import os
-import platform
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,11 +27,15 @@ from torch import nn
 
 from . import metrics as M
 from .data import DatasetSpec, Split, get_spec, load_dataset
-from .errors import InvalidModelError, MedbenchError
+from .engine import ATTACK_KINDS as ATTACK_THREATS, compute_payload, decode_fields, medbench_version  # noqa: F401
+from .errors import InvalidModelError
 from .inference import TwoLogits, default_batch_size, default_device, predict_logits
 from .paths import data_root as resolve_data_root
 from .protocol import CURRENT_VERSION, Protocol, load_protocol
-from .schema import CleanMetrics, EvaluationResult, Interval, Provenance
+from .matrix.assemble import assemble, not_admitted, skip_message
+from .matrix.cells import CELL_FORMAT, cell_id, code_version
+from .matrix.store import Store
+from .schema import CleanMetrics, EvaluationResult, Interval
 
 # threat name -> "module:function". A runner takes an EvalContext and returns result fields.
 THREAT_RUNNERS: dict[str, str] = {
@@ -42,7 +46,6 @@ THREAT_RUNNERS: dict[str, str] = {
     "curves": "medbench.attacks.evaluation:run_curves",
 }
 ALL_THREATS = tuple(THREAT_RUNNERS)
-ATTACK_THREATS = ("Linf", "L2", "curves")  # skipped for a model that is not admitted
 
 
 @dataclass
@@ -75,26 +78,8 @@ class EvalContext:
         return self.split.labels
 
 
-@functools.lru_cache(maxsize=1)
-def _library_versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("numpy", "medmnist", "pyautoattack", "scikit-learn", "pydantic", "safetensors", "huggingface-hub",
-                "timm"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def medbench_version() -> str:
-    try:
-        return version("medbench")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def _resolve_runner(threat: str):
+def resolve_runner(threat: str):
+    """The threat runner ``run(ctx) -> result fields`` of ``threat`` (see ``THREAT_RUNNERS``)."""
     if threat not in THREAT_RUNNERS:
         raise ValueError(f"Unknown threat {threat!r}; choose from {', '.join(ALL_THREATS)}.")
     module, func = THREAT_RUNNERS[threat].split(":")
@@ -198,16 +183,6 @@ def _finite(x: float) -> float | None:
     return None if x is None or np.isnan(x) else float(x)
 
 
-def _merge(fields: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if key == "adversarial":
-            fields.setdefault("adversarial", {}).update(value)
-        elif key == "checks":
-            fields.setdefault("checks", []).extend(value)
-        else:
-            fields[key] = value
-
-
 def protocol_threats(spec: DatasetSpec, protocol: Protocol) -> list[str]:
     """The threats ``protocol`` defines for ``spec``: no L2 track for 3D data, no adversarial track
     (Linf, L2, curves) for multi-label or excluded datasets."""
@@ -225,7 +200,9 @@ def protocol_threats(spec: DatasetSpec, protocol: Protocol) -> list[str]:
     return out
 
 
-def _normalise_threats(threats: str | Iterable[str], spec: DatasetSpec, protocol: Protocol) -> list[str]:
+def normalise_threats(threats: str | Iterable[str], spec: DatasetSpec, protocol: Protocol) -> list[str]:
+    """``threats`` (names, comma lists, ``all``) as the protocol's threat names, clean first; an unknown name or
+    one the protocol does not define raises ``ValueError`` saying which exist."""
     items = [threats] if isinstance(threats, str) else list(threats)
     out: list[str] = []
     for item in items:
@@ -276,7 +253,7 @@ def benchmark(
     ``threats``: any of ``clean``, ``corruptions``, ``Linf``, ``L2``, ``curves``, or ``all`` (every
     threat the protocol defines for the dataset: no L2 for 3D, no attacks for ChestMNIST); clean is
     always included. With ``out``, the result JSON is written there and the run is
-    resumable: finished threats are kept in ``<out>.partial/`` until the run completes.
+    resumable: finished cells are kept in ``<out>.cells/`` until the run completes.
     ``reuse``: an earlier result (object or JSON path) of the same weights on the same data whose
     attack sections (Linf, L2, curves) are carried over when they were computed exactly as this run
     would compute them (see ``medbench.reuse``); recorded in ``provenance.reused``.
@@ -289,7 +266,7 @@ def benchmark(
     spec = get_spec(dataset)
     spec.check_size(size)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol or CURRENT_VERSION)
-    threat_list = _normalise_threats(threats, spec, proto)
+    threat_list = normalise_threats(threats, spec, proto)
     dev = torch.device(device) if device is not None else default_device()
 
     if isinstance(model, str):
@@ -314,112 +291,101 @@ def benchmark(
         seed=seed, protocol=proto, data_root=resolve_data_root(data_root), progress=progress,
         reference=reference, model_id=model_id,
     )
-
-    state_dir = Path(str(out) + ".partial") if out is not None else None
-    identity = {"model_id": model_id, "weights_sha256": weights_sha256, "dataset": spec.name, "size": size,
-                "seed": seed, "protocol_sha256": proto.sha256(), "data_md5": split.md5}
-    done: dict[str, Any] = _load_state(state_dir, identity)
-    ctx.state_dir = state_dir
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    fields: dict[str, Any] = {}
-    times: dict[str, float] = {}
-    stage_times: dict[str, dict[str, float]] = {}  # stage -> {"wall": s, "cpu": s}
-    for name, payload in done.get("threats", {}).items():
-        _merge(fields, _decode(payload["fields"]))
-        times[name] = payload["wall_time_s"]
-        stage_times.update(payload.get("stage_times", {}))
-    ctx.results = fields
-
-    reused: dict[str, Any] = {}
-    found: dict[str, Any] = {}  # merged in the threat loop, after admission (a refused model gets none)
-    if reuse is not None:
+    # the cells of this run, kept beside ``out`` until the result is written: the run's resume state
+    store = Store(Path(str(out) + ".cells")) if out is not None else None
+    cells = _Cells(ctx, store, weights_sha256, reference, checks)
+    if reuse is not None and progress:
         from .reuse import reusable_sections
 
-        found, notes = reusable_sections(reuse, ctx, [t for t in threat_list if t not in done.get("threats", {})],
-                                         weights_sha256)
-        if progress:
-            for note in notes:
-                print(f"not reused, recomputing {note}", file=sys.stderr)
-
-    if checks and "admission" not in done.get("threats", {}):
-        t0, c0 = time.perf_counter(), time.process_time()
-        from .checks import admission_checks
-
-        verdicts = admission_checks(ctx)
-        _merge(fields, {"checks": verdicts})
-        times["admission"] = time.perf_counter() - t0
-        stage_times["admission"] = {"wall": times["admission"], "cpu": time.process_time() - c0}
-        _refuse_unless_allowed(fields, allow_unranked)
-        _save_state(state_dir, identity, done, "admission", {"checks": verdicts}, times["admission"],
-                    {"admission": stage_times["admission"]})
-    elif checks:  # resumed: a refusal stored by an earlier --allow-unranked run still needs the flag
-        _refuse_unless_allowed(fields, allow_unranked)
-
-    skipped: dict[str, str] = {}
-    for threat in threat_list:
-        if threat in ATTACK_THREATS and (failed := _failed_admission(fields)):
-            skipped[threat] = ("not run: the model is not admitted (" + ", ".join(v.name for v in failed)
-                               + "), and attacking it would measure nothing")
-            print(f"medbench: skipping {threat}: {skipped[threat]}", file=sys.stderr, flush=True)
-            continue
-        if threat in found:
-            update, reused[threat] = found[threat]
-            _merge(fields, update)
-            times[threat] = 0.0
-            if progress:
-                print(f"{threat}: reused from the earlier result (protocol {reused[threat].from_protocol_version})",
-                      file=sys.stderr)
-            continue
-        if threat not in done.get("threats", {}):
-            t0, c0 = time.perf_counter(), time.process_time()
-            ctx.stage_times = {}
-            update = _resolve_runner(threat)(ctx)
-            times[threat] = time.perf_counter() - t0
-            # runners with inner stages (attacks, curve points) report them; the others are one stage
-            stages = ctx.stage_times or {threat: {"wall": times[threat], "cpu": time.process_time() - c0}}
-            stage_times.update(stages)
-            _merge(fields, update)
-            _save_state(state_dir, identity, done, threat, update, times[threat], stages)
-        if threat == "clean" and checks:  # admission on the clean pass: before any attack
-            from .checks import clean_admission_checks
-
-            _merge(fields, {"checks": clean_admission_checks(ctx, fields)})
-            _refuse_unless_allowed(fields, allow_unranked)
+        _, notes = reusable_sections(reuse, ctx, [t for t in threat_list if t in ATTACK_THREATS], weights_sha256)
+        for note in notes:
+            print(f"not reused, recomputing {note}", file=sys.stderr)
 
     if checks:
-        from .checks import sanity_checks
+        cells.get("admission")
+        _refuse_unless_allowed(cells.failed_admission(), allow_unranked)
+    for threat in threat_list:
+        if threat in ATTACK_THREATS and (failed := cells.failed_admission()):
+            print(f"medbench: skipping {threat}: {skip_message(failed)}", file=sys.stderr, flush=True)
+            continue
+        payload = cells.get(threat, reuse=reuse if threat in ATTACK_THREATS else None)
+        if payload["reused"] is not None and progress:
+            print(f"{threat}: reused from the earlier result (protocol {payload['reused']['from_protocol_version']})",
+                  file=sys.stderr)
+        if threat == "clean" and checks:  # admission on the clean pass: before any attack
+            _refuse_unless_allowed(cells.failed_admission(), allow_unranked)
 
-        _merge(fields, {"checks": sanity_checks(ctx, fields)})
-
-    result = EvaluationResult(
-        track=proto.track, model_id=model_id or _model_name(model), dataset=spec.name, size=size, task=spec.task,
-        num_classes=spec.num_classes, class_names=list(spec.class_names),
-        threats=[t for t in threat_list if t not in skipped], skipped=skipped,
-        provenance=Provenance(
-            medbench_version=medbench_version(), protocol_version=proto.version, protocol_sha256=proto.sha256(),
-            dataset=spec.name, size=size, split="test", data_file=split.path.name, data_md5=split.md5,
-            weights_sha256=weights_sha256, seed=seed, device=_device_name(dev), torch_version=torch.__version__,
-            library_versions=dict(_library_versions()), python_version=platform.python_version(),
-            platform=platform.platform(), started_at=done.get("started_at", started),
-            wall_time_s=round(sum(times.values()), 3), wall_time_per_threat_s={k: round(v, 3) for k, v in times.items()},
-            wall_time_per_stage_s={k: round(v["wall"], 3) for k, v in stage_times.items()},
-            cpu_time_per_stage_s={k: round(v["cpu"], 3) for k, v in stage_times.items()}, reused=reused,
-        ),
-        **fields,
-    )
+    result = assemble(model_id or _model_name(model), spec, split, threat_list, cells.payloads, seed=seed,
+                      protocol=proto, weights_sha256=weights_sha256, checks=checks)
     if out is not None:
         result.to_json(out)
-        if state_dir is not None and state_dir.exists():
-            shutil.rmtree(state_dir)
+        shutil.rmtree(store.root, ignore_errors=True)
     return result
 
 
-def _failed_admission(fields: dict[str, Any]) -> list:
-    return [v for v in fields.get("checks", []) if v.kind == "admission" and not v.passed]
+class _Cells:
+    """The cells of one ``benchmark()`` run: keyed like the matrix's (what the numbers depend on, the code
+    version), computed in this process by :func:`medbench.engine.compute_payload`, kept in ``store``."""
+
+    def __init__(self, ctx: EvalContext, store: Store | None, weights_sha256: str | None, reference, checks: bool):
+        self.ctx, self.store, self.checks = ctx, store, checks
+        self.payloads: dict[str, dict[str, Any]] = {}
+        self.weights_sha256 = weights_sha256
+        ref = None if reference is None else hashlib.sha256(reference.to_json().encode()).hexdigest()
+        self.base = {"format": CELL_FORMAT, "model": module_identity(ctx.model, weights_sha256),
+                     "model_id": ctx.model_id, "dataset": ctx.spec.name, "size": ctx.size,
+                     "data_md5": ctx.split.md5, "seed": ctx.seed,
+                     "protocol": {"version": ctx.protocol.version, "sha256": ctx.protocol.sha256()},
+                     "device": ctx.device.type, "batch_size": ctx.batch_size, "reference_sha256": ref}
+
+    def get(self, kind: str, reuse=None) -> dict[str, Any]:
+        depends = {"clean": self.payloads["clean"]["id"]} if kind not in ("admission", "clean") else {}
+        key = {**self.base, "kind": kind, "code": code_version(kind), "depends": depends,
+               "checks": self.checks if kind == "clean" else None}
+        cid = cell_id(key)
+        payload = self.store.get(cid) if self.store is not None else None
+        if payload is None:
+            with self.store.computing(cid) if self.store is not None else contextlib.nullcontext():
+                payload = self.store.get(cid) if self.store is not None else None
+                if payload is None:
+                    self.ctx.state_dir = (self.store.partial_dir(cid) if self.store is not None
+                                          and kind in ATTACK_THREATS else None)
+                    payload = compute_payload(kind, self.ctx, cell_id=cid, key=key, model_id=self.ctx.model_id,
+                                              reuse=reuse, weights_sha256=self.weights_sha256, checks=self.checks)
+                    if self.store is not None:
+                        payload, _ = self.store.put(payload)
+        self.payloads[kind] = payload
+        if kind == "clean":  # what the other cells read
+            self.ctx.results = {"clean": decode_fields(payload["fields"])["clean"]}
+        return payload
+
+    def failed_admission(self) -> list:
+        return not_admitted(self.payloads) if self.checks else []
 
 
-def _refuse_unless_allowed(fields: dict[str, Any], allow_unranked: bool) -> None:
-    failed = _failed_admission(fields)
+def module_identity(model: nn.Module, weights_sha256: str | None) -> dict[str, Any]:
+    """What a cell's numbers depend on in ``model``: the weights sha256 when known, the sha256 of every tensor
+    of its state, and of its classes' source code (a forward pass changed in code changes the cells)."""
+    state = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        state.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        try:
+            data = t.numpy()
+        except TypeError:  # dtypes NumPy lacks (bfloat16, ...): their float32 values, exactly
+            data = t.float().numpy()
+        state.update(data.tobytes())
+    code = hashlib.sha256()
+    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        try:
+            text = inspect.getsource(cls)
+        except (OSError, TypeError):  # defined interactively: its name is all there is
+            text = ""
+        code.update(f"{cls.__module__}.{cls.__qualname__}\0{text}\0".encode())
+    return {"weights_sha256": weights_sha256, "state_sha256": state.hexdigest(), "code_sha256": code.hexdigest()}
+
+
+def _refuse_unless_allowed(failed: list, allow_unranked: bool) -> None:
     if failed and not allow_unranked:
         lines = "\n".join(f"  - {v.name}: {v.message}" for v in failed)
         raise InvalidModelError(
@@ -432,65 +398,3 @@ def _refuse_unless_allowed(fields: dict[str, Any], allow_unranked: bool) -> None
 def _model_name(model: nn.Module) -> str:
     """A readable title for tables and figures: a ``model_id`` attribute (set by ``load_model``), else the class."""
     return str(getattr(model, "model_id", None) or type(model).__name__)
-
-
-def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-# ----------------------------------------------------------------------------- resumable state
-
-def _encode(update: dict[str, Any]) -> Any:
-    def enc(v):
-        if hasattr(v, "model_dump"):
-            return {"__model__": type(v).__name__, "data": v.model_dump(mode="json")}
-        if isinstance(v, dict):
-            return {k: enc(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [enc(x) for x in v]
-        return v
-
-    return enc(update)
-
-
-def _decode(payload: Any) -> Any:
-    from . import schema
-
-    if isinstance(payload, dict) and "__model__" in payload:
-        return getattr(schema, payload["__model__"]).model_validate(payload["data"])
-    if isinstance(payload, dict):
-        return {k: _decode(v) for k, v in payload.items()}
-    if isinstance(payload, list):
-        return [_decode(v) for v in payload]
-    return payload
-
-
-def _load_state(state_dir: Path | None, identity: dict) -> dict[str, Any]:
-    if state_dir is None:
-        return {}
-    path = state_dir / "state.json"
-    if not path.is_file():
-        return {}
-    state = json.loads(path.read_text())
-    if state.get("identity") != identity:
-        raise MedbenchError(
-            f"{state_dir} holds a partial run of a different model, dataset, protocol or seed "
-            f"({state.get('identity')}). Fix: choose another --out path, or delete {state_dir} to start over."
-        )
-    return state
-
-
-def _save_state(state_dir: Path | None, identity: dict, state: dict, threat: str, update: dict, wall: float,
-                stage_times: dict[str, dict[str, float]] | None = None) -> None:
-    if state_dir is None:
-        return
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state.setdefault("identity", identity)
-    state.setdefault("started_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    state.setdefault("threats", {})[threat] = {"fields": _encode(update), "wall_time_s": wall,
-                                               "stage_times": stage_times or {}}
-    tmp = state_dir / "state.json.tmp"
-    tmp.write_text(json.dumps(state))
-    tmp.replace(state_dir / "state.json")

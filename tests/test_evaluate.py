@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -120,29 +121,42 @@ def test_autograd_in_forward_is_named_not_mistaken_for_a_shape_error(real_root, 
 
 
 @pytest.mark.realdata
-def test_resume_keeps_finished_threats(real_root, breast_model, tmp_path):
-    out = tmp_path / "r.json"
-    partial = tmp_path / "r.json.partial"
-    first = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False, out=out)
-    assert out.is_file() and not partial.exists()
-    # a partial state left by an interrupted run is picked up, not recomputed
-    partial.mkdir()
-    from medbench.evaluate import _encode
+def test_resume_keeps_finished_cells(real_root, breast_model, tmp_path, monkeypatch):
+    """An interrupted run leaves its finished cells beside ``out``; the re-run uses them (the clean pass is
+    not run again) and ends with the result an uninterrupted run writes; another model's cells are never
+    mixed in; the cells go when the result is written."""
+    import medbench.corruptions.evaluation as corruption_stage
+    import medbench.evaluate as ev
+    from medbench.matrix.assemble import identity
 
-    fake_clean = first.clean.model_copy(update={"balanced_accuracy": 0.123})
-    state = {"identity": {"model_id": None, "weights_sha256": None, "dataset": "breastmnist", "size": 28,
-                          "seed": 0, "protocol_sha256": medbench.load_protocol().sha256(),
-                          "data_md5": first.provenance.data_md5},
-             "threats": {"clean": {"fields": _encode({"clean": fake_clean}), "wall_time_s": 1.0}}}
-    (partial / "state.json").write_text(json.dumps(state))
-    resumed = benchmark(breast_model, "breastmnist", data_root=real_root, progress=False, out=out)
-    assert resumed.clean.balanced_accuracy == 0.123
-    # a state from another run is refused, not silently mixed
-    partial.mkdir()
-    state["identity"]["seed"] = 5
-    (partial / "state.json").write_text(json.dumps(state))
-    with pytest.raises(medbench.errors.MedbenchError, match="different model"):
-        benchmark(breast_model, "breastmnist", data_root=real_root, progress=False, out=out)
+    out, cells = tmp_path / "r.json", tmp_path / "r.json.cells"
+    protocol = medbench.load_protocol().derive(**{"corruptions.include": ["pixelate"]})
+    calls = []
+    real_clean, real_corruptions = ev.run_clean, corruption_stage.run
+    monkeypatch.setattr(ev, "run_clean", lambda ctx: calls.append(ctx.model) or real_clean(ctx))
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(corruption_stage, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        benchmark(breast_model, "breastmnist", threats="clean,corruptions", protocol=protocol, data_root=real_root,
+                  progress=False, out=out)
+    assert not out.exists() and len(list(cells.glob("cells/*/*.json"))) == 2  # admission and clean kept
+    monkeypatch.setattr(corruption_stage, "run", real_corruptions)
+    resumed = benchmark(breast_model, "breastmnist", threats="clean,corruptions", protocol=protocol,
+                        data_root=real_root, progress=False, out=out)
+    assert len(calls) == 1 and out.is_file() and not cells.exists()
+    fresh = benchmark(breast_model, "breastmnist", threats="clean,corruptions", protocol=protocol,
+                      data_root=real_root, progress=False)
+    assert identity(resumed) == identity(fresh)
+    # another model's run on the same path computes its own cells
+    other = copy.deepcopy(breast_model)
+    with torch.no_grad():
+        next(other.parameters()).mul_(0.5)
+    benchmark(other, "breastmnist", threats="clean", protocol=protocol, data_root=real_root, progress=False,
+              out=out, allow_unranked=True)
+    assert len(calls) == 3
 
 
 def test_cli_help_and_unknown_dataset(capsys):
@@ -156,14 +170,14 @@ def test_cli_help_and_unknown_dataset(capsys):
 
 def test_all_means_every_threat_the_protocol_defines_for_the_dataset():
     from medbench.data import get_spec
-    from medbench.evaluate import _normalise_threats, protocol_threats
+    from medbench.evaluate import normalise_threats, protocol_threats
 
     proto = medbench.load_protocol()
     assert protocol_threats(get_spec("breastmnist"), proto) == ["clean", "corruptions", "Linf", "L2", "curves"]
     assert "L2" not in protocol_threats(get_spec("adrenalmnist3d"), proto)  # no L2 track in 3D
     assert protocol_threats(get_spec("chestmnist"), proto) == ["clean", "corruptions"]  # multi-label
-    assert _normalise_threats("all", get_spec("vesselmnist3d"), proto) == ["clean", "corruptions", "Linf", "curves"]
-    assert _normalise_threats(["Linf"], get_spec("breastmnist"), proto) == ["clean", "Linf"]
+    assert normalise_threats("all", get_spec("vesselmnist3d"), proto) == ["clean", "corruptions", "Linf", "curves"]
+    assert normalise_threats(["Linf"], get_spec("breastmnist"), proto) == ["clean", "Linf"]
 
 
 @pytest.mark.parametrize("content, message", [(None, "does not exist"), (b"garbage" * 4, "not a valid safetensors")])

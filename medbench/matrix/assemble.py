@@ -18,6 +18,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+from ..engine import decode_fields, merge_fields
 from ..schema import EvaluationResult, Provenance
 from ..schema.result import ReusedSection
 
@@ -28,12 +29,10 @@ HOST_FIELDS = ("started_at", "wall_time_s", "wall_time_per_threat_s", "wall_time
 
 def not_admitted(cells: dict[str, dict]) -> list:
     """The failed admission verdicts in the admission and clean cells."""
-    from ..evaluate import _decode
-
     out = []
     for kind in ("admission", "clean"):
         if kind in cells:
-            out += [v for v in _decode(cells[kind]["fields"]).get("checks", [])
+            out += [v for v in decode_fields(cells[kind]["fields"]).get("checks", [])
                     if v.kind == "admission" and not v.passed]
     return out
 
@@ -44,19 +43,21 @@ def skip_message(failed: list) -> str:
 
 
 def assemble(model_id: str, spec, split, threats: list[str], cells: dict[str, dict], *, seed: int,
-             protocol, weights_sha256: str) -> EvaluationResult:
-    """The result of ``model_id`` from ``cells`` (kind -> payload; ``admission`` and ``clean`` required;
-    an attack threat without a cell must be one the model's admission skips)."""
+             protocol, weights_sha256: str | None, checks: bool = True) -> EvaluationResult:
+    """The result of ``model_id`` from ``cells`` (kind -> payload; ``admission`` (unless ``checks`` is
+    False: then no admission and no sanity checks) and ``clean`` required; an attack threat without a cell
+    must be one the model's admission skips)."""
     from ..checks import sanity_checks
-    from ..evaluate import _decode, _merge
 
     fields: dict[str, Any] = {}
     times: dict[str, float] = {}
     reused: dict[str, ReusedSection] = {}
     skipped: dict[str, str] = {}
-    used = [cells["admission"]]
-    _merge(fields, _decode(cells["admission"]["fields"]))
-    times["admission"] = cells["admission"]["measured"]["wall_time_s"]
+    used = []
+    if checks:
+        used.append(cells["admission"])
+        merge_fields(fields, decode_fields(cells["admission"]["fields"]))
+        times["admission"] = cells["admission"]["measured"]["wall_time_s"]
     failed = not_admitted(cells)
     for threat in threats:
         if threat not in cells:
@@ -66,19 +67,20 @@ def assemble(model_id: str, spec, split, threats: list[str], cells: dict[str, di
             raise KeyError(f"no {threat} cell for {model_id} ({spec.name})")
         cell = cells[threat]
         used.append(cell)
-        _merge(fields, _decode(cell["fields"]))
+        merge_fields(fields, decode_fields(cell["fields"]))
         times[threat] = cell["measured"]["wall_time_s"]
         if cell.get("reused") is not None:
             reused[threat] = ReusedSection.model_validate(cell["reused"])
     # cells written before stage times were recorded have none: the result then has none either
     stages = {k: v for cell in used for k, v in cell["measured"].get("stage_times", {}).items()}
-    ctx = SimpleNamespace(spec=spec, labels=split.labels, size=split.size, protocol=protocol)
-    _merge(fields, {"checks": sanity_checks(ctx, fields)})
+    if checks:
+        ctx = SimpleNamespace(spec=spec, labels=split.labels, size=split.size, protocol=protocol)
+        merge_fields(fields, {"checks": sanity_checks(ctx, fields)})
     code = cells["clean"]["key"]["code"]
     host = cells["clean"]["measured"]
     return EvaluationResult(
-        model_id=model_id, dataset=spec.name, size=split.size, task=spec.task, num_classes=spec.num_classes,
-        class_names=list(spec.class_names), threats=[t for t in threats if t not in skipped], skipped=skipped,
+        track=protocol.track, model_id=model_id, dataset=spec.name, size=split.size, task=spec.task,
+        num_classes=spec.num_classes, class_names=list(spec.class_names), threats=[t for t in threats if t not in skipped], skipped=skipped,
         provenance=Provenance(
             medbench_version=code["medbench"], protocol_version=protocol.version,
             protocol_sha256=protocol.sha256(), dataset=spec.name, size=split.size, split="test",

@@ -37,9 +37,9 @@ ATTACK_KINDS = ("Linf", "L2", "curves")
 # computes each kind of cell. Shared: model building and loading, data, metrics, inference, the
 # checks, the protocol files, the result schema, and this package's cell computation.
 COMMON_SOURCES = (
-    "evaluate.py", "inference.py", "metrics.py", "data.py", "architectures.py", "weights.py", "checks.py",
+    "evaluate.py", "engine.py", "inference.py", "metrics.py", "data.py", "architectures.py", "weights.py", "checks.py",
     "protocol.py", "paths.py", "download.py", "safe_yaml.py", "zoo/", "schema/", "protocols/",
-    "matrix/compute.py", "timm_support.py",
+    "matrix/compute.py", "matrix/assemble.py", "timm_support.py",
 )
 SOURCES: dict[str, tuple[str, ...]] = {
     "admission": COMMON_SOURCES + ("attacks/",),  # runs on the attacks' evaluation subset and chunk size
@@ -83,10 +83,10 @@ def code_version(kind: str) -> dict[str, Any]:
     """What a ``kind`` cell's code is: medbench version, sources sha256, torch and library versions."""
     import torch
 
-    from ..evaluate import _library_versions, medbench_version
+    from ..engine import library_versions, medbench_version
 
     return {"medbench": medbench_version(), "sources_sha256": sources_sha256(kind), "torch": torch.__version__,
-            "libraries": dict(_library_versions())}
+            "libraries": dict(library_versions())}
 
 
 def model_identity(entry) -> dict[str, Any]:

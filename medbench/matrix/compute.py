@@ -14,15 +14,14 @@ loses the most), leaving ``<folder>/<cell id>`` as the record. Nothing else read
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import platform
 import signal
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ..engine import compute_payload, decode_fields
 from ..errors import MedbenchError
 from .cells import ATTACK_KINDS, Job, code_version
 from .store import Store
@@ -31,9 +30,7 @@ KILL_ONCE_ENV = "MEDBENCH_MATRIX_KILL_ONCE"
 
 
 def _decode_fields(payload: dict[str, Any]) -> dict[str, Any]:
-    from ..evaluate import _decode
-
-    return _decode(payload["fields"])
+    return decode_fields(payload["fields"])
 
 
 def _reference(job: Job):
@@ -76,32 +73,6 @@ def _context(job: Job, store: Store):
     return ctx, entry
 
 
-def _run(job: Job, ctx, entry) -> tuple[dict[str, Any], dict | None]:
-    """(result fields, reused-section record or None)."""
-    from ..checks import admission_checks, clean_admission_checks
-    from ..evaluate import _resolve_runner, run_clean
-
-    if job.kind == "admission":
-        return {"checks": admission_checks(ctx)}, None
-    if job.kind == "clean":
-        update = run_clean(ctx)
-        return {**update, "checks": clean_admission_checks(ctx, update)}, None
-    if job.kind in ATTACK_KINDS and job.reuse:
-        from ..reuse import reusable_sections
-
-        found, _ = reusable_sections(job.reuse, ctx, [job.kind], entry.weights.sha256)
-        if job.kind in found:
-            update, record = found[job.kind]
-            return update, record.model_dump(mode="json")
-    return _resolve_runner(job.kind)(ctx), None
-
-
-def _device_name(dev) -> str:
-    from ..evaluate import _device_name as name
-
-    return name(dev)
-
-
 def _maybe_kill(job: Job) -> None:
     folder = os.environ.get(KILL_ONCE_ENV)
     if not folder or not Path(folder).is_dir():
@@ -128,8 +99,6 @@ def compute_cell(job: Job) -> tuple[str, dict[str, Any]]:
 def _compute(job: Job, store: Store) -> tuple[str, dict[str, Any]]:
     import torch
 
-    from ..evaluate import _encode
-
     mine = code_version(job.kind)
     if mine != job.key["code"]:
         raise MedbenchError(
@@ -137,21 +106,10 @@ def _compute(job: Job, store: Store) -> tuple[str, dict[str, Any]]:
             f"{job.kind} cell: worker {mine}, driver {job.key['code']}. Fix: install the same medbench checkout and "
             "library versions on every node of the cluster.")
     torch.set_num_threads(job.threads)
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ctx, entry = _context(job, store)
-    t0, c0 = time.perf_counter(), time.process_time()  # the threat's own time, as benchmark() counts it
-    fields, reused = _run(job, ctx, entry)
-    wall = 0.0 if reused is not None else time.perf_counter() - t0
-    # per stage as benchmark() records them: the runner's inner stages (attacks, curve points), else one
-    stages = {} if reused is not None else (ctx.stage_times or {job.kind: {"wall": wall,
-                                                                            "cpu": time.process_time() - c0}})
-    payload = {
-        "format": job.key["format"], "id": job.id, "kind": job.kind, "model_id": job.model_id,
-        "dataset": job.dataset, "size": job.size, "key": job.key, "fields": _encode(fields), "reused": reused,
-        "measured": {"started_at": started, "wall_time_s": wall, "device": _device_name(ctx.device),
-                     "platform": platform.platform(), "python_version": platform.python_version(),
-                     "stage_times": stages},
-    }
+    payload = compute_payload(job.kind, ctx, cell_id=job.id, key=job.key, model_id=job.model_id,
+                              reuse=job.reuse if job.kind in ATTACK_KINDS else None,
+                              weights_sha256=entry.weights.sha256)
     _maybe_kill(job)
     stored, _ = store.put(payload)
-    return ("reused" if reused is not None else "computed"), stored
+    return ("reused" if payload["reused"] is not None else "computed"), stored

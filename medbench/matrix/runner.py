@@ -149,7 +149,7 @@ class _Plan:
 def plan(entries, threats, *, size, seed, device, batch_size, data_root, protocol, store, threads, reuse):
     """The jobs and result targets for ``entries`` x ``threats`` (per dataset: the threats it defines)."""
     from ..data import get_spec
-    from ..evaluate import _normalise_threats, protocol_threats
+    from ..evaluate import normalise_threats, protocol_threats
 
     p = _Plan(threats=threats, size=size, seed=seed, device=device, batch_size=batch_size, data_root=data_root,
               protocol=protocol, store=store, threads=threads, reuse=reuse)
@@ -157,7 +157,7 @@ def plan(entries, threats, *, size, seed, device, batch_size, data_root, protoco
     for entry in entries:
         spec = get_spec(entry.dataset)
         spec.check_size(size)
-        asked = _normalise_threats(threats, spec, protocol)
+        asked = normalise_threats(threats, spec, protocol)
         defined = protocol_threats(spec, protocol)
         kept = [t for t in asked if t in defined]
         if len(kept) < len(asked):

@@ -212,7 +212,7 @@ def provenance(ctx: StudyContext, started: float, started_at: str, command: list
                ) -> StudyProvenance:
     """The provenance block for a study result started at ``started`` (perf_counter) / ``started_at``."""
     from ..data import file_md5, get_spec
-    from ..evaluate import _library_versions, medbench_version
+    from ..engine import library_versions, medbench_version
 
     spec = get_spec(ctx.dataset)
     fname = spec.filename(ctx.size)
@@ -223,7 +223,7 @@ def provenance(ctx: StudyContext, started: float, started_at: str, command: list
         wall_time_s=round(time.perf_counter() - started, 3), seed=ctx.seed, data_file=fname,
         data_md5=file_md5(path) if path.is_file() else "", command=list(command or []),
         options=ctx.options.model_dump(mode="json"), models=dict(ctx.models),
-        library_versions=dict(_library_versions()),
+        library_versions=dict(library_versions()),
     )
 
 

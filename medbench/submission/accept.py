@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from ..data import get_spec
-from ..evaluate import _normalise_threats, benchmark
+from ..evaluate import normalise_threats, benchmark
 from ..protocol import Protocol, load_protocol
 from ..schema import EvaluationResult, read_entry
 from .evaluation import ReproduceSettings
@@ -70,7 +70,7 @@ def accept_submission(path: str | Path, *, registry: str | Path | None = None, r
     result_path = results_dir / entry.dataset / f"{entry.id}.json"
     if entry_path.exists():
         raise SubmissionError(f"{entry_path} already exists; refusing to overwrite a registered model.")
-    if reference is None and "corruptions" in _normalise_threats(threats, get_spec(entry.dataset), proto):
+    if reference is None and "corruptions" in normalise_threats(threats, get_spec(entry.dataset), proto):
         reference = find_reference(registry_dir, results_dir, entry.dataset, entry.size, proto)
     result = benchmark(model, entry.dataset, threats=threats, size=entry.size, device=device, data_root=data_root,
                        protocol=proto, model_id=entry.id, weights_sha256=entry.weights.sha256, out=result_path,

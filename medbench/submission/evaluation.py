@@ -134,12 +134,6 @@ def check_reproduce(report: Report, model: nn.Module, sub: Submission, protocol:
     for v in clean_verdicts(clean, spec, protocol.standard(), labels):
         report.add("admission", v.name, v.passed, v.message,
                    fix=f"{v.message} Admission rules: submissions/README.md and the README's checks section.")
-    # a result whose evaluation fails a sanity check (e.g. Square beats the white-box attacks) is not ranked
-    ctx = SimpleNamespace(spec=spec, labels=labels, size=sub.size, protocol=proto)
-    for v in sanity_checks(ctx, {"clean": clean, "adversarial": result.adversarial, "curves": result.curves}):
-        report.add("sanity", v.name, v.passed, v.message,
-                   fix=f"{v.message} The evaluation of this model is unreliable, so it would not be ranked; a "
-                       "defence that masks gradients needs an adaptive attack (Carlini et al. 2019).")
     if c.threat is not None:
         adv = result.adversarial[c.threat]
         ci = adv.robust_balanced_accuracy_ci
@@ -153,6 +147,12 @@ def check_reproduce(report: Report, model: nn.Module, sub: Submission, protocol:
                        "number AutoAttack measures under the protocol (`medbench evaluate MODEL --threats Linf`); "
                        "defences that only mask gradients are not admitted.",
                    measured=adv.robust_balanced_accuracy, claimed=c.robust_balanced_accuracy)
+    # a result whose evaluation fails a sanity check (e.g. Square beats the white-box attacks) is not ranked
+    ctx = SimpleNamespace(spec=spec, labels=labels, size=sub.size, protocol=proto)
+    for v in sanity_checks(ctx, {"clean": clean, "adversarial": result.adversarial, "curves": result.curves}):
+        report.add("sanity", v.name, v.passed, v.message,
+                   fix=f"{v.message} The evaluation of this model is unreliable, so it would not be ranked; a "
+                       "defence that masks gradients needs an adaptive attack (Carlini et al. 2019).")
     adv_note = f"; adversarial: {_where(next(iter(result.adversarial.values())).subset)}" if result.adversarial else ""
     report.notes.append(f"Reproduction used protocol {proto.version} (clean: the full test split{adv_note}); the "
                         "leaderboard numbers come from the full protocol run after merge.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -130,7 +129,7 @@ def test_corruption_threat_fills_the_result(real_root, breast_model, tmp_path):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_every_real_dataset_builds_verifies_and_evaluates(real_root):
-    """All files in the shared data folder: full corrupted sets build in seconds and evaluate."""
+    """All files in the shared data folder: full corrupted sets build and evaluate."""
     for path in sorted(real_root.glob("*.npz")):
         name, _, size = path.stem.partition("_")
         size = int(size or 28)
@@ -139,11 +138,8 @@ def test_every_real_dataset_builds_verifies_and_evaluates(real_root):
         proto = PROTO
         if size > 28:  # the 64-px volumes: one corruption, built and verified only, keeps this within the CI budget
             proto = PROTO.derive(**{"corruptions.include": ["brightness_up"]})
-        t0 = time.perf_counter()
+        # (how fast they build is a benchmark, bench/corruptions.py, not a timed test)
         sets = build_corrupted_sets(spec, size, split, corruption_parameters(spec, size, proto), progress=False)
-        built = time.perf_counter() - t0
-        if name in ("breastmnist", "pneumoniamnist"):
-            assert built < 60, f"{name}: generating the corrupted test set took {built:.1f} s"
         for c in sets.corruptions:
             assert sets.load(c)[5].shape == split.images.shape
         if size > 28:

@@ -73,7 +73,7 @@ def _tiny():
 
 def test_benchmark_refuses_a_reference_that_is_not_the_pinned_model():
     other = RESULTS / "breastmnist" / "Baseline_ResNet8_AUCM.json"
-    with pytest.raises(MedbenchError, match=r"'Baseline_ResNet8_AUCM', but protocol 2 pins 'Baseline_ResNet8_ERM'"):
+    with pytest.raises(MedbenchError, match=r"'Baseline_ResNet8_AUCM', but protocol 3 pins 'Baseline_ResNet8_ERM'"):
         medbench.benchmark(_tiny(), "breastmnist", threats="corruptions", reference=other, progress=False)
     with pytest.raises(MedbenchError, match="is for pneumoniamnist, not breastmnist"):
         medbench.benchmark(_tiny(), "breastmnist", threats="corruptions", progress=False,
@@ -107,7 +107,7 @@ def test_a_missing_pinned_reference_is_a_clear_error(folders):
     registry, results = folders
     (results / "breastmnist" / "Baseline_ResNet8_ERM.json").unlink()
     with pytest.raises(SubmissionError, match=r"reference for breastmnist \(Baseline_ResNet8_ERM, pinned by "
-                                              r"protocol 2\) has no result.*Fix: evaluate it first"):
+                                              r"protocol 3\) has no result.*Fix: evaluate it first"):
         find_reference(registry, results, "breastmnist", 28)
     (registry / "breastmnist" / "Baseline_ResNet8_ERM.yaml").unlink()
     clear_cache()  # the registry is read once per process

@@ -178,7 +178,7 @@ def test_partial_and_odd_results(tmp_path):
     assert "incomplete" in codes[ids[0]] and not std[ids[0]]["ranked"]  # no Linf result: listed, unranked
     assert "not-admitted" in codes[ids[2]] and not std[ids[2]]["ranked"]
     assert "weights-mismatch" in codes[ids[3]] and not std[ids[3]]["ranked"]
-    assert "unreliable" in codes[ids[4]] and std[ids[4]]["ranked"]  # flagged, still ranked
+    assert "unreliable" in codes[ids[4]] and not std[ids[4]]["ranked"]  # a failed sanity check: never ranked
     assert "unregistered" in codes[ids[5]]
     page = (out / "pneumoniamnist" / "index.html").read_text()
     assert "custom protocol" in page and "evaluation unreliable" in page and "not admitted" in page

@@ -23,6 +23,7 @@ the reason.
 
     python bench/lite_track.py                       # writes bench/results/lite_track.json
     python bench/lite_track.py --write-results       # also (re)writes leaderboard/lite/<dataset>/<model>.json
+    python bench/lite_track.py --rejoin --masking    # adds the masking models of tests/test_lite_guard.py
     python bench/lite_track.py --variant adversarial.n_iter=100   # a derived ('+custom') variant, for comparison
     python bench/lite_track.py --write-subsets       # (re)writes medbench/protocols/<LITE_VERSION>_subsets.json
     python bench/lite_track.py --lite-version lite1 --out /tmp/lite1.json   # an earlier lite protocol
@@ -348,6 +349,39 @@ def cost_summary(rows: list[dict]) -> dict:
     }
 
 
+def masking_models(protocol, previous: str = "lite1") -> dict:
+    """The masking models of tests/test_lite_guard.py (the zoo's ERM ResNet-8 on BreastMNIST, wrapped) under
+    ``protocol`` and under the ``previous`` lite protocol: verdict, robust BA, which attack broke what."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import medbench
+    from test_lite_guard import (AttackDetector, NaNOffGrid, RoundedWithLeak, RoundedWithMisleadingLeak,
+                                 Wiggle)
+
+    erm = medbench.load_model("Baseline_ResNet8_ERM", dataset="breastmnist")
+    models = {"Baseline_ResNet8_ERM (plain)": erm, "AttackDetector": AttackDetector(erm),
+              "RoundedWithLeak": RoundedWithLeak(erm), "RoundedWithMisleadingLeak": RoundedWithMisleadingLeak(erm),
+              "Wiggle": Wiggle(erm), "NaNOffGrid": NaNOffGrid(erm)}
+    out = {}
+    for name, model in models.items():
+        for proto in (protocol, load_protocol(previous)):
+            t0 = time.process_time()
+            r = benchmark(model, "breastmnist", threats="all", protocol=proto, progress=False, allow_unranked=True)
+            adv = r.adversarial.get(HEADLINE)
+            out.setdefault(name, {})[proto.version] = {
+                # the previous lite page ordered every result with a headline number (flags aside)
+                "admitted": r.admitted, "reliable": r.reliable,
+                "ordered": not not_ordered_because(r) if proto is protocol else adv is not None,
+                "robust_ba": None if adv is None else round(adv.robust_balanced_accuracy, 4),
+                "broken_by": None if adv is None else {k: adv.broken_by.count(k)
+                                                       for k in sorted(set(adv.broken_by) - {None})},
+                "failed_checks": {c.name: c.message for c in r.checks if not c.passed},
+                "cpu_s": round(time.process_time() - t0, 1)}
+            print(f"{name:28s} {proto.version}: robust BA {out[name][proto.version]['robust_ba']} "
+                  f"{'ordered' if out[name][proto.version]['ordered'] else 'NOT ordered'} "
+                  f"{sorted(out[name][proto.version]['failed_checks'])}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
@@ -359,6 +393,9 @@ def main() -> None:
     ap.add_argument("--resamples", type=int, default=N_BOOTSTRAP, help="bootstrap draws of test images")
     ap.add_argument("--lite-version", default=LITE_VERSION,
                     help=f"the lite protocol to evaluate (default: the current one, {LITE_VERSION})")
+    ap.add_argument("--masking", action="store_true",
+                    help="also evaluate the masking models of tests/test_lite_guard.py (BreastMNIST) under this and "
+                         "the previous lite protocol")
     ap.add_argument("--rejoin", action="store_true",
                     help="recompute the summary from --out's rows and the current cost profile (no evaluation)")
     args = ap.parse_args()
@@ -440,6 +477,14 @@ def main() -> None:
         "cost_like_for_like": cost_summary(rows),
         "models": rows,
     }
+    if args.masking:
+        report["masking_command"] = "python " + " ".join(["bench/lite_track.py", *sys.argv[1:]])
+        report["masking_note"] = ("the zoo's ERM ResNet-8 on BreastMNIST wrapped as in tests/test_lite_guard.py, "
+                                  "evaluated on the whole lite subset with today's checks; 'ordered': whether the lite page of "
+                                  "that version orders it (lite1's ordered every result with a Linf-2/255 number)")
+        report["masking_models"] = masking_models(protocol)
+    elif args.rejoin and "masking_models" in previous:
+        report.update({k: previous[k] for k in ("masking_command", "masking_note", "masking_models") if k in previous})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     per = {k: (v["spearman_rho"], v.get("spearman_rho_ci95_images")) for k, v in agree["per_dataset"].items()}

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 CURRENT_VERSION = "3"
-LITE_VERSION = "lite1"  # the lite track's protocol: a cheap screening evaluation, never ranked with the full one
+LITE_VERSION = "lite2"  # the lite track's protocol: a cheap screening evaluation, never ranked with the full one
 
 
 def protocol_file(version: str, suffix: str = ".yaml") -> str:

@@ -1,5 +1,6 @@
-"""The lite track (protocol lite1): its attack sets, the CLI's --track lite on real data and real zoo
-weights, the labels its results carry, and its site page (never mixed with the benchmark's tables)."""
+"""The lite track (protocol lite2): its attack sets and masking guard, the CLI's --track lite on real data and
+real zoo weights, the labels its results carry, and its site page (never mixed with the benchmark's tables;
+a result that is not admitted, unreliable or unguarded is listed apart, never ordered)."""
 
 from __future__ import annotations
 
@@ -27,27 +28,47 @@ LITE_DIR = REPO / "leaderboard" / "lite"
 
 def test_lite_protocol_is_its_own_labelled_version():
     lite, full = load_protocol(LITE_VERSION), load_protocol()
-    assert (lite.version, lite.track, full.track) == ("lite1", "lite", "full")
+    assert (lite.version, lite.track, full.track) == ("lite2", "lite", "full")
     assert lite.sha256() != full.sha256()
     assert lite.get("full_protocol") == CURRENT_VERSION
-    assert lite.get("threats") == ["clean", "Linf"]
+    assert lite.get("threats") == ["clean", "Linf", "curves"]
     assert [t["label"] for t in lite["adversarial"]["threats"]["Linf"]] == ["Linf-2/255"]
+    # the guard's FGSM point is the headline eps; no APGD curve or noise points
+    assert (lite.get("curves.fgsm_eps_255"), lite.get("curves.apgd_eps_255"), lite.get("curves.noise_sigma")) == \
+        ([2], [], [])
+
+
+def test_lite_admission_and_ranking_are_the_full_protocols():
+    """The admission checks read these keys; a lite result that fails a sanity check is never ordered."""
+    lite, full = load_protocol(LITE_VERSION), load_protocol()
+    assert lite.get("admission") == full.get("admission")
+    assert lite.get("ranking") == {"require_sanity": True}
+    assert lite.get("changes_from") == "lite1" and lite.get("changes")
+
+
+def test_lite1_is_kept_unchanged_for_its_results():
+    lite1 = load_protocol("lite1")
+    assert lite1.version == "lite1"
+    assert lite1.sha256() == "b7cb71e2d922f9dd72e8c97c7470b827f16fb0ca321b8882e8515277cb5f51ff"
 
 
 @pytest.mark.parametrize("k, is_3d, expected", [
-    (2, False, ["apgd-ce"]), (2, True, ["apgd-ce"]), (3, False, ["apgd-ce", "apgd-dlr"]),
-    (5, False, ["apgd-ce", "apgd-dlr"]), (11, True, ["apgd-ce", "apgd-dlr"]),
+    (2, False, ["apgd-ce", "square"]), (2, True, ["apgd-ce"]), (3, False, ["apgd-ce", "apgd-dlr", "square"]),
+    (5, False, ["apgd-ce", "apgd-dlr", "square"]), (11, True, ["apgd-ce", "apgd-dlr"]),
 ])
 def test_lite_attack_sets(k, is_3d, expected):
+    """Square (the black-box guard) after the white-box attacks on 2D data; it fails on 5-D inputs, so 3D
+    datasets rely on the FGSM guard (curves)."""
     assert attack_set(k, is_3d, load_protocol(LITE_VERSION)) == expected
     assert "fab-t" in attack_set(k, is_3d)  # the full protocol keeps its sets
 
 
-def test_lite_config_for_real_tasks_has_no_targets_or_queries():
+def test_lite_config_for_real_tasks_has_queries_but_no_targets():
     lite = load_protocol(LITE_VERSION)
-    for name in ("breastmnist", "retinamnist", "adrenalmnist3d"):
+    for name, queries in (("breastmnist", 500), ("retinamnist", 500), ("adrenalmnist3d", None)):
         cfg = attack_config(get_spec(name), "Linf", 2 / 255, lite)
-        assert cfg.n_iter == lite.get("adversarial.n_iter") and cfg.n_target_classes is None and cfg.n_queries is None
+        assert cfg.n_iter == lite.get("adversarial.n_iter") and cfg.n_target_classes is None
+        assert cfg.n_queries == queries == (lite.get("adversarial.square_queries") if queries else None)
 
 
 def test_pyautoattack_dlr_needs_three_logits():
@@ -75,17 +96,19 @@ def test_cli_track_lite_on_real_data(real_root, tmp_path):
     assert "LITE TRACK" in proc.stdout
     r = EvaluationResult.from_json(out)
     lite = load_protocol(LITE_VERSION)
-    assert r.track == "lite" and r.provenance.protocol_version == "lite1"
+    assert r.track == "lite" and r.provenance.protocol_version == "lite2"
     assert r.provenance.protocol_sha256 == lite.sha256()
-    assert r.threats == ["clean", "Linf"] and list(r.adversarial) == ["Linf-2/255"]
+    assert r.threats == ["clean", "Linf", "curves"] and list(r.adversarial) == ["Linf-2/255"]
     adv = r.adversarial["Linf-2/255"]
-    stored = json.loads((REPO / "medbench" / "protocols" / "lite1_subsets.json").read_text())["subsets"]["breastmnist"]
+    stored = json.loads((REPO / "medbench" / "protocols" / "lite2_subsets.json").read_text())["subsets"]["breastmnist"]
     assert adv.subset.n == stored["n"] == 128 and adv.subset.indices_sha256 == stored["indices_sha256"]
-    assert adv.config.attacks == ["apgd-ce"] and set(r.provenance.cpu_time_per_stage_s) == \
-        {"admission", "clean", "Linf-2/255/apgd-ce"}
+    assert adv.config.attacks == ["apgd-ce", "square"] and set(r.provenance.cpu_time_per_stage_s) == \
+        {"admission", "clean", "Linf-2/255/apgd-ce", "Linf-2/255/square", "curves/fgsm/2/255"}
     # an adversarially trained model keeps clearly more than chance under the lite attack; robust <= clean
     assert 0.5 < adv.robust_balanced_accuracy <= adv.clean_balanced_accuracy
     assert r.admitted and r.reliable
+    guards = {c.name: c.passed for c in r.checks if c.name in ("whitebox_beats_square", "whitebox_beats_fgsm")}
+    assert guards == {"whitebox_beats_square": True, "whitebox_beats_fgsm": True}
 
 
 def test_cli_track_lite_refuses_threats_it_does_not_define(real_root):
@@ -93,7 +116,7 @@ def test_cli_track_lite_refuses_threats_it_does_not_define(real_root):
     proc = _cli("evaluate", "Baseline_ResNet8_ERM", "--dataset", "breastmnist", "--track", "lite", "--threats",
                 "clean,L2", real_root=real_root)
     assert proc.returncode == 2
-    assert "lite track" in proc.stderr and "clean, Linf only" in proc.stderr and "Traceback" not in proc.stderr
+    assert "lite track" in proc.stderr and "clean, Linf, curves only" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_committed_lite_results_are_current_lite_results():
@@ -119,8 +142,10 @@ def test_site_lite_page_shows_only_lite_results(tmp_path):
     full = REPO / "leaderboard" / "results" / src.parent.name / src.name
     shutil.copy(full, root / src.parent.name / f"Full_{src.name}")  # a full result put here by mistake
     page = load_lite(root)
-    assert [row.model_id for row in page.boards[src.parent.name]] == [src.stem]
-    assert len(page.problems) == 1 and "Full_" in page.problems[0] and "lite1" in page.problems[0]
-    rows = load_lite(LITE_DIR).boards
-    for board in rows.values():
-        assert [r.robust_ba for r in board] == sorted((r.robust_ba for r in board), reverse=True)
+    board = page.boards[src.parent.name]
+    assert [row.model_id for row in board.ordered + board.apart] == [src.stem]
+    assert len(page.problems) == 1 and "Full_" in page.problems[0] and "lite2" in page.problems[0]
+    for board in load_lite(LITE_DIR).boards.values():
+        assert [r.robust_ba for r in board.ordered] == sorted((r.robust_ba for r in board.ordered), reverse=True)
+        assert all(r.admitted and r.reliable and not r.why for r in board.ordered)
+        assert all(r.why for r in board.apart)

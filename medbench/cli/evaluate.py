@@ -204,11 +204,11 @@ def print_result(result) -> None:
         print(f"\n{label}: robust balanced accuracy {fmt_ci(adv.robust_balanced_accuracy, adv.robust_balanced_accuracy_ci)}, "
               f"robust accuracy {fmt(adv.robust_accuracy)} (n={adv.subset.n}, attacks {', '.join(adv.config.attacks)})")
     if result.curves:
-        cv = result.curves
-        df = pd.DataFrame({"eps*255": [round(pt.x * 255, 2) for pt in cv.apgd_ce],
-                           "APGD-CE BA": [pt.balanced_accuracy for pt in cv.apgd_ce],
-                           "FGSM BA": [pt.balanced_accuracy for pt in cv.fgsm]})
-        print("\ncurves\n" + df.to_string(index=False))
+        cv = result.curves  # (the lite track runs one FGSM point and no APGD curve)
+        apgd = pd.Series({round(pt.x * 255, 2): pt.balanced_accuracy for pt in cv.apgd_ce}, name="APGD-CE BA")
+        fgsm = pd.Series({round(pt.x * 255, 2): pt.balanced_accuracy for pt in cv.fgsm}, name="FGSM BA")
+        df = pd.concat([apgd, fgsm], axis=1).rename_axis("eps*255").reset_index()
+        print("\ncurves\n" + df.to_string(index=False, na_rep="-"))
     if result.checks:
         print("\nchecks")
         for v in result.checks:

@@ -22,7 +22,7 @@ LITE_VERSION = "lite2"  # the lite track's protocol: a cheap screening evaluatio
 
 def protocol_file(version: str, suffix: str = ".yaml") -> str:
     """File name of a protocol document (or of its ``_subsets.json`` etc. with ``suffix``) in
-    ``medbench/protocols``: ``v2.yaml`` for numbered versions, ``lite1.yaml`` for the lite track."""
+    ``medbench/protocols``: ``v3.yaml`` for numbered versions, ``lite2.yaml`` for the lite track."""
     base = str(version).split("+")[0]
     return f"{base}{suffix}" if base.startswith("lite") else f"v{base}{suffix}"
 

@@ -2,7 +2,7 @@
 
 The whole test split when it has at most ``subset_size`` images, otherwise a stratified random
 subset of ``subset_size`` (seed ``subset_seed``). The indices' sha256 is protocol data
-(``medbench/protocols/v<version>_subsets.json``, ``lite1_subsets.json``): a subset that does not match the stored hash is an
+(``medbench/protocols/v<version>_subsets.json``, ``lite2_subsets.json``): a subset that does not match the stored hash is an
 error, so every result is computed on exactly the published examples.
 """
 

@@ -26,8 +26,9 @@ EXAMPLES = """examples:
   medbench evaluate --list-archs
   (with --out the run is resumable: re-run the same command to continue after an interruption;
    --set derives a custom protocol for a quick look: such results are marked '+custom' and never ranked;
-   --track lite runs the cheap screening protocol lite1 (clean + APGD-CE/-DLR at Linf 2/255 on a fixed
-   128-image subset, about a minute on a CPU): labelled 'lite', never ranked with full results)
+   --track lite runs the cheap screening protocol lite2 (clean + APGD-CE/-DLR at Linf 2/255 on a fixed
+   128-image subset, guarded by Square and one FGSM step; about a minute on a CPU): labelled 'lite',
+   never ranked with full results)
 """
 
 
@@ -49,8 +50,9 @@ def register(sub) -> None:
                         "with --track lite: all, i.e. clean and Linf); the budgets (e.g. Linf 2/255 and 4/255) are "
                         "fixed by the protocol")
     p.add_argument("--track", choices=("full", "lite"), default="full",
-                   help="full: the benchmark protocol (default); lite: the cheap screening protocol lite1 "
-                        "(fixed subset, APGD-CE/-DLR only; results labelled lite, never ranked with full ones)")
+                   help="full: the benchmark protocol (default); lite: the cheap screening protocol lite2 "
+                        "(fixed subset, APGD-CE/-DLR with a Square and FGSM masking guard; results labelled lite, "
+                        "never ranked with full ones)")
     p.add_argument("--size", type=int, default=28, help="image size track: 28 (default), 64, 128, 224")
     p.add_argument("--out", help="write the result JSON here (and make the run resumable)")
     p.add_argument("--plot", metavar="FILE", help="also save an overview figure (.png, .svg or .pdf)")
@@ -187,7 +189,8 @@ def print_result(result) -> None:
     print(f"{result.model_id or 'unnamed model'} on {result.dataset} ({result.size}px, {result.task}), "
           f"protocol {p.protocol_version}, {p.device}, {p.wall_time_s:.1f}s")
     if result.track == "lite":
-        print("LITE TRACK: a cheap screening evaluation (fixed subset, APGD-CE/-DLR only); its numbers are not the "
+        print("LITE TRACK: a cheap screening evaluation (fixed subset, APGD-CE/-DLR, Square and FGSM guards); its "
+              "numbers are not the "
               "benchmark's and are never ranked with full results.")
     c = result.clean
     if c:

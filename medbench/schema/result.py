@@ -76,7 +76,7 @@ class EvaluationResult(Strict):
     """The record ``medbench.benchmark`` returns and the leaderboard renders."""
 
     result_schema_version: int = RESULT_SCHEMA_VERSION
-    # "lite": the cheap screening track (protocol lite1), never ranked with the full benchmark's results
+    # "lite": the cheap screening track (protocol lite1, lite2), never ranked with the full benchmark's results
     track: Literal["full", "lite"] = "full"
     model_id: str | None = None
     dataset: str

@@ -27,14 +27,14 @@ from torch import nn
 
 from . import metrics as M
 from .data import DatasetSpec, Split, get_spec, load_dataset
-from .engine import ATTACK_KINDS as ATTACK_THREATS, compute_payload, decode_fields, medbench_version  # noqa: F401
+from .engine import ATTACK_KINDS as ATTACK_THREATS, compute_payload, decode_fields
 from .errors import InvalidModelError
 from .inference import TwoLogits, default_batch_size, default_device, predict_logits
-from .paths import data_root as resolve_data_root
-from .protocol import CURRENT_VERSION, Protocol, load_protocol
 from .matrix.assemble import assemble, not_admitted, skip_message
 from .matrix.cells import CELL_FORMAT, cell_id, code_version
 from .matrix.store import Store
+from .paths import data_root as resolve_data_root
+from .protocol import CURRENT_VERSION, Protocol, load_protocol
 from .schema import CleanMetrics, EvaluationResult, Interval
 
 # threat name -> "module:function". A runner takes an EvalContext and returns result fields.

@@ -85,7 +85,7 @@ def rank_badge(rank: int) -> str:
 def flag_badges(row) -> Markup:
     """The row's flags as labelled badges, each explained by its tooltip."""
     h = html_text
-    return Markup("".join(f'<span class="flag {h(f.code)}" title="{h(f.detail)}">{h(f.label)}</span>'
+    return Markup("".join(f'<span class="flag {h(f.code)}" title="{h(marks.threat_label(f.detail))}">{h(f.label)}</span>'
                           for f in row.flags))
 
 
@@ -158,7 +158,7 @@ def check_rows(checks) -> Markup:
     return Markup("".join(
         f'<tr class="{"pass" if c.passed else "fail"}"><th scope="row">{h(c.name)}</th><td>{h(c.kind)}</td>'
         f'<td>{"passed" if c.passed else "FAILED"}</td><td class="n">{num(c.value)}</td>'
-        f'<td class="n">{num(c.threshold)}</td><td>{h(c.message)}</td></tr>\n' for c in checks))
+        f'<td class="n">{num(c.threshold)}</td><td>{h(marks.threat_label(c.message))}</td></tr>\n' for c in checks))
 
 
 def adversarial_rows(adversarial: list, chance: float) -> Markup:

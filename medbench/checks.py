@@ -61,6 +61,7 @@ class Probe:
     num_classes: int
     batch_size: int
     device: torch.device
+    indices: np.ndarray  # the subset's positions in the test split
 
     @property
     def batches(self):
@@ -304,9 +305,9 @@ def make_probe(ctx) -> Probe:
     from .attacks.evaluation import attack_batch_size
     from .attacks.subset import evaluation_subset
 
-    subset = evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol.standard())
-    return Probe(ctx.model, ctx.images[torch.as_tensor(subset.indices)], ctx.labels[subset.indices], ctx.spec.task,
-                 ctx.spec.num_classes, attack_batch_size(ctx), ctx.device)
+    indices = np.asarray(evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol.standard()).indices)
+    return Probe(ctx.model, ctx.images[torch.as_tensor(indices)], ctx.labels[indices], ctx.spec.task,
+                 ctx.spec.num_classes, attack_batch_size(ctx), ctx.device, indices)
 
 
 ADMISSION_ORDER = ("deterministic_forward", "outputs_are_logits", "nonzero_input_gradients", "no_autograd_in_forward",
@@ -426,8 +427,7 @@ def eps0_repredicts_clean(ctx, clean) -> CheckVerdict:
     compositions than the clean pass over the whole split), gives the clean predictions (eps = 0)."""
     probe = make_probe(ctx)
     again = M.predictions(M.probabilities(probe.native, ctx.spec.task), ctx.spec.task)
-    subset = evaluation_subset_indices(ctx)
-    before = np.asarray(clean.predictions)[subset]
+    before = np.asarray(clean.predictions)[probe.indices]
     differ = int(np.sum((again != before).reshape(len(before), -1).any(1)))
     msg = f"subset images whose prediction through the attacks' batches (eps = 0) differs from the clean pass: {differ}"
     if differ:
@@ -435,13 +435,6 @@ def eps0_repredicts_clean(ctx, clean) -> CheckVerdict:
                 "precedes it (batch statistics, state kept between calls), so attacks would not measure the "
                 "model the clean pass measured. Fix: make each example's output depend on that example only.")
     return _verdict("eps0_repredicts_clean", "admission", differ == 0, differ, 0, msg)
-
-
-def evaluation_subset_indices(ctx) -> np.ndarray:
-    """Test-split positions of the standard protocol's evaluation subset (where the admission checks run)."""
-    from .attacks.subset import evaluation_subset
-
-    return np.asarray(evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol.standard()).indices)
 
 
 def _with_standard_interval(clean, task: str, num_classes: int, labels: np.ndarray, standard):

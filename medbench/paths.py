@@ -11,6 +11,7 @@ from pathlib import Path
 
 ENV_DATA = "MEDBENCH_DATA"
 ENV_CACHE = "MEDBENCH_CACHE"
+PACKAGE = Path(__file__).resolve().parent  # the medbench package folder
 
 
 def medmnist_default_root() -> Path:
@@ -41,3 +42,25 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return (base / "medbench").resolve()
+
+
+ENV_LEADERBOARD = "MEDBENCH_LEADERBOARD"
+
+
+def leaderboard_root() -> Path:
+    """The leaderboard folder (``results/``, ``studies/``, ``lite/``, ``literature.yaml``).
+
+    ``$MEDBENCH_LEADERBOARD``, else the source checkout's ``leaderboard/`` beside the package. An
+    installed wheel ships no results: there the folder may not exist, and each reader says so when it
+    needs it (the site build takes ``--results`` and friends explicitly).
+    """
+    env = os.environ.get(ENV_LEADERBOARD)
+    if env:
+        return Path(env).expanduser().resolve()
+    return PACKAGE.parent / "leaderboard"
+
+
+def source_checkout() -> Path | None:
+    """The source checkout medbench runs from (``pyproject.toml`` beside the package), None for a wheel."""
+    root = PACKAGE.parent
+    return root if (root / "pyproject.toml").is_file() else None

@@ -11,7 +11,9 @@ import json
 import statistics
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[2] / "leaderboard" / "results"
+from ..paths import leaderboard_root
+
+RESULTS = leaderboard_root() / "results"
 
 
 def _fmt(s: float) -> str:

@@ -10,10 +10,11 @@ import json
 import sys
 from pathlib import Path
 
+from ..paths import PACKAGE, source_checkout
 from .entry import ModelEntry
 
 SCHEMA_ID = "https://medbench.invalid/schemas/model_entry.schema.json"
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "model_entry.schema.json"
+DEFAULT_PATH = PACKAGE.parent / "schemas" / "model_entry.schema.json"  # (in the source checkout)
 
 
 def entry_json_schema() -> dict:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
     ap.add_argument("--check", action="store_true", help="exit 1 if the file differs from the schema")
     args = ap.parse_args(argv)
-    if args.out == DEFAULT_PATH and not (DEFAULT_PATH.parents[1] / "pyproject.toml").is_file():
+    if args.out == DEFAULT_PATH and source_checkout() is None:
         ap.error("not running from a source checkout: pass --out FILE")
     text = render()
     if args.check:

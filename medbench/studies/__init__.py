@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import MedbenchError
+from ..paths import leaderboard_root
 from .base import (Admission, Claim, DerivedFrom, Finding, StatTest, Study, StudyContext, StudyOutcome,
                    StudyProvenance, StudyResult, now_iso, provenance, result_path, save_result)
 
@@ -22,7 +23,7 @@ STUDIES: dict[str, str] = {
     "explanation-stability": "medbench.studies.explanation_stability",
     "architectures": "medbench.studies.architectures",
 }
-STUDIES_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "studies"
+STUDIES_DIR = leaderboard_root() / "studies"
 
 __all__ = ["STUDIES", "STUDIES_DIR", "Admission", "Claim", "Finding", "StatTest", "Study", "StudyContext",
            "StudyProvenance", "StudyOutcome", "StudyResult", "get_study", "list_studies", "load_result",

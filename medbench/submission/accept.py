@@ -37,10 +37,10 @@ class Accepted:
 
 def default_paths() -> tuple[Path, Path, Path]:
     """(registry, results, site) of the source checkout."""
-    from ..site.build import LEADERBOARD_DIR
+    from ..paths import leaderboard_root
     from ..zoo import zoo_root
 
-    return zoo_root(), LEADERBOARD_DIR / "results", LEADERBOARD_DIR.parent / "site"
+    return zoo_root(), leaderboard_root() / "results", leaderboard_root().parent / "site"
 
 
 def accept_submission(path: str | Path, *, registry: str | Path | None = None, results: str | Path | None = None,

@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from .safe_yaml import load_yaml_text
 
 CURRENT_VERSION = "3"
 LITE_VERSION = "lite2"  # the lite track's protocol: a cheap screening evaluation, never ranked with the full one
@@ -92,7 +92,7 @@ def _load(version: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"Unknown protocol version {version!r}; this medbench knows version {CURRENT_VERSION} "
                          f"(and the lite track, {LITE_VERSION}).") from None
-    return yaml.safe_load(text)
+    return load_yaml_text(text, where=f"medbench/protocols/{protocol_file(version)}")
 
 
 def load_protocol(version: str = CURRENT_VERSION) -> Protocol:

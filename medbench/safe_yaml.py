@@ -18,57 +18,54 @@ class YamlError(MedbenchError, ValueError):
     """A YAML text that cannot be read; the message names the line, never the line's content."""
 
 
-MAX_DEPTH = 16  # a model entry nests 5 levels; PyYAML's composer recurses and overflows near 1000
+MAX_DEPTH = 16  # a model entry nests 5 levels
+
+# libyaml parses and composes in C (~10x PyYAML's pure-Python loader); the guard walks the composed nodes
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class GuardedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that bounds nesting and can refuse aliases (``*name``: they blow up into huge documents)."""
+def _guard(root: yaml.Node, aliases: bool) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH``, aliases (unless allowed) and repeated mapping keys.
 
-    allow_aliases = True
-
-    def __init__(self, stream) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent, index):
-        if not self.allow_aliases and self.check_event(yaml.AliasEvent):
-            raise ComposerError(None, None, "YAML aliases (*name) are not allowed; write every value out in full",
-                                self.peek_event().start_mark)
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise ComposerError(None, None, f"values are nested deeper than {MAX_DEPTH} levels",
-                                    self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node, deep=False):
-        # PyYAML keeps the last of repeated keys: a reviewer would read one value while the code uses another.
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:
-                raise ConstructorError(None, None, "a mapping key is itself a list or mapping",
-                                       key_node.start_mark) from None
-            if first is not None:
-                raise ConstructorError(None, None, f"duplicate key {str(key)[:40]!r} (first given at line {first})",
-                                       key_node.start_mark)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-class _NoAliasLoader(GuardedLoader):
-    allow_aliases = False
+    An alias (``*name``) is a node met twice in the walk; each node is walked once, so a document of
+    nested aliases ("billion laughs") costs its size, not its expansion."""
+    seen: set[int] = set()
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            if not aliases:
+                raise ComposerError(None, None, "YAML aliases (*name) are not allowed, and an alias repeats "
+                                    "this value: write every value out in full", node.start_mark)
+            continue
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise ComposerError(None, None, f"values are nested deeper than {MAX_DEPTH} levels", node.start_mark)
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            # PyYAML keeps the last of repeated keys: a reviewer would read one value while the code uses another
+            first: dict = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    raise ConstructorError(None, None, "a mapping key is itself a list or mapping", key.start_mark)
+                if (key.tag, key.value) in first:
+                    raise ConstructorError(None, None, f"duplicate key {key.value[:40]!r} (first given at line "
+                                           f"{first[key.tag, key.value]})", key.start_mark)
+                first[key.tag, key.value] = key.start_mark.line + 1
+                stack.append((value, depth + 1))
 
 
 def load_yaml_text(text: str, *, where: str, aliases: bool = True) -> Any:
-    """Parse one YAML document with :class:`GuardedLoader`; raise :class:`YamlError` naming the line."""
-    loader = (GuardedLoader if aliases else _NoAliasLoader)(text)
+    """Parse one YAML document safely (libyaml's ``CSafeLoader``, then ``_guard``: depth, aliases, duplicate
+    keys); raise :class:`YamlError` naming the line."""
+    loader = _Loader(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _guard(node, aliases)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise YamlError(f"{where}: {describe_yaml_error(exc)}") from None
     finally:

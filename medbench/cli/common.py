@@ -92,7 +92,7 @@ OPTIONAL_KEYS = {"corruptions.include": "restrict the corruption suite, e.g. cor
 def protocol_from_settings(settings: list[str], track: str = "full"):
     """The current protocol (or the lite track's), or a derived '+custom' one with the --set overrides
     (keys must exist)."""
-    import yaml
+    from ..safe_yaml import YamlError, load_yaml_text
 
     from ..errors import MedbenchError
     from ..protocol import LITE_VERSION, load_protocol, protocol_file
@@ -112,9 +112,9 @@ def protocol_from_settings(settings: list[str], track: str = "full"):
                                     f"corruptions.include=[pixelate]); see medbench/protocols/{protocol_file(proto.version)}.")
             node = node[part]
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise MedbenchError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]}).") from None
+            value = load_yaml_text(raw, where="the value")
+        except YamlError as exc:
+            raise MedbenchError(f"--set {item!r}: {exc} (not valid YAML).") from None
         if key not in OPTIONAL_KEYS:
             _check_like(item, value, node)
         changes[key] = value

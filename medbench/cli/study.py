@@ -80,7 +80,7 @@ def _add_study_parser(ssub, name: str, text: str) -> argparse.ArgumentParser:
 
 
 def _options(pairs: list[str]) -> dict:
-    import yaml
+    from ..safe_yaml import load_yaml_text
 
     from ..errors import MedbenchError
 
@@ -89,7 +89,7 @@ def _options(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise MedbenchError(f"--set {pair!r}: write NAME=VALUE, e.g. --set n_images=16")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        out[key.strip()] = load_yaml_text(value, where=f"--set {pair!r}") if value.strip() else ""
     return out
 
 

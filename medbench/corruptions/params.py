@@ -15,10 +15,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from ..data import DatasetSpec
 from ..protocol import CURRENT_VERSION, Protocol
+from ..safe_yaml import load_yaml_text
 from .registry import CORRUPTION_OPS_2D, CORRUPTION_OPS_3D
 
 
@@ -30,7 +29,7 @@ def _load(version: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"No corruption parameters for protocol version {base!r} "
                          f"(medbench/protocols/v{base}_corruptions.yaml is missing).") from None
-    return yaml.safe_load(text)
+    return load_yaml_text(text, where=f"medbench/protocols/v{base}_corruptions.yaml")
 
 
 def parameter_document(version: str = CURRENT_VERSION) -> dict[str, Any]:

@@ -90,11 +90,11 @@ def parse_literature(data: Any, where: str = "literature file") -> list[Publishe
 
 def read_literature(path: str | Path) -> list[PublishedResult]:
     """Read ``leaderboard/literature.yaml`` (or another file of the same shape)."""
-    import yaml
+    from ..safe_yaml import YamlError, load_yaml_text
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise LiteratureError(f"{path} is not valid YAML: {exc}") from None
+        data = load_yaml_text(path.read_text(encoding="utf-8"), where=str(path))
+    except YamlError as exc:
+        raise LiteratureError(f"{exc} (not valid YAML)") from None
     return parse_literature(data, str(path))

@@ -45,7 +45,7 @@ from medbench.data import dataset_names
 from medbench.schema.result import EvaluationResult
 from medbench.site import build_site
 from medbench.site.state import STATE
-from medbench.site.synthetic import _result, model_ids, write_synthetic
+from site_synthetic import _result, model_ids, write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "site_build.json"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from medbench.site import build_site
-from medbench.site.synthetic import write_synthetic
+from site_synthetic import write_synthetic
 
 pytestmark = pytest.mark.browser
 
@@ -400,7 +400,7 @@ def _shown_ids(d) -> list[str]:
 def test_image_sizes_are_selectable_tracks(tmp_path, browser):
     """Each image size is its own track, chosen from the size bar: one size's table at a time, the choice
     kept in the address; sizes without results are listed as such; without JavaScript all tracks show."""
-    from medbench.site.synthetic import model_ids
+    from site_synthetic import model_ids
 
     reg, res, site = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
     write_synthetic(reg, res, ["pneumoniamnist"], 6)

@@ -16,7 +16,7 @@ from medbench.errors import MedbenchError
 from medbench.schema.result import EvaluationResult
 from medbench.site import build_site
 from medbench.site.state import STATE
-from medbench.site.synthetic import HOSTILE, write_synthetic
+from site_synthetic import HOSTILE, write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from medbench.site import fastyaml
-from medbench.site.synthetic import write_synthetic
+from site_synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ import pytest
 from medbench.schema.result import EvaluationResult
 from medbench.site import build_site
 from medbench.site.state import STATE
-from medbench.site.synthetic import _result, write_synthetic
+from site_synthetic import _result, write_synthetic
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -21,7 +21,7 @@ from medbench.site.export import csv_cell
 from medbench.site.marks import at_chance, chance_level, corruption_errors, threat_label
 from medbench.site.protocol_page import versions
 from medbench.site.svg import _VIRIDIS, colour, heatmap
-from medbench.site.synthetic import write_synthetic
+from site_synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import numpy as np
 from medbench.metrics import paired_bootstrap_diff
 from medbench.schema.result import EvaluationResult
 from medbench.site.ranking import OVERLAP, PAIRED, RankItem, bootstrap_balanced_accuracy, tie_groups
-from medbench.site.synthetic import _result
+from site_synthetic import _result
 from medbench.site.table import _subset_labels
 
 

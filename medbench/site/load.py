@@ -11,15 +11,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from ..data import DATASETS
+from ..safe_yaml import YamlError, load_yaml_text
 from ..schema.entry import EntryError, ModelEntry, parse_entry
 from ..schema.literature import LiteratureError, PublishedResult, parse_literature
-from . import fastyaml
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster, same result
 from ..schema.result import EvaluationResult
 
 
@@ -44,31 +41,20 @@ def load_registry(root: Path, inputs: Inputs) -> None:
         add_entry(path, None, inputs)
 
 
-UNPARSED = object()  # (``add_entry``: the file's YAML value is not known yet)
-
-
-def add_entry(path: Path, raw: bytes | None, inputs: Inputs, parsed=UNPARSED):
-    """Parse one registry file (its bytes ``raw`` when already read; ``parsed``: its YAML value when known,
-    e.g. from an earlier build of the same bytes) into ``inputs``, or report it. Returns the YAML value
-    (``None`` when the file is not YAML)."""
+def add_entry(path: Path, raw: bytes | None, inputs: Inputs) -> None:
+    """Parse one registry file (its bytes ``raw`` when already read) into ``inputs``, or report it."""
     where = f"{path.parent.name}/{path.name}"
-    data = None
     try:
-        if parsed is UNPARSED:
-            raw = path.read_bytes() if raw is None else raw
-            text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
-            parsed = fastyaml.load(text)
-        data = parsed
-        entry = parse_entry(parsed, str(path))
-    except (EntryError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes() if raw is None else raw
+        entry = parse_entry(load_yaml_text(raw.decode("utf-8"), where="not valid YAML"), str(path))
+    except (EntryError, YamlError, OSError, UnicodeDecodeError) as exc:
         inputs.problems.append(f"registry {where}: skipped: {str(exc).splitlines()[0]}")
-        return data
+        return
     if entry.dataset != path.parent.name or entry.id != path.stem:
         inputs.problems.append(f"registry {where}: skipped: id/dataset ({entry.id}, {entry.dataset}) "
                                "do not match the file's name and folder")
-        return data
+        return
     inputs.entries[(entry.dataset, entry.id)] = entry
-    return data
 
 
 def load_results(root: Path, inputs: Inputs) -> None:
@@ -98,8 +84,9 @@ def add_result(path: Path, raw: bytes | None, sha256: str | None, inputs: Inputs
 def load_literature(path: Path, inputs: Inputs) -> None:
     """The published numbers of ``path``; a file that does not validate is skipped whole, with its problems."""
     try:
-        inputs.literature = parse_literature(yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader), str(path))
-    except (LiteratureError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        inputs.literature = parse_literature(load_yaml_text(path.read_text(encoding="utf-8"), where=path.name),
+                                             str(path))
+    except (LiteratureError, YamlError, OSError, UnicodeDecodeError) as exc:
         inputs.problems.append(f"literature {path.name}: skipped (no reported rows): {exc}")
 
 

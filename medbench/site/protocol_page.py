@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from ..safe_yaml import load_yaml_text
 
 
 @dataclass
@@ -82,7 +80,7 @@ def raw_file(name: str) -> bytes:
 def load_page(version: str) -> ProtocolPage:
     pkg = resources.files("medbench.protocols")
     raw = pkg.joinpath(f"v{version}.yaml").read_bytes()
-    data = yaml.load(raw.decode("utf-8"), Loader=_Loader)
+    data = load_yaml_text(raw.decode("utf-8"), where=f"medbench/protocols/v{version}.yaml")
     sha = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     files = {f"v{version}.yaml": raw}
     page = ProtocolPage(version, data, sha, files)
@@ -93,7 +91,7 @@ def load_page(version: str) -> ProtocolPage:
     if cor.is_file():
         craw = cor.read_bytes()
         files[f"v{version}_corruptions.yaml"] = craw
-        doc = yaml.load(craw.decode("utf-8"), Loader=_Loader) or {}
+        doc = load_yaml_text(craw.decode("utf-8"), where=f"medbench/protocols/v{version}_corruptions.yaml") or {}
         page.corruption_meta = {k: v for k, v in doc.items() if k not in ("medmnist-c", "medbench-3d")}
         try:
             for dataset, table in (doc.get("medmnist-c") or {}).items():

@@ -56,13 +56,13 @@ def study_figures(study: Study):
 def render_studies(env, w, pages: list[StudyPage], common: dict) -> int:
     """Write the study index and pages (and the result files they link); returns the page count."""
     index = env.get_template("studies.html")
-    w.text("studies/index.html", index.render(root="../", pages=pages, **common))
+    w.write("studies/index.html", index.render(root="../", pages=pages, **common))
     tpl = env.get_template("study.html")
     for page in pages:
         extra = f"studies/{page.slug}.html"
         has_extra = extra in env.list_templates()
-        w.text(f"studies/{page.slug}.html", tpl.render(root="../", page=page, extra=extra if has_extra else None,
+        w.write(f"studies/{page.slug}.html", tpl.render(root="../", page=page, extra=extra if has_extra else None,
                                                        figures=study_figures(page.study), **common))
         for rel, src in page.files.items():
-            w.bytes(f"studies/{rel}", src.read_bytes())
+            w.write(f"studies/{rel}", src.read_bytes())
     return 1 + len(pages)

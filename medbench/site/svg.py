@@ -11,9 +11,13 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import markupsafe
 from markupsafe import Markup
 
-from .escaping import html_text as escape  # (escaped text as a str: the same characters as markupsafe's)
+
+def escape(value) -> str:
+    """Escaped text (markupsafe's characters), as a ``str`` to join into the SVG."""
+    return str(markupsafe.escape(value))
 
 # viridis, 9 stops: perceptually uniform and readable for colour-blind readers
 _VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"]

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..data import DATASETS
-from ..metrics import balanced_accuracy
-from ..schema.result import EvaluationResult
+from medbench.data import DATASETS
+from medbench.metrics import balanced_accuracy
+from medbench.schema.result import EvaluationResult
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & \'quote\''
 THREATS = {"Linf-2/255": ("Linf", 2 / 255), "Linf-4/255": ("Linf", 4 / 255), "L2-0.25": ("L2", 0.25)}

@@ -216,13 +216,11 @@ def test_bad_requests_say_what_to_do(real_root, tmp_path):
 @pytest.mark.slow
 def test_site_shows_maps_on_model_pages_and_a_board_column(tiny, tmp_path):
     from medbench.site import build_site
-    from medbench.site.build import LEADERBOARD_DIR
+    from medbench.paths import leaderboard_root
 
     res, out, _ = tiny
     lb = tmp_path / "leaderboard"
-    shutil.copytree(LEADERBOARD_DIR / "templates", lb / "templates")
-    shutil.copytree(LEADERBOARD_DIR / "static", lb / "static")
-    shutil.copytree(LEADERBOARD_DIR / "results" / "breastmnist", lb / "results" / "breastmnist")
+    shutil.copytree(leaderboard_root() / "results" / "breastmnist", lb / "results" / "breastmnist")
     shutil.copytree(out, lb / "studies")
     report = build_site(tmp_path / "site", None, lb / "results", leaderboard_dir=lb)
     assert not [p for p in report.problems if "explanation" in p]

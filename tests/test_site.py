@@ -15,7 +15,7 @@ import yaml
 from medbench.errors import MedbenchError
 from medbench.schema.result import EvaluationResult
 from medbench.site import build_site
-from medbench.site.state import STATE
+from medbench.site.build import CACHE as STATE
 from site_synthetic import HOSTILE, write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from medbench.schema.result import EvaluationResult
 from medbench.site import build_site
-from medbench.site.state import STATE
+from medbench.site.build import CACHE as STATE
 from site_synthetic import _result, write_synthetic
 
 
@@ -115,7 +116,7 @@ def test_a_bad_file_stays_a_problem_in_rebuilds(site):
     (res / "breastmnist" / "Broken2025X.json").write_text("{}")
     first = build_site(out, reg, res).problems
     assert len(first) == 1 and "Broken2025X.json" in first[0]
-    assert build_site(out, reg, res).problems == first  # kept from the state, not forgotten
+    assert build_site(out, reg, res).problems == first  # kept from the cache, not forgotten
 
 
 def test_a_new_threat_column_rewrites_the_combined_csv(tmp_path):
@@ -128,25 +129,8 @@ def test_a_new_threat_column_rewrites_the_combined_csv(tmp_path):
     write_synthetic(reg, res, ["breastmnist"], 3, clean_n=30)
     report = build_site(out, reg, res)
     assert "robust_ba_L2-0.25" in (out / "data" / "results.csv").read_text().splitlines()[0]
-    assert report.rendered_units == ["adrenalmnist3d", "breastmnist"]  # the kept rows needed new columns
+    assert report.rendered_units == ["breastmnist"]  # the kept rows get the new (empty) columns from the cache
     _same_as_full(out, reg, res, tmp_path)
-
-
-def test_published_records_never_write_into_the_inputs(tmp_path):
-    """Published records are hard links to the inputs where possible: the build must never write through
-    one (a rebuild that changes a published file replaces it instead), and a replaced input is re-linked."""
-    from medbench.site.render import Writer
-
-    src = tmp_path / "in.json"
-    src.write_bytes(b'{"a": 1}')
-    w = Writer(tmp_path / "out")
-    w.copy("results/x.json", src)
-    published = tmp_path / "out" / "results" / "x.json"
-    assert published.read_bytes() == src.read_bytes()
-    w.bytes("results/x.json", b'{"b": 2}')  # e.g. the path is reused for other bytes
-    assert src.read_bytes() == b'{"a": 1}' and published.read_bytes() == b'{"b": 2}'
-    w.copy("results/x.json", src)
-    assert published.read_bytes() == b'{"a": 1}'
 
 
 def test_replaced_result_is_published_with_its_new_bytes(site, tmp_path):
@@ -164,11 +148,11 @@ def test_replaced_result_is_published_with_its_new_bytes(site, tmp_path):
 
 
 def test_parallel_builds_keep_state_like_serial_ones(tmp_path, monkeypatch):
-    """With worker processes, a first build's files are hashed by the workers that parse them: the state
+    """With worker processes, a first build's files are hashed by the workers that parse them: the hashes
     they send back must let a rebuild skip everything, and an incremental rebuild equal a full build."""
     import medbench.site.build as build
 
-    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+    monkeypatch.setattr(build, "PARALLEL_MIN_WEIGHT", 0)
     reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
     ids = write_synthetic(reg, res, ["breastmnist", "dermamnist", "organmnist3d"], 6, clean_n=20)
     first = build_site(out, reg, res, jobs=2)
@@ -179,180 +163,10 @@ def test_parallel_builds_keep_state_like_serial_ones(tmp_path, monkeypatch):
     _same_as_full(out, reg, res, tmp_path)
 
 
-def _ranks(out: Path, dataset: str) -> dict[str, int]:
-    board = json.loads((out / "data" / f"{dataset}.json").read_text())["datasets"][dataset]
-    return {e["model_id"]: e["rank"] for t in board["tracks"] for e in t["entries"] if e.get("rank") is not None}
-
-
-def test_pages_whose_rank_alone_moved_are_updated_in_place(tmp_path):
-    """A re-evaluation moves the rank of the models between its old and new place: their pages get the new
-    rank written into their bytes (not rendered again), a page edited by hand is rendered again, and the
-    site equals a full build."""
-    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
-    write_synthetic(reg, res, ["dermamnist"], 12, clean_n=20)
-    build_site(out, reg, res)
-    before = _ranks(out, "dermamnist")
-    assert len(before) >= 8
-    last = max(before, key=before.get)  # the last-ranked model, re-evaluated until it moves up
-    edited = None
-    for seed in range(1, 40):
-        _reevaluate(res, "dermamnist", last, seed=seed)
-        report = build_site(out, reg, res)
-        after = _ranks(out, "dermamnist")
-        moved = [m for m in after if m != last and after[m] != before.get(m)]
-        if moved:
-            break
-        before = after
-    assert moved, "no re-evaluation moved a rank"
-    assert report.rank_updated_pages >= 1 and report.rank_updated_pages <= len(moved)
-    for m in moved:
-        assert f'rank {after[m]} on ' in (out / "dermamnist" / f"{m}.html").read_text()
-    _same_as_full(out, reg, res, tmp_path)
-    # a page edited by hand whose rank moves is rendered again, not patched
-    before, victim = after, moved[0]
-    page = out / "dermamnist" / f"{victim}.html"
-    page.write_text(page.read_text().replace("Model card", "Model card (edited)"))
-    for seed in range(100, 160):
-        _reevaluate(res, "dermamnist", last, seed=seed)
-        build_site(out, reg, res)
-        after = _ranks(out, "dermamnist")
-        if after[victim] != before[victim] or "(edited)" not in page.read_text():
-            break
-    assert "(edited)" not in page.read_text()
-    _same_as_full(out, reg, res, tmp_path)
-
-
-def test_outputs_are_never_written_through_links(tmp_path):
-    """An output path that is a symbolic or hard link to a file outside the site is replaced by a new
-    file: the linked file keeps its bytes."""
-    from medbench.site.render import Writer
-
-    outside = tmp_path / "outside.txt"
-    outside.write_text("precious")
-    w = Writer(tmp_path / "out")
-    w.bytes("a.html", b"first")
-    (tmp_path / "out" / "b.html").symlink_to(outside)
-    (tmp_path / "out" / "c.html").hardlink_to(outside)
-    for rel in ("a.html", "b.html", "c.html"):
-        w.bytes(rel, b"new bytes")
-        assert (tmp_path / "out" / rel).read_bytes() == b"new bytes"
-        assert not (tmp_path / "out" / rel).is_symlink()
-    assert outside.read_text() == "precious"
-    st = (tmp_path / "out" / "a.html").stat()
-    assert w.outputs["a.html"] == [st.st_size, st.st_mtime_ns]
-    w.bytes("a.html", b"new bytes")  # the same bytes: the file is left as it is
-    assert (tmp_path / "out" / "a.html").stat().st_mtime_ns == st.st_mtime_ns
-    w.bytes("a.html", b"short")  # fewer bytes: nothing of the old file is left behind
-    assert (tmp_path / "out" / "a.html").read_bytes() == b"short"
-
-
-def test_registry_files_parsed_by_the_last_build_are_not_parsed_again(site, tmp_path, monkeypatch):
-    """A rebuild validates every registry entry of a changed dataset, but takes the YAML value of a file
-    whose bytes it parsed before from the state (a date, which JSON cannot hold, is parsed again); an
-    edited file is parsed again, and the site equals a full build."""
-    from medbench.site import fastyaml, load
-
-    ids, reg, res, out = site
-    kept = out / STATE / "units" / "dermamnist.parsed.json"
-    assert not kept.exists()  # (a first build keeps none: it would cost more than it saves)
-    dated = reg / "dermamnist" / f"{ids[3]}.yaml"
-    text = dated.read_text()
-    dated.write_text(re.sub(r"date_added: '([0-9-]+)'", r"date_added: \1", text))
-    assert dated.read_text() != text
-    build_site(out, reg, res)
-    assert kept.is_file()  # (a rebuild of the dataset keeps them for the next)
-    parsed = []
-    real = fastyaml.load
-    monkeypatch.setattr(load.fastyaml, "load", lambda t: parsed.append(t) or real(t))
-    _reevaluate(res, "dermamnist", ids[2], seed=5)
-    report = build_site(out, reg, res)
-    assert report.rendered_units == ["dermamnist"] and report.problems == []
-    assert len(parsed) == 1 and f"id: {ids[3]}" in parsed[0]  # only the entry with a YAML date
-    edited = reg / "dermamnist" / f"{ids[0]}.yaml"
-    text = edited.read_text()
-    edited.write_text(re.sub(r"(?m)^license: .*$", "license: MIT-0", text))
-    assert edited.read_text() != text
-    parsed.clear()
-    build_site(out, reg, res)
-    assert sorted(t.split("id: ")[1].split("\n")[0] for t in parsed) == sorted([ids[0], ids[3]])
-    assert "MIT-0" in (out / "dermamnist" / f"{ids[0]}.html").read_text()
-    monkeypatch.undo()
-    _same_as_full(out, reg, res, tmp_path)
-
-
-def test_study_pages_are_kept_until_a_study_result_changes(tmp_path):
-    """Study pages are rendered again only when a study result file (or the build context) changes; a broken
-    study file stays a build problem in every rebuild, and the site equals a full build."""
-    repo = Path(__file__).resolve().parents[1] / "leaderboard"
-    lb = tmp_path / "leaderboard"
-    for sub in ("templates", "static", "studies", "lite"):
-        shutil.copytree(repo / sub, lb / sub)
-    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
-    write_synthetic(reg, res, ["breastmnist"], 3, clean_n=20)
-    assert build_site(out, reg, res, leaderboard_dir=lb).problems == []
-    page = out / "studies" / "architectures.html"
-    mtime = page.stat().st_mtime_ns
-    broken = lb / "studies" / "architectures" / "zzz_28px.json"
-    broken.write_text("{}")
-    first = build_site(out, reg, res, leaderboard_dir=lb).problems
-    assert len(first) == 1 and "zzz_28px.json" in first[0]
-    assert build_site(out, reg, res, leaderboard_dir=lb).problems == first  # kept pages keep their problems
-    broken.unlink()
-    result = lb / "studies" / "architectures" / "breastmnist_28px.json"
-    data = json.loads(result.read_text())
-    data["findings"][0]["label"] = data["findings"][0]["label"] + " (edited)"
-    result.write_text(json.dumps(data))
-    assert build_site(out, reg, res, leaderboard_dir=lb).problems == []
-    assert "(edited)" in page.read_text() and page.stat().st_mtime_ns != mtime
-    full = tmp_path / "full"
-    build_site(full, reg, res, leaderboard_dir=lb, full=True)
-    a, b = _tree(out), _tree(full)
-    assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
-
-
-def test_compiled_templates_are_cached_and_an_edited_template_is_compiled_again(tmp_path, monkeypatch):
-    """Compiled templates are kept in the user's medbench cache (a folder only they can write to); a
-    template edited after a build shows in the next one."""
-    from medbench.site import render
-
-    monkeypatch.setenv("MEDBENCH_CACHE", str(tmp_path / "cache"))
-    repo = Path(__file__).resolve().parents[1] / "leaderboard"
-    lb = tmp_path / "leaderboard"
-    for sub in ("templates", "static", "lite"):
-        shutil.copytree(repo / sub, lb / sub)
-    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
-    ids = write_synthetic(reg, res, ["breastmnist"], 2, clean_n=20)
-    build_site(out, reg, res, leaderboard_dir=lb)
-    cache = tmp_path / "cache" / "jinja"
-    assert len(list(cache.glob("medbench-*.cache"))) >= 3 and (cache.stat().st_mode & 0o777) == 0o700
-    tpl = lb / "templates" / "model.html"
-    tpl.write_text(tpl.read_text().replace('<h2 id="card">Model card</h2>', '<h2 id="card">Model card (v2)</h2>'))
-    monkeypatch.setattr(render, "_ENVS", {})  # as a new process: templates come from the cache, or are compiled
-    build_site(out, reg, res, leaderboard_dir=lb)
-    assert "Model card (v2)" in (out / "breastmnist" / f"{ids[0]}.html").read_text()
-    cache.chmod(0o755)  # a folder others could write to is not used
-    assert render._bytecode_cache() is None
-
-
-def test_kept_dataset_lines_are_read_back_exactly_or_refused():
-    """results.json is rebuilt from the dataset lines of the data/<name>.json files an earlier build wrote:
-    a line reads back byte for byte (non-ASCII text included), anything else is refused."""
-    from medbench.site import export
-
-    line = export.record_line("breastmnist", {"name": "breastmnist", "note": "Zürich \u2028 \"q\"\n"})
-    doc = export.join_record_lines([line], "0.1.0").encode()
-    assert export.record_line_bytes_of(doc, "0.1.0") == line.encode()
-    two = export.join_record_line_bytes([line.encode(), line.encode()], "0.1.0")
-    assert two == export.join_record_lines([line, line], "0.1.0").encode()
-    for bad in (doc.replace(b"Z\xc3\xbcrich", b"Z\nrich"), doc[:-1], b"{}", doc.replace(b"0.1.0", b"0.2.0")):
-        with pytest.raises(ValueError):
-            export.record_line_bytes_of(bad, "0.1.0")
-
-
 def test_parallel_builds_report_stray_folders_and_bad_files_like_serial_ones(tmp_path, monkeypatch):
     """A folder that is not a dataset (loaded for its problems, never rendered) and a broken result give the
-    same problems and the same site whether units load in worker processes, started while the scan goes
-    on, or here; a rebuild keeps reporting them."""
+    same problems and the same site whether datasets are built in worker processes or here; a rebuild keeps
+    reporting them."""
     import medbench.site.build as build
 
     reg, res = tmp_path / "reg", tmp_path / "res"
@@ -361,7 +175,7 @@ def test_parallel_builds_report_stray_folders_and_bad_files_like_serial_ones(tmp
     shutil.copy(next((res / "breastmnist").glob("*.json")), res / "notadataset" / "Stray2026X.json")
     (res / "dermamnist" / "Broken2026Y.json").write_text('{"result_schema_version": 1')
     serial = build_site(tmp_path / "serial", reg, res, jobs=1)
-    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+    monkeypatch.setattr(build, "PARALLEL_MIN_WEIGHT", 0)
     out = tmp_path / "parallel"
     parallel = build_site(out, reg, res, jobs=2)
     assert len(serial.problems) == 2 and parallel.problems == serial.problems
@@ -398,95 +212,137 @@ def test_a_newer_record_re_renders_its_dataset_only_and_dates_are_scoped(site, t
     _same_as_full(out, reg, res, tmp_path)
 
 
-@pytest.mark.parametrize("how", ["raises", "dies"])
-def test_a_failing_or_dying_worker_is_an_error_not_a_hang_and_the_next_build_is_whole(tmp_path, monkeypatch, how):
-    """Units are built by worker processes taking them from a queue: a unit that raises is reported by name,
-    a worker that dies mid-build stops the build with an error (never a wait for replies that cannot come),
-    and the next build writes the whole site, as a full build does."""
-    import os
 
-    import medbench.site.build as build
-    from medbench.errors import MedbenchError
-    from medbench.site.units import Unit
 
+def test_published_records_never_write_into_the_inputs(tmp_path):
+    """Published records are hard links to the inputs where possible: the build never writes through one (a
+    path written again is replaced), and neither through a symbolic link left in the output."""
+    from medbench.site.render import Writer
+
+    src = tmp_path / "in.json"
+    src.write_bytes(b'{"a": 1}')
+    w = Writer(tmp_path / "out")
+    w.publish("results/x.json", src, "k")
+    published = tmp_path / "out" / "results" / "x.json"
+    assert published.read_bytes() == src.read_bytes()
+    w.write("results/x.json", b'{"b": 2}')  # e.g. the path is reused for other bytes
+    assert src.read_bytes() == b'{"a": 1}' and published.read_bytes() == b'{"b": 2}'
+    (tmp_path / "out" / "b.html").symlink_to(src)
+    w.write("b.html", b"new bytes")
+    assert not (tmp_path / "out" / "b.html").is_symlink() and src.read_bytes() == b'{"a": 1}'
+    st = published.stat()
+    assert w.records["results/x.json"] == ["", st.st_size, st.st_mtime_ns]
+
+
+def test_a_rank_that_moved_renders_the_page_again(tmp_path):
+    """A re-evaluation moves the rank of the models between its old and new place: their pages show the new
+    rank, the others are kept, and the site equals a full build."""
     reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
-    write_synthetic(reg, res, ["breastmnist", "dermamnist", "pneumoniamnist"], 4, clean_n=20)
-    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
-    render = Unit.render
+    write_synthetic(reg, res, ["dermamnist"], 12, clean_n=20)
+    build_site(out, reg, res)
 
-    def broken(self, *args, **kwargs):
-        if self.name == "dermamnist":
+    def ranks() -> dict[str, int]:
+        board = json.loads((out / "data" / "dermamnist.json").read_text())["datasets"]["dermamnist"]
+        return {e["model_id"]: e["rank"] for t in board["tracks"] for e in t["entries"] if e.get("rank") is not None}
+
+    before = ranks()
+    last = max(before, key=before.get)  # the last-ranked model, re-evaluated until it moves up
+    for seed in range(1, 40):
+        _reevaluate(res, "dermamnist", last, seed=seed)
+        report = build_site(out, reg, res)
+        after = ranks()
+        moved = [m for m in after if m != last and after[m] != before.get(m)]
+        if moved:
+            break
+        before = after
+    assert moved, "no re-evaluation moved a rank"
+    for m in moved:
+        assert f"rank {after[m]} on " in (out / "dermamnist" / f"{m}.html").read_text()
+    assert report.kept_pages >= 1
+    _same_as_full(out, reg, res, tmp_path)
+
+
+def _fail_on_dermamnist(how: str):
+    from medbench.site import plots
+
+    real = plots.track_scatters
+
+    def broken(track):
+        if track.dataset == "dermamnist":
             if how == "dies":
                 os._exit(3)
             raise RuntimeError("disk on fire")
-        return render(self, *args, **kwargs)
+        return real(track)
+    return broken
 
-    monkeypatch.setattr(Unit, "render", broken)
-    with pytest.raises(MedbenchError, match="dermamnist: RuntimeError: disk on fire" if how == "raises"
-                       else r"worker process exited \(code 3\)"):
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_failing_or_dying_worker_is_an_error_not_a_hang_and_the_next_build_is_whole(tmp_path, monkeypatch, how):
+    """A dataset that raises in a worker process is reported by name; a worker that dies stops the build with
+    an error (never a wait for replies that cannot come); the next build writes the whole site."""
+    import medbench.site.build as build
+    from medbench.errors import MedbenchError
+    from medbench.site import plots
+
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    write_synthetic(reg, res, ["breastmnist", "dermamnist", "pneumoniamnist"], 4, clean_n=20)
+    monkeypatch.setattr(build, "PARALLEL_MIN_WEIGHT", 0)
+    real = plots.track_scatters
+    monkeypatch.setattr(plots, "track_scatters", _fail_on_dermamnist(how))
+    with pytest.raises(MedbenchError, match="building dermamnist failed: RuntimeError: disk on fire"
+                       if how == "raises" else "a worker process died"):
         build_site(out, reg, res, jobs=2)
-    monkeypatch.setattr(Unit, "render", render)
+    monkeypatch.setattr(plots, "track_scatters", real)
     report = build_site(out, reg, res, jobs=2)
     assert report.problems == [] and {"breastmnist", "dermamnist", "pneumoniamnist"} <= set(report.rendered_units)
     _same_as_full(out, reg, res, tmp_path)
 
 
-def test_a_damaged_build_state_costs_work_never_correctness(site, tmp_path):
-    """The build state is read unit by unit when first needed: a unit whose state file is damaged or missing is
-    built as new (the others are kept), a damaged main file makes a build start over; the site is always
-    that of a full build."""
+def test_a_damaged_build_cache_costs_work_never_correctness(site, tmp_path):
+    """A dataset whose cache file is damaged or missing is built as new (the others are kept); damaged input
+    hashes or output records make a build start over; the site is always that of a full build."""
     ids, reg, res, out = site
-    units = out / STATE / "units"
-    (units / "dermamnist.json").write_text('{"key": ')  # damaged
+    datasets = out / STATE / "datasets"
+    (datasets / "dermamnist.json").write_text('{"key": ')  # damaged
     other = out / "breastmnist" / f"{ids[0]}.html"
     mtime = other.stat().st_mtime_ns
     report = build_site(out, reg, res)
     assert report.rendered_units == ["dermamnist"] and report.problems == []
     assert other.stat().st_mtime_ns == mtime  # (breastmnist kept)
     _same_as_full(out, reg, res, tmp_path)
-    (units / "breastmnist.json").unlink()  # missing
+    (datasets / "breastmnist.json").unlink()  # missing
     assert build_site(out, reg, res).rendered_units == ["breastmnist"]
     _same_as_full(out, reg, res, tmp_path)
-    (out / STATE / "state.json").write_text("[]")  # not a state: start over
+    (out / STATE / "outputs.json").write_text("[]")  # not a record of outputs: start over
+    (out / STATE / "inputs.json").write_text("{")
     assert {"breastmnist", "dermamnist"} <= set(build_site(out, reg, res).rendered_units)
     _same_as_full(out, reg, res, tmp_path)
-    assert build_site(out, reg, res).rendered_units == []  # and the state is whole again
+    assert build_site(out, reg, res).rendered_units == []  # and the cache is whole again
 
 
 def test_files_the_build_did_not_write_are_removed_and_its_own_kept(site, tmp_path, monkeypatch):
-    """The output folder belongs to the build: a file or folder left in it by hand is removed by the next build
-    (listed while the units are built, removed at the end), in serial and parallel builds alike; its own files
-    and the build state stay."""
+    """The output folder belongs to the build: a file or folder left in it by hand is removed by the next
+    build, in serial and parallel builds alike; its own files and the build cache stay."""
     import medbench.site.build as build
 
     ids, reg, res, out = site
     for jobs in (1, 2):
-        monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+        monkeypatch.setattr(build, "PARALLEL_MIN_WEIGHT", 0)
         (out / "stray.txt").write_text("x")
         (out / "breastmnist" / "Gone2026Model.html").write_text("<p>old</p>")
         (out / "empty" / "sub").mkdir(parents=True)
         _reevaluate(res, "dermamnist", ids[2], seed=100 + jobs)
         build_site(out, reg, res, jobs=jobs)
         assert not (out / "stray.txt").exists() and not (out / "breastmnist" / "Gone2026Model.html").exists()
-        assert not (out / "empty").exists() and (out / STATE / "state.json").is_file()
+        assert not (out / "empty").exists() and (out / STATE / "outputs.json").is_file()
         _same_as_full(out, reg, res, tmp_path)
 
 
-def test_an_error_in_the_building_process_stops_the_workers(tmp_path, monkeypatch):
-    """An error while the workers build units (here: writing the protocol pages) is raised as it is, and no
-    worker is left running or waiting to hand in its results."""
-    import multiprocessing
-
-    import medbench.site.build as build
-
-    reg, res = tmp_path / "reg", tmp_path / "res"
-    write_synthetic(reg, res, ["breastmnist", "dermamnist"], 4, clean_n=20)
-    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
-
-    def broken(*args, **kwargs):
-        raise OSError("no space left on device")
-
-    monkeypatch.setattr(build, "_fixed_pages", broken)
-    with pytest.raises(OSError, match="no space left"):
-        build_site(tmp_path / "site", reg, res, jobs=2)
-    assert multiprocessing.active_children() == []
+def test_a_registry_entry_with_a_repeated_key_is_a_problem(site):
+    """The site reads the registry as the zoo does (``safe_yaml``): a repeated key is refused, never read as
+    its last value."""
+    ids, reg, res, out = site
+    entry = reg / "breastmnist" / f"{ids[0]}.yaml"
+    entry.write_text(entry.read_text() + "license: GPL-3.0-only\n")
+    problems = build_site(out, reg, res).problems
+    assert len(problems) == 1 and f"{ids[0]}.yaml" in problems[0] and "duplicate key 'license'" in problems[0]

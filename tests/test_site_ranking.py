@@ -111,20 +111,3 @@ def test_windowed_paired_intervals_equal_one_pair_at_a_time():
             ties.tied(0, b)
             want = _interval(boot[:, 0] - boot[:, b])
             assert np.array_equal(ties.known[b], want, equal_nan=True)
-
-
-def test_small_int_rows_read_as_bytes_equal_numpys_reading():
-    """Predictions and flags are read as bytes when every value fits one (the quick path), by numpy otherwise:
-    the same int64 matrix either way."""
-    from medbench.site.table import _small_ints
-
-    rng = np.random.default_rng(0)
-    for high in (2, 11, 256, 300):
-        rows = rng.integers(-1 if high == 300 else 0, high, size=(7, 13)).tolist()
-        got = _small_ints(rows, 13)
-        assert got.dtype == np.int64 and (got == np.array(rows, dtype=np.int64)).all()
-        small = _small_ints(rows, 13, np.int16)  # a narrower type where every value fits a byte
-        assert (small == np.array(rows, dtype=np.int64)).all() and small.dtype == (np.int64 if high == 300 else np.int16)
-    flags = (rng.random((5, 9)) < 0.5).tolist()
-    assert (_small_ints(flags, 9).astype(bool) == np.array(flags, dtype=bool)).all()
-    assert _small_ints(flags, 9, bool).dtype == bool and (_small_ints(flags, 9, bool) == np.array(flags)).all()

@@ -117,14 +117,9 @@ def test_a_tampered_result_file_is_refused(real_root, demo_study, tmp_path):
 
 def test_the_site_has_a_page_per_study_with_its_findings(real_root, demo_study, tmp_path):
     need_real(real_root, "breastmnist.npz")
-    import shutil
-
     from medbench.site import build_site
-    from medbench.site.build import LEADERBOARD_DIR
 
     lb = tmp_path / "leaderboard"
-    shutil.copytree(LEADERBOARD_DIR / "templates", lb / "templates")
-    shutil.copytree(LEADERBOARD_DIR / "static", lb / "static")
     (lb / "results").mkdir()
     res = demo_study.run_study("demo", "breastmnist", data_root=real_root, out=lb / "studies",
                                work_dir=tmp_path / "w", progress=False)

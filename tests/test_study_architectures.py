@@ -105,11 +105,8 @@ def test_study_page_shows_the_scatter_and_the_models(zoo, real_root, tmp_path):
     need_real(real_root, f"{DATASET}.npz")
     _need_current_results()
     from medbench.site import build_site
-    from medbench.site.build import LEADERBOARD_DIR
 
     lb = tmp_path / "leaderboard"
-    shutil.copytree(LEADERBOARD_DIR / "templates", lb / "templates")
-    shutil.copytree(LEADERBOARD_DIR / "static", lb / "static")
     (lb / "results").mkdir()
     result = run_study("architectures", DATASET, data_root=real_root, out=lb / "studies", work_dir=tmp_path / "w",
                        options={"only_committed": True, "apgd_iterations": 100}, progress=False)

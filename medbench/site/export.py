@@ -104,42 +104,13 @@ def record_line(name: str, record: dict) -> str:
     return f"{json.dumps(name)}: {json.dumps(record, ensure_ascii=False, separators=(',', ':'))}"
 
 
-def _frame(medbench_version: str) -> tuple[str, str]:
-    """What comes before the dataset lines of an API document, and after them."""
-    head = json.dumps({"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
-                       "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api"},
-                      ensure_ascii=False)
-    return head[:-1] + ', "datasets": {\n', "\n}}\n"
-
-
 def join_record_lines(lines: list[str], medbench_version: str) -> str:
     """The API document (compact JSON, one dataset per line) from its dataset lines (``record_line`` of each
     ``board_record``)."""
-    before, after = _frame(medbench_version)
-    return before + ",\n".join(lines) + after
-
-
-def join_record_line_bytes(lines: list[bytes], medbench_version: str) -> bytes:
-    """``join_record_lines`` of UTF-8 lines, e.g. lines kept from an earlier build (``record_line_bytes_of``):
-    48 MB at 1,000 models x 18 datasets, never decoded."""
-    before, after = _frame(medbench_version)
-    parts = [before.encode()]
-    for i, line in enumerate(lines):
-        if i:
-            parts.append(b",\n")
-        parts.append(line)
-    parts.append(after.encode())
-    return b"".join(parts)  # (one copy of the 48 MB: each concatenation would make another, and fault its pages in)
-
-
-def record_line_bytes_of(document: bytes, medbench_version: str) -> bytes:
-    """The one dataset line of a single-dataset API document written for ``medbench_version`` (JSON escapes
-    every newline inside strings, so the document is exactly: head, the dataset line, the closing braces)."""
-    before, after = (part.encode() for part in _frame(medbench_version))
-    line = document[len(before):len(document) - len(after)]
-    if not (document.startswith(before) and document.endswith(after)) or not line or b"\n" in line:
-        raise ValueError("not a single-dataset results document of this medbench version")
-    return line
+    head = json.dumps({"api_version": API_VERSION, "generator": f"medbench {medbench_version}",
+                       "about": "medbench leaderboard results; fractions in [0, 1]; see index.html#api"},
+                      ensure_ascii=False)
+    return head[:-1] + ', "datasets": {\n' + ",\n".join(lines) + "\n}}\n"
 
 
 CSV_COLUMNS = ["dataset", "size", "protocol_version", "rank", "tie_group", "model_id", "flags",
@@ -166,8 +137,8 @@ CSV_TAIL = ["architecture", "method", "extra_data", "venue", "reported_clean_auc
 
 
 def csv_part(board: DatasetBoard) -> dict:
-    """A board's CSV rows as data (JSON-safe, so an incremental build can keep them): ``threats`` (the
-    board's robust columns) and ``rows``, each its cells with one robust triple per threat in that order."""
+    """A board's CSV rows as data (JSON-safe, so the build cache can keep them): ``threats`` (the board's
+    robust columns) and ``rows``, each a dict of column -> cell."""
     threats = sorted({t for tr in board.tracks for t in tr.threats})
     rows = []
     for t in board.tracks:
@@ -183,37 +154,21 @@ def csv_part(board: DatasetBoard) -> dict:
             vals += [r.architecture, r.method, r.extra_data, r.venue,
                      rep.clean_auc if rep else None, rep.clean_accuracy if rep else None,
                      rep.robust_accuracy if rep else None, r.loaded.sha256]
-            rows.append([csv_cell(v) for v in vals])
+            rows.append(dict(zip(_columns(threats), map(csv_cell, vals))))
     return {"threats": threats, "rows": rows}
+
+
+def _columns(threats: list[str]) -> list[str]:
+    robust = [f"robust_ba_{t}{end}" for t in threats for end in ("", "_ci_low", "_ci_high")]
+    return CSV_COLUMNS + robust + CSV_TAIL
 
 
 def format_csv(parts: list[dict]) -> str:
     """The CSV of ``csv_part`` pieces, in order: the robust columns are the union of the parts' threats
     (sorted), empty where a part has none."""
-    threats = sorted({t for part in parts for t in part["threats"]})
-    return csv_header(threats) + "".join(csv_rows(threats, part) for part in parts)
-
-
-def csv_header(threats: list[str]) -> str:
-    cols = list(CSV_COLUMNS)
-    for t in threats:
-        cols += [f"robust_ba_{t}", f"robust_ba_{t}_ci_low", f"robust_ba_{t}_ci_high"]
-    cols += CSV_TAIL
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([csv_cell(c) for c in cols])
-    return buf.getvalue()
-
-
-def csv_rows(threats: list[str], part: dict) -> str:
-    """The rows of ``part`` under a header of robust columns ``threats`` (a superset of the part's)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    head, tail = len(CSV_COLUMNS), len(CSV_TAIL)
-    at = {t: head + 3 * i for i, t in enumerate(part["threats"])}
-    for row in part["rows"]:
-        robust = []
-        for t in threats:
-            i = at.get(t)
-            robust += row[i:i + 3] if i is not None else ["", "", ""]
-        w.writerow(row[:head] + robust + row[len(row) - tail:])
+    columns = _columns(sorted({t for part in parts for t in part["threats"]}))
+    w = csv.DictWriter(buf, columns, lineterminator="\n")
+    w.writerow({c: csv_cell(c) for c in columns})
+    w.writerows(row for part in parts for row in part["rows"])
     return buf.getvalue()

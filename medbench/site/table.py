@@ -235,58 +235,19 @@ def _subset_labels(results: list[EvaluationResult], sha: str, num_classes: int, 
     """
     if multilabel:
         return None
-    records = [adv for res in results for adv in res.adversarial.values() if adv.subset.indices_sha256 == sha]
-    if not records:
-        return None
-    if any(getattr(adv.subset, "labels", None) is not None for adv in records):
-        return _subset_labels_sequential(records, num_classes)
-    n = len(records[0].adv_predictions)
-    if any(len(a.adv_predictions) != n or len(a.robust_flags) != n for a in records):
-        return _subset_labels_sequential(records, num_classes)  # ragged: the record-by-record reading decides
-    # all records at once: a column's label is its first known value, and any other known value must agree
-    pred = _small_ints([a.adv_predictions for a in records], n, np.int16)  # (a quarter of int64's memory)
-    ok = _small_ints([a.robust_flags for a in records], n, bool)
-    known = np.where(ok, pred, 1 - pred) if num_classes == 2 else np.where(ok, pred, -1)
-    has = known >= 0
-    first = np.where(has.any(axis=0), known[has.argmax(axis=0), np.arange(n)], -1)
-    if (has & (known != first)).any():
-        return None
-    labels = first
-    if labels.size == 0 or (labels < 0).any() or (labels >= num_classes).any():
-        return None  # nothing recovered (an empty subset cannot be ranked by a paired test)
-    return labels.astype(np.int64)
-
-
-def _small_ints(rows: list[list[int]], n: int, dtype=np.int64) -> np.ndarray:
-    """Lists of ``n`` ints (or bools) as a matrix of ``dtype`` (int64 when a value does not fit it), one row
-    each. Class indices and flags fit a byte: read as bytes, that is ~6x quicker than numpy's reading of
-    nested lists (any other value: read by numpy, exactly)."""
-    try:
-        return np.frombuffer(b"".join(map(bytearray, rows)), np.uint8).reshape(len(rows), n).astype(dtype)
-    except (ValueError, TypeError):  # (a value outside 0..255, or not an int)
-        return np.array(rows, dtype=np.int64).reshape(len(rows), n)
-
-
-def _subset_labels_sequential(records: list, num_classes: int) -> np.ndarray | None:
-    """``_subset_labels`` one record at a time (stored labels, or records of different lengths)."""
     labels: np.ndarray | None = None
-    for adv in records:
+    for adv in (a for res in results for a in res.adversarial.values() if a.subset.indices_sha256 == sha):
         stored = getattr(adv.subset, "labels", None)
         if stored is not None:
             return np.asarray(stored, dtype=np.int64)
         pred = np.asarray(adv.adv_predictions, dtype=np.int64)
         ok = np.asarray(adv.robust_flags, dtype=bool)
-        if pred.shape != ok.shape:
+        if pred.shape != ok.shape or (labels is not None and len(labels) != len(pred)):
             return None
+        known = np.where(ok, pred, 1 - pred if num_classes == 2 else -1)
         if labels is None:
-            labels = np.full(len(pred), -1, dtype=np.int64)
-        if len(labels) != len(pred):
-            return None
-        known = pred.copy() if num_classes == 2 else np.where(ok, pred, -1)
-        if num_classes == 2:
-            known[~ok] = 1 - pred[~ok]
-        clash = (labels >= 0) & (known >= 0) & (labels != known)
-        if clash.any():
+            labels = known
+        elif ((labels >= 0) & (known >= 0) & (labels != known)).any():
             return None
         labels = np.where(labels >= 0, labels, known)
     if labels is None or labels.size == 0 or (labels < 0).any() or (labels >= num_classes).any():
@@ -319,7 +280,7 @@ def _rank_track(track: Track, all_results: list[EvaluationResult]) -> None:
                 continue
             ci = adv.robust_balanced_accuracy_ci
             items.append(RankItem(r.model_id, adv.robust_balanced_accuracy, ci.low if ci else None,
-                                  ci.high if ci else None, _small_ints([adv.adv_predictions], len(adv.adv_predictions))[0]))
+                                  ci.high if ci else None, np.asarray(adv.adv_predictions, dtype=np.int64)))
     ranking, method = tie_groups(items, labels=labels, num_classes=spec.num_classes)
     track.tie_method = method
     if track.rank_by != "clean":

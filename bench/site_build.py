@@ -8,8 +8,8 @@ result changed (re-evaluated: new numbers, so ranks move); the ratios against th
 differ from the baseline's (its templates are older) and from a build by ``SAME_AS_COMMIT``'s code (untimed:
 only what changed on purpose since then may differ), and whether the incremental rebuild equals a full
 build of the same inputs (after a last re-evaluation dated now, after every other record, timed too);
-pages, sizes and the load average. Target (issue 16): 1,000 x 18 in under 20 s, an incremental rebuild
-under 2 s. This machine's speed drifts by up to ~40% within a minute: full builds
+pages, sizes and the load average. Target (issue 24, the plain build): 1,000 x 18 in at most 25 s, an
+incremental rebuild in at most 3 s. This machine's speed drifts by up to ~40% within a minute: full builds
 are timed --full-repeats times, the baseline's and today's taking turns, incremental rebuilds --repeats
 times; the best run of each is the figure, and every run is in the JSON.
 
@@ -44,17 +44,18 @@ import numpy as np
 from medbench.data import dataset_names
 from medbench.schema.result import EvaluationResult
 from medbench.site import build_site
-from medbench.site.state import STATE
-from site_synthetic import _result, model_ids, write_synthetic
+from medbench.site.build import CACHE as STATE
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the synthetic registry and results of the site tests
+from site_synthetic import _result, model_ids, write_synthetic  # noqa: E402
 OUT = REPO / "bench" / "results" / "site_build.json"
 LITERATURE = REPO / "leaderboard" / "literature.yaml"
 BASELINE_COMMIT = "41a0104fe123e73404421163ba973806837ac729"  # main before incremental builds (issue 16)
 # The bytes of today's build are compared with this commit's (not timed): the baseline's pages differ by the
 # template changes made since it (navigation links, study notes), this one's only by what changed on purpose.
-# (main after pages show their own data's date: every later change keeps the bytes)
-SAME_AS_COMMIT = "76f01c0e85269ecadf2e9b9bce922ca1df6d63f5"
+# (main before the plain build of issue 24: the rewrite keeps its bytes)
+SAME_AS_COMMIT = "9feb09a997356eabc0b6d77aeb0267d69f9a2612"
 
 
 def baseline_build(tmp: Path, commit: str = BASELINE_COMMIT, package: str = "medbench_site_baseline"):
@@ -211,7 +212,6 @@ def main() -> None:
             "incremental_rendered_datasets": inc.rendered_units,
             "incremental_newer_date_s": t_newer, "incremental_newer_date_rendered_datasets": newer.rendered_units,
             "incremental_model_pages_kept": inc.kept_pages,
-            "incremental_model_pages_rank_updated": inc.rank_updated_pages,
             "incremental_equals_full_build": (None if args.no_check
                                               else differences(work / "site", work / "site-full") == []),
         }
@@ -225,7 +225,8 @@ def main() -> None:
             "pages": pages, "files": files, "html_bytes_total": sum(sizes.values()),
             "largest_page": biggest, "largest_page_bytes": sizes[biggest],
             "pages_over_1MB": sorted(p for p, s in sizes.items() if s >= 1_000_000),
-            "target": "1,000 x 18: full build < 20 s, incremental rebuild after one changed model < 2 s",
+            "target": "1,000 x 18 (issue 24, the plain build): full build <= 25 s, incremental rebuild after one "
+                      "changed model <= 3 s, on this machine, side by side with the baseline",
             "file_create_ms_at_end": file_create_ms(work, "create-probe-end"),
             "load_average_at_start": load_start, "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
             "cpus": os.cpu_count(), "machine": platform.platform(), "python": platform.python_version(),

@@ -195,6 +195,6 @@ def render_lite(page) -> str:
     from medbench.site import protocol_page
     from medbench.site.render import environment
 
-    env = environment(REPO / "leaderboard" / "studies")
+    env = environment()
     return env.get_template("lite.html").render(root="", lite=page, version=__version__, build_date=None,
                                                 protocols=protocol_page.versions(), current_protocol=CURRENT_VERSION)

@@ -104,7 +104,7 @@ def test_parallel_build_writes_the_same_bytes(synth, tmp_path, monkeypatch):
     import medbench.site.build as build
 
     _, reg, res, out, _ = synth
-    monkeypatch.setattr(build, "PARALLEL_MIN_PAGES", 0)
+    monkeypatch.setattr(build, "PARALLEL_MIN_WEIGHT", 0)
     report = build_site(tmp_path / "par", reg, res, jobs=2)
     assert report.problems == []
     assert _tree_equal(out, tmp_path / "par")
@@ -318,13 +318,13 @@ def test_committed_literature_file_is_valid_and_matches_the_reference():
     assert all(p.recipe == "erm" and p.architecture == "ResNet-18" and p.size == 28 for p in published.values())
 
 
-def test_templates_write_exactly_what_markupsafe_escapes(tmp_path):
-    """Output expressions are written with ``html_text`` (no Markup object each): the same text as
-    ``markupsafe.escape`` for every kind of value, and an undefined name is still an error."""
+def test_templates_escape_every_value_and_refuse_undefined_names():
+    """The site's templates escape with Jinja's own autoescape (markupsafe): hostile text in any kind of value
+    is written as ``markupsafe.escape`` writes it, ``Markup`` is kept, and an undefined name is an error."""
     import jinja2
     from markupsafe import Markup, escape
 
-    from medbench.site.render import environment, html_text
+    from medbench.site.render import environment
 
     class Html:
         def __html__(self):
@@ -332,15 +332,8 @@ def test_templates_write_exactly_what_markupsafe_escapes(tmp_path):
 
     values = ["<a href='x'>&\"</a>", "plain", "", Markup("<i>kept</i>"), 3, 2.5, None, True, Html(),
               ["<x>"], {"k": "<v>"}, "\u2028\u00e9<"]
-    for v in values:
-        assert html_text(v) == str(escape(v)), v
-    (tmp_path / "t.html").write_text("{% macro m() %}<{{ '<' }}>{% endmacro %}"
-                                     "{% for v in values %}[{{ v }}]{% endfor %}{{ m() }}")
-    env = environment(tmp_path)
-    # (the override of a Jinja internal: a Jinja that stops calling it would write with escape again)
-    assert "environment.html_text(" in env.compile((tmp_path / "t.html").read_text(), raw=True)
-    got = env.get_template("t.html").render(values=values)
-    assert got == "".join(f"[{escape(v)}]" for v in values) + "<&lt;>"
-    (tmp_path / "u.html").write_text("{{ not_given }}")
+    env = environment()
+    got = env.from_string("{% for v in values %}[{{ v }}]{% endfor %}").render(values=values)
+    assert got == "".join(f"[{escape(v)}]" for v in values)
     with pytest.raises(jinja2.UndefinedError):
-        env.get_template("u.html").render()
+        env.from_string("{{ not_given }}").render()

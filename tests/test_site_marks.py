@@ -20,7 +20,7 @@ from medbench.site import build_site
 from medbench.site.export import csv_cell
 from medbench.site.marks import at_chance, chance_level, corruption_errors, threat_label
 from medbench.site.protocol_page import versions
-from medbench.site.svg import _VIRIDIS, colour, heatmap
+from medbench.svg import _VIRIDIS, colour, heatmap
 from site_synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,7 +224,7 @@ def test_csv_has_one_interval_format(tmp_path):
 
 
 def test_heatmap_text_has_contrast_on_every_cell_in_both_schemes():
-    css = (REPO / "leaderboard" / "static" / "style.css").read_text()
+    css = (REPO / "medbench" / "site" / "static" / "style.css").read_text()
     assert "text.cell.on-light { fill: #000; }" in css and "text.cell.on-dark { fill: #fff; }" in css
 
     def lum(h):

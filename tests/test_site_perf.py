@@ -13,7 +13,7 @@ import pytest
 
 from medbench.site import build_site
 from medbench.site.protocol_page import versions
-from medbench.site.svg import LABELLED_POINTS
+from medbench.svg import LABELLED_POINTS
 from site_synthetic import write_synthetic
 
 LIMIT = 1_000_000

@@ -120,7 +120,7 @@ def test_the_site_has_a_page_per_study_with_its_findings(real_root, demo_study, 
     from medbench.site import build_site
 
     lb = tmp_path / "leaderboard"
-    (lb / "results").mkdir()
+    (lb / "results").mkdir(parents=True)
     res = demo_study.run_study("demo", "breastmnist", data_root=real_root, out=lb / "studies",
                                work_dir=tmp_path / "w", progress=False)
     report = build_site(tmp_path / "site", tmp_path / "empty_zoo", lb / "results", leaderboard_dir=lb)

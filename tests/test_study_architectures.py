@@ -107,7 +107,7 @@ def test_study_page_shows_the_scatter_and_the_models(zoo, real_root, tmp_path):
     from medbench.site import build_site
 
     lb = tmp_path / "leaderboard"
-    (lb / "results").mkdir()
+    (lb / "results").mkdir(parents=True)
     result = run_study("architectures", DATASET, data_root=real_root, out=lb / "studies", work_dir=tmp_path / "w",
                        options={"only_committed": True, "apgd_iterations": 100}, progress=False)
     report = build_site(tmp_path / "site", tmp_path / "empty_zoo", lb / "results", leaderboard_dir=lb)

@@ -79,3 +79,19 @@ def test_wheel_install_loads_a_zoo_model_in_one_line(tmp_path, monkeypatch):
     # the console script works from the installed wheel too
     listing = run([str(venv / "bin" / "medbench"), "zoo", "list"], cwd=elsewhere, env=env).stdout
     assert entry.id in listing
+
+    # the installed wheel builds the site from a results folder: templates and static files are package data
+    results = elsewhere / "results" / entry.dataset
+    results.mkdir(parents=True)
+    committed = sorted((REPO / "leaderboard" / "results" / entry.dataset).glob("*.json"))
+    assert committed, f"no committed results of {entry.dataset} to build a site from"
+    for path in committed:
+        shutil.copy(path, results / path.name)
+    built = run([str(venv / "bin" / "medbench"), "leaderboard", "build", "--out", "site", "--results", "results",
+                 "--strict"], cwd=elsewhere, env=env)
+    assert "built " in built.stdout, built.stdout
+    board = (elsewhere / "site" / entry.dataset / "index.html").read_text(encoding="utf-8")
+    assert all(f'href="{p.stem}.html"' in board for p in committed)
+    assert (elsewhere / "site" / "static" / "style.css").read_bytes() == \
+        (REPO / "medbench" / "site" / "static" / "style.css").read_bytes()
+    assert (elsewhere / "site" / "index.html").is_file() and (elsewhere / "site" / "protocol").is_dir()

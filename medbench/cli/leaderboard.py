@@ -18,9 +18,11 @@ def register(sub) -> None:
     b.add_argument("--out", default="site", metavar="DIR",
                    help="output folder (default: ./site); must be empty, new, or a previous build")
     b.add_argument("--registry", default=None, metavar="DIR",
-                   help="model registry folder (default: model_zoo/ of this checkout)")
+                   help="model registry folder (default: the registry models load from: $MEDBENCH_ZOO, else the "
+                        "installed package's or this checkout's model_zoo/)")
     b.add_argument("--results", default=None, metavar="DIR",
-                   help="results folder (default: leaderboard/results/ of this checkout)")
+                   help="results folder (default: results/ of $MEDBENCH_LEADERBOARD, else of this checkout's "
+                        "leaderboard/)")
     b.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="load and render datasets in N processes (default: one per CPU; the output is identical "
                         "whatever N; small sites are built in one process)")
@@ -49,7 +51,7 @@ def _build(args: argparse.Namespace) -> int:
     for line in report.problems:
         print(f"warning: {line}", file=sys.stderr)
     print(f"built {report.pages} pages ({report.files} files) into {report.out}")
-    if report.kept_pages or report.rank_updated_pages:  # an incremental rebuild: say what it did
+    if report.kept_pages or not report.rendered_units:  # an incremental rebuild: say what it did
         print(f"rendered again: {', '.join(report.rendered_units) or 'no dataset'}; model pages kept as they were: "
-              f"{report.kept_pages}, given a new rank: {report.rank_updated_pages}")
+              f"{report.kept_pages}")
     return 1 if args.strict and report.problems else 0

@@ -31,7 +31,7 @@ from ..data import DATASETS
 from ..errors import MedbenchError
 from ..paths import leaderboard_root
 from ..protocol import CURRENT_VERSION
-from ..studies import list_studies
+from ..zoo import zoo_root
 from . import export, lite, meta, protocol_page
 from .dataset_pages import DatasetTask, InputFile, build_dataset, digest
 from .load import Inputs, load_literature
@@ -60,13 +60,13 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
                jobs: int = 1, full: bool = False) -> BuildReport:
     """Render the site into ``out``; returns what was written and the problems met on the way.
 
-    Defaults: ``leaderboard_dir`` is ``paths.leaderboard_root()``; ``registry`` the ``model_zoo/`` beside
-    it; ``results``, ``literature`` (published numbers shown as "reported" rows; a missing file means
-    none) and the studies are read from it. ``jobs`` > 1 builds datasets in that many processes (same
+    Defaults: ``registry`` is the zoo (``zoo_root()``); ``leaderboard_dir`` is ``paths.leaderboard_root()``,
+    and ``results``, ``literature`` (published numbers shown as "reported" rows; a missing file means none)
+    and the studies are read from it. ``jobs`` > 1 builds datasets in that many processes (same
     bytes). ``full`` renders every page, ignoring what an earlier build into ``out`` left.
     """
     lb = Path(leaderboard_dir) if leaderboard_dir else leaderboard_root()
-    registry = Path(registry) if registry else lb.parent / "model_zoo"
+    registry = Path(registry) if registry else zoo_root()
     results = Path(results) if results else lb / "results"
     literature = Path(literature) if literature else lb / "literature.yaml"
     out = Path(out)
@@ -93,7 +93,7 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     w = Writer(out, cache.outputs)
     for done in built.values():
         w.records.update(done["records"])
-    env = environment(lb / "studies")
+    env = environment()
     side_problems = _fixed_pages(w, env, lb, common, context, report)
     _home_and_downloads(w, env, built, common, context, report)
     report.problems = (head.problems + _missing(registry, "registry", "no entries")

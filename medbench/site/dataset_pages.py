@@ -17,6 +17,7 @@ from typing import NamedTuple
 from ..data import DATASETS
 from ..schema.literature import PublishedResult
 from . import export, marks, meta, plots
+from .explanations import load_explanations
 from .load import Inputs, add_entry, add_result
 from .render import Writer, environment
 from .table import Row, Track, build_board
@@ -115,10 +116,11 @@ def build_dataset(task: DatasetTask) -> dict:
 
     name, spec, common = task.name, DATASETS[task.name], task.common
     board = build_board(name, inputs)
-    env = environment(task.studies)
+    env = environment()
+    explanations = load_explanations(task.studies)
     w = Writer(task.out, task.previous)
     w.write(f"{name}/index.html", env.get_template("dataset.html").render(
-        root="../", board=board, spec=spec, scatters={t.key: plots.track_scatters(t) for t in board.tracks},
+        root="../", board=board, spec=spec, explanations=explanations, scatters={t.key: plots.track_scatters(t) for t in board.tracks},
         **{**common, "build_date": meta.data_date([summary["date"]])}))
     line = export.record_line(name, export.board_record(board))
     w.write(f"data/{name}.json", export.join_record_lines([line], common["version"]))
@@ -134,6 +136,7 @@ def build_dataset(task: DatasetTask) -> dict:
             kept += 1
         else:
             w.write(rel, model.render(root="../", board=board, spec=spec, row=row, track=track, train_log=log,
+                                      explanations=explanations,
                                       figures=plots.model_figures(row.result) if row.result else {}, **common), key)
         for file, sha in ([(row.loaded.path, row.loaded.sha256)] if row.loaded else []) + \
                 ([(Path(row.loaded.path.parent, log), shas[log])] if log else []):

@@ -30,12 +30,6 @@ class ModelExplanation:
         m = self.model.method(HEADLINE)
         return m.adversarial if m else None
 
-    @property
-    def headline_label(self) -> str:
-        eps = self.options.get("adv_eps")
-        at = f" at L∞ {eps * 255:.3g}/255" if isinstance(eps, (int, float)) else ""
-        return f"{METHOD_LABEL[HEADLINE]} map stability under APGD-CE{at} (Spearman rank correlation, 1 = identical)"
-
     def label(self, method: str) -> str:
         return METHOD_LABEL[method]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
+from .. import svg
 from ..schema.result import EvaluationResult
-from . import svg
 from .marks import chance_level, threat_label
 from .table import Track
 

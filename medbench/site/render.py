@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -11,7 +12,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ..data import DATASETS
-from . import marks, meta, svg
+from .. import svg
+from . import marks, meta
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data, like ``static/``
 STATIC = Path(__file__).resolve().parent / "static"
@@ -59,11 +61,10 @@ def inline_code(text: str, links: dict[str, str] | None = None) -> Markup:
     return Markup("").join(out)
 
 
-def environment(studies_root: Path) -> jinja2.Environment:
-    """The site's Jinja environment; ``studies_root``: where the explanation-stability results are (model
-    pages and boards show them)."""
-    from .explanations import load_explanations  # imports captum's study module only here
-
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The site's Jinja environment, made once per process: compiling the templates takes longer than
+    rendering a hundred pages (Jinja reloads a template whose file changed)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
@@ -71,8 +72,7 @@ def environment(studies_root: Path) -> jinja2.Environment:
     env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
                        corruption_errors=marks.corruption_errors, reported_numbers=reported_numbers,
-                       repository=meta.repository_url(), labelled_points=svg.LABELLED_POINTS,
-                       explanations=load_explanations(studies_root))
+                       repository=meta.repository_url(), labelled_points=svg.LABELLED_POINTS)
     return env
 
 

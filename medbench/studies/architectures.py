@@ -552,7 +552,7 @@ STUDY = Study(
 
 def figures(result: ArchitecturesResult) -> dict:
     """The study page's figures: robust and corruption BA against the parameter count, by family."""
-    from ..site import svg
+    from .. import svg
 
     d = result.details
     def pts(get):

@@ -1,4 +1,5 @@
-"""Inline SVG plots, made at build time: no JavaScript, no images, no external requests.
+"""Inline SVG plots for the site and the study pages, made at build time: no JavaScript, no images, no
+external requests.
 
 Colours of lines and points come from CSS classes (so the light and dark schemes both work);
 heatmap cells carry their own fill, with a text colour chosen for contrast. Every string that
@@ -86,10 +87,6 @@ class Frame:
         return self.height - self.bottom - (v - self.y0) / (self.y1 - self.y0) * (self.height - self.top - self.bottom)
 
     def axes(self, xticks: list[tuple[float, str]], yticks: list[tuple[float, str]], xlabel: str, ylabel: str) -> list[str]:
-        return list(self._axes(tuple(xticks), tuple(yticks), xlabel, ylabel))
-
-    @lru_cache(maxsize=256)  # most plots share their frame and ticks: the axes are the same text
-    def _axes(self, xticks: tuple, yticks: tuple, xlabel: str, ylabel: str) -> tuple[str, ...]:
         out = []
         bx, by = self.height - self.bottom, self.left
         for v, lab in yticks:
@@ -107,21 +104,16 @@ class Frame:
         out.append(f'<text class="label" x="{mid_x}" y="{self.height - 6}" text-anchor="middle">{escape(xlabel)}</text>'
                    f'<text class="label" transform="translate(12 {mid_y}) rotate(-90)" text-anchor="middle">'
                    f'{escape(ylabel)}</text>')
-        return tuple(out)
+        return out
 
 
 def _ticks(lo: float, hi: float, step: float, pct: bool = True) -> list[tuple[float, str]]:
-    return list(_ticks_cached(lo, hi, step, pct))
-
-
-@lru_cache(maxsize=64)
-def _ticks_cached(lo: float, hi: float, step: float, pct: bool) -> tuple[tuple[float, str], ...]:
     out, k = [], round(lo / step)
     while k * step <= hi + 1e-9:
         v = k * step
         out.append((v, f"{v * 100:.0f}" if pct else f"{v:g}"))
         k += 1
-    return tuple(out)
+    return out
 
 
 def _range(values: list[float]) -> float:

@@ -43,6 +43,7 @@ class DatasetSpec:
     license: str
     md5: dict[int, str] = field(hash=False)
     urls: dict[int, str] = field(hash=False)
+    modality: str = ""  # as listed in the MedMNIST v2 paper (``MODALITY``)
 
     @property
     def num_classes(self) -> int:
@@ -79,6 +80,30 @@ class DatasetSpec:
             )
 
 
+# Modalities as listed in the MedMNIST v2 paper (Yang et al., Scientific Data 2023, Table 1): medmnist.INFO
+# does not hold them as a field.
+MODALITY = {
+    "pathmnist": "Colon pathology",
+    "chestmnist": "Chest X-ray",
+    "dermamnist": "Dermatoscope",
+    "octmnist": "Retinal OCT",
+    "pneumoniamnist": "Chest X-ray",
+    "retinamnist": "Fundus camera",
+    "breastmnist": "Breast ultrasound",
+    "bloodmnist": "Blood cell microscope",
+    "tissuemnist": "Kidney cortex microscope",
+    "organamnist": "Abdominal CT",
+    "organcmnist": "Abdominal CT",
+    "organsmnist": "Abdominal CT",
+    "organmnist3d": "Abdominal CT",
+    "nodulemnist3d": "Chest CT",
+    "adrenalmnist3d": "Shape from abdominal CT",
+    "fracturemnist3d": "Chest CT",
+    "vesselmnist3d": "Shape from brain MRA",
+    "synapsemnist3d": "Electron microscope",
+}
+
+
 def _spec_from_info(name: str, info: dict) -> DatasetSpec:
     md5, urls = {}, {}
     for key, value in info.items():
@@ -102,6 +127,7 @@ def _spec_from_info(name: str, info: dict) -> DatasetSpec:
         license=info["license"],
         md5=md5,
         urls=urls,
+        modality=MODALITY.get(name, ""),
     )
 
 

@@ -35,7 +35,7 @@ from ..zoo import zoo_root
 from . import export, lite, meta, protocol_page
 from .dataset_pages import DatasetTask, InputFile, build_dataset, digest
 from .load import Inputs, load_literature
-from .render import STATIC, TEMPLATES, Writer, environment
+from .render import STATIC, TEMPLATES, Writer, environment, stat_of
 from .studies import load_studies, render_studies
 
 MARKER = ".medbench-site"
@@ -80,7 +80,9 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
 
     _prepare_out(out)
     cache = _Cache(out, full)
-    common = {"version": _version(), "build_date": None, "protocols": protocol_page.versions(),
+    from .. import __version__
+
+    common = {"version": __version__, "build_date": None, "protocols": protocol_page.versions(),
               "current_protocol": CURRENT_VERSION}
     context = digest(_code_key(lb), common, meta.repository_url())
     head = Inputs()
@@ -105,12 +107,6 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     cache.save(w.records, built)
     stage("finish")
     return report
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _missing(folder: Path, what: str, means: str) -> list[str]:
@@ -184,7 +180,7 @@ class _Cache:
         if key is None or self.full:
             return None
         done = self._read(f"datasets/{name}.json")
-        if done.get("key") != key or any(self.outputs.get(rel) != rec or _stat(self.folder.parent / rel) != rec[1:]
+        if done.get("key") != key or any(self.outputs.get(rel) != rec or stat_of(self.folder.parent / rel) != rec[1:]
                                          for rel, rec in done.get("records", {}).items()):
             return None
         return done
@@ -200,14 +196,6 @@ class _Cache:
                 self.inputs[path] = rec
         _write_json(self.folder / "inputs.json", self.inputs)
         _write_json(self.folder / "outputs.json", outputs)
-
-
-def _stat(path: Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def _write_json(path: Path, value) -> None:
@@ -236,8 +224,7 @@ def _scan(registry: Path, results: Path, studies: Path, out: Path, head: Inputs,
             names |= {e.name for e in os.scandir(root) if e.is_dir()}
     tasks = []
     for name in sorted(names):
-        jsons = listing(results, name, ".json")
-        tasks.append(DatasetTask(name, out, listing(registry, name, ".yaml"), jsons,
+        tasks.append(DatasetTask(name, out, listing(registry, name, ".yaml"), listing(results, name, ".json"),
                                  listing(results, name, ".train.jsonl"),
                                  [p for p in head.literature if p.dataset == name], context, common, studies))
     return tasks

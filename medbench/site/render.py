@@ -69,14 +69,14 @@ def environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)
-    env.globals.update(modality=meta.modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
+    env.globals.update(modality=lambda name: DATASETS[name].modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
                        chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
                        corruption_errors=marks.corruption_errors, reported_numbers=reported_numbers,
                        repository=meta.repository_url(), labelled_points=svg.LABELLED_POINTS)
     return env
 
 
-def _stat(path: Path) -> list[int] | None:
+def stat_of(path: Path) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -99,7 +99,7 @@ class Writer:
     def fresh(self, rel: str, key: str) -> bool:
         """Whether the last build wrote ``rel`` with ``key`` and the file is as it left it (then it is kept)."""
         old = self.previous.get(rel)
-        if old is not None and old[0] == key and _stat(self.out / rel) == old[1:]:
+        if old is not None and old[0] == key and stat_of(self.out / rel) == old[1:]:
             self.records[rel] = old
             return True
         return False
@@ -115,7 +115,7 @@ class Writer:
     def write(self, rel: str, data: str | bytes, key: str = "") -> None:
         data = data.encode("utf-8") if isinstance(data, str) else data
         self._replace(rel, lambda tmp: tmp.write_bytes(data))
-        self.records[rel] = [key, *_stat(self.out / rel)]
+        self.records[rel] = [key, *stat_of(self.out / rel)]
 
     def publish(self, rel: str, src: Path, key: str) -> None:
         """A copy of the input file ``src``: a hard link where the file system allows (18,000 records cost no
@@ -126,7 +126,7 @@ class Writer:
             except OSError:
                 shutil.copyfile(src, tmp)
         self._replace(rel, put)
-        self.records[rel] = [key, *_stat(self.out / rel)]
+        self.records[rel] = [key, *stat_of(self.out / rel)]
 
     def prune(self, keep: set[str]) -> None:
         """Remove every file of the output that this build did not write or keep (paths in ``keep`` aside),

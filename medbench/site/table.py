@@ -49,10 +49,6 @@ class Row:
     def ranked(self) -> bool:
         return self.rank is not None
 
-    @property
-    def admitted(self) -> bool:
-        return self.result is None or self.result.admitted
-
     # --- numbers (all from the result) ---
     @property
     def clean_ba(self) -> float | None:
@@ -148,11 +144,6 @@ class Track:
         """Rows without a rank, each with the flags that say why (not admitted, evaluation unreliable, ...)."""
         why = ("not-admitted", "unreliable", "weights-mismatch")
         return [(r, [f for f in r.flags if f.code in why]) for r in self.rows if not r.ranked]
-
-    @property
-    def title(self) -> str:
-        extra = "" if self.standard else " (custom protocol: not comparable with the standard tables)"
-        return f"{self.size} px, protocol {self.protocol}{extra}"
 
 
 @dataclass

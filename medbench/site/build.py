@@ -131,7 +131,7 @@ def _code_key(lb: Path) -> str:
     templates and static files, the study results that boards and model pages show, and the versions of
     the libraries that render or parse."""
     package = Path(__file__).resolve().parents[1]
-    files = sorted(package.rglob("*.py")) + sorted(package.glob("protocols/*"))
+    files = sorted(package.rglob("*.py")) + sorted(p for p in package.glob("protocols/*") if p.is_file())
     files += sorted(p for folder in (TEMPLATES, STATIC) for p in folder.rglob("*") if p.is_file())
     files += sorted((lb / "studies" / "explanation-stability").glob("*.json"))
     h = hashlib.sha256()
@@ -164,15 +164,24 @@ class _Cache:
         return value if isinstance(value, dict) else {}
 
     def sha256(self, path: str) -> str | None:
-        """The file's sha256 when the last build hashed it and its size and mtime are unchanged since."""
+        """The file's sha256 when the last build hashed it and its size and mtime are unchanged since (a file
+        changed within ``SETTLE_S`` of the scan is hashed again, here); None for a new or changed file (the
+        process that loads it hashes it)."""
         old = self.inputs.get(path)
         try:
             st = os.stat(path)
         except OSError:
             return None
-        if old and old[:2] == [st.st_size, st.st_mtime_ns] and time.time() - st.st_mtime_ns / 1e9 > SETTLE_S:
+        if not old or old[:2] != [st.st_size, st.st_mtime_ns]:
+            return None
+        if time.time() - st.st_mtime_ns / 1e9 > SETTLE_S:
             return old[2]
-        return None
+        try:
+            sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+        self.inputs[path] = [st.st_size, st.st_mtime_ns, sha]
+        return sha
 
     def dataset(self, name: str, key: str | None) -> dict | None:
         """The last build's result for dataset ``name`` when it was built from inputs of this ``key`` and

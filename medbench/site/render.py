@@ -113,9 +113,14 @@ class Writer:
         os.replace(tmp, path)
 
     def write(self, rel: str, data: str | bytes, key: str = "") -> None:
+        """Write ``data`` to ``rel``; a file that holds these bytes already is left as it is (mtime too)."""
         data = data.encode("utf-8") if isinstance(data, str) else data
-        self._replace(rel, lambda tmp: tmp.write_bytes(data))
-        self.records[rel] = [key, *stat_of(self.out / rel)]
+        path = self.out / rel
+        old = stat_of(path)
+        if old is None or old[0] != len(data) or path.is_symlink() or path.stat().st_nlink > 1 \
+                or path.read_bytes() != data:
+            self._replace(rel, lambda tmp: tmp.write_bytes(data))
+        self.records[rel] = [key, *stat_of(path)]
 
     def publish(self, rel: str, src: Path, key: str) -> None:
         """A copy of the input file ``src``: a hard link where the file system allows (18,000 records cost no

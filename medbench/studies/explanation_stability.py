@@ -322,7 +322,7 @@ def retrain(entry, seed: int, ctx: StudyContext, epochs: int | None) -> tuple[nn
     """``entry``'s recipe retrained with ``seed`` by medbench.train, cached in ``ctx.work_dir`` by config."""
     from ..train import train
     from ..train.entry import config_from_entry
-    from ..weights import load_state_strict, read_safetensors, sha256sum
+    from ..models.weights import load_state_strict, read_safetensors, sha256sum
     from ..zoo.loader import build_model
 
     cfg = config_from_entry(entry)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import MedbenchError
+from ..errors import MedbenchError
 from .timm_support import TimmBuildError, UnknownTimmModelError, create_timm, is_timm, timm_kwargs_problems
 
 Builder = Callable[..., nn.Module]
@@ -141,7 +141,7 @@ def build_architecture(
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownArchitectureError(
             f"Unknown architecture {name!r}.{hint} Registered: {', '.join(list_architectures())}, and any timm "
-            "model as timm/<name>. Register a new one with @medbench.architectures.register_architecture."
+            "model as timm/<name>. Register a new one with @medbench.models.register_architecture."
         )
     problems = architecture_kwargs_problems(name, kwargs)
     if problems:

@@ -130,12 +130,12 @@ class UsageError(Exception):
 def _run(args: argparse.Namespace) -> int:
     if args.list_archs:
         from ..models.architectures import list_architectures
-        from ..models.timm_support import LIST_KWARGS, TIMM_KWARGS
+        from ..models.timm_support import TimmKwargs
 
         print("\n".join(list_architectures()))
         print("timm/<name>: any model of timm.list_models(), e.g. timm/resnet18, timm/vit_tiny_patch16_224, "
               "timm/mobilenetv3_small_050 (never pretrained; weights come from --weights). Accepted --arch-kwargs: "
-              + ", ".join(sorted([*TIMM_KWARGS, *LIST_KWARGS])))
+              + ", ".join(sorted(TimmKwargs.model_fields)))
         return 0
     if not args.dataset:
         print("error: --dataset is required, e.g. --dataset breastmnist (see `medbench data info`).", file=sys.stderr)

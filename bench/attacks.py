@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 import medbench  # noqa: E402
-from medbench.architectures import build_architecture  # noqa: E402
+from medbench.models.architectures import build_architecture  # noqa: E402
 from medbench.attacks import attack_chunk, attack_config, make_autoattack  # noqa: E402
 from medbench.attacks.evaluation import run_threat  # noqa: E402
 from medbench.evaluate import EvalContext  # noqa: E402

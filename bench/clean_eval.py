@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 import medbench  # noqa: E402
-from medbench.architectures import build_architecture  # noqa: E402
+from medbench.models.architectures import build_architecture  # noqa: E402
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ Accuracy and AUC equal ``medmnist.evaluator.getACC`` / ``getAUC`` on the same pr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -116,16 +117,37 @@ class Interval:
     high: float
 
 
-def _bootstrap_counts(n: int, n_resamples: int, seed: int, chunk: int = 100):
-    """Yield (B x n) resample count matrices, B <= chunk, from one seeded stream."""
+def bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    *,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = 0,
+    chunk: int = 100,
+    draws: Literal["counts", "indices"] = "counts",
+) -> np.ndarray:
+    """``statistic`` on ``n_resamples`` bootstrap resamples of ``n`` examples, stacked (resamples first).
+
+    ``statistic`` takes B <= ``chunk`` resamples at a time and returns one value, or one row of
+    values, per resample. It gets them as a (B x n) float64 count matrix (row b: how often each
+    example is drawn in resample b), or with ``draws="indices"`` as the (B x n) drawn indices. The
+    draws are one seeded stream, ``default_rng(seed).integers(0, n, (B, n))`` per chunk, so one
+    ``seed`` and ``chunk`` give every caller the same resamples: paired statistics share them.
+    """
     rng = np.random.default_rng(seed)
-    done = 0
+    out, done = [], 0
     while done < n_resamples:
         b = min(chunk, n_resamples - done)
         idx = rng.integers(0, n, size=(b, n))
-        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+        out.append(np.asarray(statistic(idx if draws == "indices" else _counts(idx, n))))
         done += b
+    return np.concatenate(out)
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    b = len(idx)
+    flat = (idx + (np.arange(b) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
 def _weighted_accuracy(correct: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -170,16 +192,14 @@ def bootstrap_ci(
     correct = (y_true == y_pred).astype(float)
     if correct.ndim == 2:
         correct = correct.mean(axis=1)
-    acc, bacc, aucs = [], [], []
-    for w in _bootstrap_counts(len(y_true), n_resamples, seed):
-        acc.append(_weighted_accuracy(correct, w))
-        bacc.append(_weighted_balanced_accuracy(y_true, y_pred, w, k))
-        aucs.append(_auc_weighted(y_true, probs, task, w))
-    return {
-        "accuracy": _percentile(np.concatenate(acc), level),
-        "balanced_accuracy": _percentile(np.concatenate(bacc), level),
-        "auc": _percentile(np.concatenate(aucs), level),
-    }
+
+    def three_metrics(w: np.ndarray) -> np.ndarray:
+        return np.stack([_weighted_accuracy(correct, w), _weighted_balanced_accuracy(y_true, y_pred, w, k),
+                         _auc_weighted(y_true, probs, task, w)], axis=1)
+
+    values = bootstrap(three_metrics, len(y_true), n_resamples=n_resamples, seed=seed)
+    names = ("accuracy", "balanced_accuracy", "auc")
+    return {name: percentile_interval(values[:, i], level) for i, name in enumerate(names)}
 
 
 def bootstrap_metric_ci(
@@ -193,9 +213,9 @@ def bootstrap_metric_ci(
 ) -> Interval:
     """Percentile bootstrap CI of balanced accuracy from hard predictions (e.g. predictions under attack)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    vals = [_weighted_balanced_accuracy(y_true, y_pred, w, num_classes)
-            for w in _bootstrap_counts(len(y_true), n_resamples, seed)]
-    return _percentile(np.concatenate(vals), level)
+    values = bootstrap(lambda w: _weighted_balanced_accuracy(y_true, y_pred, w, num_classes), len(y_true),
+                       n_resamples=n_resamples, seed=seed)
+    return percentile_interval(values, level)
 
 
 def paired_bootstrap_diff(
@@ -212,12 +232,13 @@ def paired_bootstrap_diff(
 
     Used for tie groups: two entries whose interval contains 0 are not distinguishable.
     """
-    y_true = np.asarray(y_true)
-    diffs = []
-    for w in _bootstrap_counts(len(y_true), n_resamples, seed):
-        diffs.append(_weighted_balanced_accuracy(y_true, np.asarray(pred_a), w, num_classes)
-                     - _weighted_balanced_accuracy(y_true, np.asarray(pred_b), w, num_classes))
-    return _percentile(np.concatenate(diffs), level)
+    y_true, pred_a, pred_b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
+
+    def difference(w: np.ndarray) -> np.ndarray:
+        return (_weighted_balanced_accuracy(y_true, pred_a, w, num_classes)
+                - _weighted_balanced_accuracy(y_true, pred_b, w, num_classes))
+
+    return percentile_interval(bootstrap(difference, len(y_true), n_resamples=n_resamples, seed=seed), level)
 
 
 def permutation_test_balanced_accuracy(
@@ -327,18 +348,22 @@ def paired_bootstrap_mean_ba(
     """
     y_true = np.asarray(y_true).reshape(-1)
     preds_a, preds_b = np.atleast_2d(preds_a), np.atleast_2d(preds_b)
-    a_all, b_all = [], []
-    for w in _bootstrap_counts(len(y_true), n_resamples, seed):
-        a_all.append(np.mean([_weighted_balanced_accuracy(y_true, p, w, num_classes) for p in preds_a], axis=0))
-        b_all.append(np.mean([_weighted_balanced_accuracy(y_true, p, w, num_classes) for p in preds_b], axis=0))
-    a, b = np.concatenate(a_all), np.concatenate(b_all)
+
+    def mean_ba(w: np.ndarray, preds: np.ndarray) -> np.ndarray:
+        return np.mean([_weighted_balanced_accuracy(y_true, p, w, num_classes) for p in preds], axis=0)
+
+    both = bootstrap(lambda w: np.stack([mean_ba(w, preds_a), mean_ba(w, preds_b)], axis=1), len(y_true),
+                     n_resamples=n_resamples, seed=seed)
+    a, b = both[:, 0], both[:, 1]
     d = (a - b)[~np.isnan(a - b)]
-    return PairedBootstrap(a=_percentile(a, level), b=_percentile(b, level), diff=_percentile(d, level),
+    return PairedBootstrap(a=percentile_interval(a, level), b=percentile_interval(b, level),
+                           diff=percentile_interval(d, level),
                            p_a_not_greater=float((1 + (d <= 0).sum()) / (1 + len(d))),
                            p_a_not_less=float((1 + (d >= 0).sum()) / (1 + len(d))))
 
 
-def _percentile(values: np.ndarray, level: float) -> Interval:
+def percentile_interval(values: np.ndarray, level: float = CI_LEVEL) -> Interval:
+    """The central ``level`` percentile interval of ``values`` (NaNs dropped; NaN bounds when none are left)."""
     values = values[~np.isnan(values)]
     if values.size == 0:
         return Interval(float("nan"), float("nan"))

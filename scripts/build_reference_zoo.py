@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "model_zoo"
 RESULTS = REPO / "leaderboard" / "results"
 
-from medbench.architectures import count_parameters  # noqa: E402
+from medbench.models.architectures import count_parameters  # noqa: E402
 from medbench.data import get_spec  # noqa: E402
 from medbench.train import TrainConfig, train  # noqa: E402
 from medbench.train.entry import recipe_block  # noqa: E402

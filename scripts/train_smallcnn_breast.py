@@ -19,10 +19,10 @@ import torch
 import yaml
 
 import medbench
-from medbench.architectures import build_architecture, count_parameters
+from medbench.models.architectures import build_architecture, count_parameters
 from medbench.metrics import compute_metrics, probabilities
 from medbench.schema import parse_entry
-from medbench.weights import save_weights
+from medbench.models.weights import save_weights
 
 MODEL_ID = "Baseline_SmallCNN_ERM"
 DATASET = "breastmnist"

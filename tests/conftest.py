@@ -58,7 +58,7 @@ def train_small_model(root: Path, dataset: str, *, epochs: int = 8, arch: str = 
                       adversarial_eps: float = 0.0, **arch_kwargs) -> torch.nn.Module:
     """Train a small model on the real train split (plain or FGSM-style adversarial), for tests."""
     import medbench
-    from medbench.architectures import build_architecture
+    from medbench.models.architectures import build_architecture
 
     torch.manual_seed(seed)
     spec = medbench.get_spec(dataset)

@@ -17,7 +17,7 @@ from medbench.errors import InvalidModelError
 from medbench.evaluate import benchmark
 from medbench.protocol import load_protocol
 from medbench.schema import EvaluationResult
-from medbench.weights import save_weights
+from medbench.models.weights import save_weights
 
 from conftest import REPO
 from hub_server import HubServer

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import medbench
-from medbench.architectures import build_architecture
+from medbench.models.architectures import build_architecture
 from medbench.attacks.resume import ChunkStore
 from medbench.attacks.subset import SubsetMismatchError, evaluation_subset, indices_sha256, stored_subsets
 from medbench.evaluate import benchmark
@@ -123,8 +123,8 @@ def test_every_task_kind_completes(real_root, monkeypatch, name, threats):
 RESUME_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from medbench.architectures import build_architecture
-from medbench.weights import load_weights
+from medbench.models.architectures import build_architecture
+from medbench.models.weights import load_weights
 from medbench.evaluate import benchmark
 from medbench.protocol import CURRENT_VERSION, load_protocol
 model = load_weights(build_architecture("smallcnn", in_channels=1, num_classes=2), sys.argv[1])

@@ -109,7 +109,7 @@ def test_corruptions_list_without_dataset_lists_the_suites(capsys):
 
 
 def test_list_archs_and_help_agree(capsys):
-    from medbench.architectures import list_architectures
+    from medbench.models.architectures import list_architectures
     from medbench.cli import main
 
     assert main(["evaluate", "--list-archs"]) == 0

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import medbench
-from medbench.architectures import build_architecture
+from medbench.models.architectures import build_architecture
 from medbench.corruptions.evaluation import be_rbe, pinned_reference
 from medbench.errors import MedbenchError
 from medbench.protocol import load_protocol

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import string
 
 import numpy as np
@@ -59,6 +60,25 @@ def test_published_224_parameters_run_at_224():
         assert plist == PUBLISHED_224["dermamnist"][name]
         y = corrupt(x, spec, name, 5, plist[4])
         assert y.shape == x.shape and not torch.equal(y, x), name
+
+
+def test_published_224_is_package_data_checked_at_import():
+    """The table ships as ``corruptions/published_224.json``; a broken copy is refused with its place."""
+    from importlib import resources
+
+    from medbench.corruptions.registry import load_published_224
+
+    text = resources.files("medbench.corruptions").joinpath("published_224.json").read_text()
+    assert load_published_224(text) == PUBLISHED_224
+    assert PUBLISHED_224["pathmnist"]["bubble"][0] == {"max_radius": 7, "max_bubbles": 15}
+    broken = json.loads(text)
+    del broken["parameters"]["bloodmnist"]["pixelate"][-1]
+    with pytest.raises(ValueError, match="bloodmnist.pixelate .*five severities"):
+        load_published_224(json.dumps(broken))
+    broken = json.loads(text)
+    broken["parameters"]["organamnist"] = dict(reversed(broken["parameters"]["organamnist"].items()))
+    with pytest.raises(ValueError, match="organamnist must list the 13 greyscale corruptions"):
+        load_published_224(json.dumps(broken))
 
 
 @pytest.mark.parametrize("channels", [1, 3])

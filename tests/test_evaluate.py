@@ -11,12 +11,12 @@ import torch
 from medmnist.evaluator import getACC, getAUC
 
 import medbench
-from medbench.architectures import build_architecture
+from medbench.models.architectures import build_architecture
 from medbench.cli import main
 from medbench.errors import InvalidModelError
 from medbench.evaluate import benchmark
 from medbench.schema import EvaluationResult
-from medbench.weights import save_weights
+from medbench.models.weights import save_weights
 
 from conftest import need_real, write_fake_medmnist
 

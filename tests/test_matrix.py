@@ -107,7 +107,7 @@ def _plan_ids(env, zoo=None):
 def test_changed_weights_give_new_cell_ids(env, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from medbench.weights import sha256sum
+    from medbench.models.weights import sha256sum
 
     zoo = tmp_path / "zoo" / "breastmnist"
     zoo.mkdir(parents=True)

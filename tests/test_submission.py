@@ -19,13 +19,13 @@ from torch import nn
 
 from conftest import REPO, need_real, train_small_model
 from hub_server import HubServer
-from medbench.architectures import build_architecture, count_parameters, register_architecture
+from medbench.models.architectures import build_architecture, count_parameters, register_architecture
 from medbench.cli import main as cli_main
 from medbench.evaluate import benchmark
 from medbench.protocol import load_protocol
 from medbench.submission import ReproduceSettings, read_submission, validate_submission
 from medbench.submission.evaluation import reproduce_protocol
-from medbench.weights import save_weights, sha256sum
+from medbench.models.weights import save_weights, sha256sum
 
 DATASET = "breastmnist"
 WIDTH = 8

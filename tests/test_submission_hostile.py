@@ -15,7 +15,7 @@ import torch
 import yaml
 from torch import nn
 
-from medbench.architectures import build_architecture, count_parameters, register_architecture
+from medbench.models.architectures import build_architecture, count_parameters, register_architecture
 from medbench.cli import main as cli_main
 from medbench.submission import parse_submission
 from test_submission import DATASET, WIDTH, base_data, failed, model_bytes, submit, validate

@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from conftest import REPO, need_real, train_small_model
-from medbench.architectures import ArchitectureKwargsError, UnknownArchitectureError, build_architecture, \
+from medbench.models.architectures import ArchitectureKwargsError, UnknownArchitectureError, build_architecture, \
     count_parameters, estimate_parameters
-from medbench.timm_support import import_timm
+from medbench.models.timm_support import import_timm
 from test_submission import DATASET, failed, model_bytes, submit, validate
 from test_submission import _endpoint, claims_for, hub  # noqa: F401  (the loopback Hub fixtures, shared)
 
@@ -31,7 +31,7 @@ def registry(tmp_path):
 
 
 def test_importing_and_building_timm_does_not_import_torchvision():
-    code = ("import sys; from medbench.architectures import build_architecture as b; "
+    code = ("import sys; from medbench.models.architectures import build_architecture as b; "
             "m = b('timm/vit_tiny_patch16_224', in_channels=1, num_classes=2, img_size=28, patch_size=7, embed_dim=16, "
             "depth=1, num_heads=1); import timm; "
             "print(sorted(n for n in sys.modules if n.split('.')[0] == 'torchvision'))")

@@ -15,7 +15,7 @@ from medbench.train.entry import config_from_recipe, recipe_block
 from medbench.train.loop import best_threshold, fold_threshold, selection_key
 from medbench.train.losses import AUCMLoss
 from medbench.train.optim import SAM
-from medbench.weights import sha256sum
+from medbench.models.weights import sha256sum
 
 from conftest import need_real
 
@@ -95,7 +95,7 @@ def test_best_threshold_maximises_balanced_accuracy_on_the_margin():
 
 @pytest.mark.parametrize("arch", ["smallcnn", "resnet8"])
 def test_folded_threshold_makes_argmax_the_thresholded_decision(arch):
-    from medbench.architectures import build_architecture
+    from medbench.models.architectures import build_architecture
 
     torch.manual_seed(0)
     model = build_architecture(arch, in_channels=1, num_classes=2, width=4).eval()

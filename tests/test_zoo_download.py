@@ -11,7 +11,7 @@ import torch
 
 from hub_server import HTML_PAGE, hub_server  # noqa: F401  (fixture)
 from medbench import zoo
-from medbench.weights import WeightsError
+from medbench.models.weights import WeightsError
 from medbench.zoo import WeightsHashMismatchError, WeightsUnavailableError
 from zoo_factory import entry_dict, model_bytes, tiny_model, write_entry
 

@@ -12,13 +12,13 @@ import torch
 import medbench
 from conftest import need_real
 from medbench import zoo
-from medbench.architectures import UnknownArchitectureError, count_parameters
+from medbench.models.architectures import UnknownArchitectureError, count_parameters
 from medbench.cli import main as cli_main
 from medbench.data import get_spec
 from medbench.errors import UnknownDatasetError
 from medbench.metrics import compute_metrics, probabilities
 from medbench.schema import EntryError, EvaluationResult, read_entry
-from medbench.weights import WeightsError
+from medbench.models.weights import WeightsError
 from medbench.zoo.sources import check_file
 from zoo_factory import entry_dict, model_bytes, tiny_model, write_entry
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from medbench.architectures import build_architecture, count_parameters
+from medbench.models.architectures import build_architecture, count_parameters
 from medbench.data import get_spec
-from medbench.weights import save_weights
+from medbench.models.weights import save_weights
 
 WIDTH = 4
 

@@ -74,9 +74,9 @@ def register(sub) -> None:
 
 def build_checkpoint_model(args: argparse.Namespace):
     """Build --arch for the dataset and load --weights strictly."""
-    from ..architectures import build_architecture
+    from ..models.architectures import build_architecture
     from ..data import get_spec
-    from ..weights import load_weights
+    from ..models.weights import load_weights
 
     spec = get_spec(args.dataset)
     try:
@@ -129,13 +129,13 @@ class UsageError(Exception):
 
 def _run(args: argparse.Namespace) -> int:
     if args.list_archs:
-        from ..architectures import list_architectures
-        from ..timm_support import TIMM_KWARGS, LIST_KWARGS
+        from ..models.architectures import list_architectures
+        from ..models.timm_support import TimmKwargs
 
         print("\n".join(list_architectures()))
         print("timm/<name>: any model of timm.list_models(), e.g. timm/resnet18, timm/vit_tiny_patch16_224, "
               "timm/mobilenetv3_small_050 (never pretrained; weights come from --weights). Accepted --arch-kwargs: "
-              + ", ".join(sorted([*TIMM_KWARGS, *LIST_KWARGS])))
+              + ", ".join(sorted(TimmKwargs.model_fields)))
         return 0
     if not args.dataset:
         print("error: --dataset is required, e.g. --dataset breastmnist (see `medbench data info`).", file=sys.stderr)
@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
     from ..evaluate import benchmark
-    from ..weights import sha256sum
+    from ..models.weights import sha256sum
     from .estimate import estimate_text
 
     if args.weights:

@@ -1,15 +1,19 @@
 """Which corruptions each dataset gets, which operation implements each, and the published parameters.
 
 ``PUBLISHED_224`` holds MedMNIST-C's own severity parameters (``medmnistc`` 0.1.0,
-``corruptions/registry.py``), calibrated by its authors at 224 px, written as named parameters.
-Where the reference lists six values, its code only ever uses the first five (severities 1..5).
+``corruptions/registry.py``), calibrated by its authors at 224 px, written as named parameters; it
+is read from the package data file ``published_224.json``. Where the reference lists six values,
+its code only ever uses the first five (severities 1..5). The reference picks stain masks by
+severity (``ink_size`` 24 px for severities 1-4, 32 px for 5), not by ``max_marks``.
 The parameters medbench actually uses, at every size, are protocol data
 (``medbench/protocols/v2_corruptions.yaml``), generated from these by ``scripts/calibrate_corruptions.py``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 
@@ -53,158 +57,34 @@ def _f(name: str, values) -> list[dict]:
     return [{name: v} for v in values]
 
 
-def _pairs(a: str, b: str, values) -> list[dict]:
-    return [{a: x, b: y} for x, y in values]
-
-
-def _zoom(stops_steps) -> list[dict]:
-    return [{"stop": stop, "step": step} for stop, step in stops_steps]
-
-
-def _stains(max_marks) -> list[dict]:
-    # the reference picks its ink masks by severity, not by max_marks: inks["3"] (24 px) for
-    # severities 1-4 and inks["4"] (32 px) for severity 5 (``inks[str(max(3, severity_index))]``)
-    return [{"max_marks": m, "ink_size": 32 if s == 5 else 24} for s, m in enumerate(max_marks, 1)]
-
-
 _GREY_13 = ["pixelate", "jpeg_compression", "gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise",
             "gaussian_blur", "brightness_up", "brightness_down", "contrast_up", "contrast_down",
             "gamma_corr_up", "gamma_corr_down"]
 
-_ORGAN = {
-    "pixelate": _f("factor", [0.7, 0.6, 0.5, 0.40, 0.35]),
-    "jpeg_compression": _f("quality", [50, 30, 15, 10, 7]),
-    "gaussian_noise": _f("sigma", [0.04, 0.08, 0.12, 0.16, 0.20]),
-    "speckle_noise": _f("sigma", [0.05, 0.10, 0.20, 0.30, 0.40]),
-    "impulse_noise": _f("amount", [0.01, 0.02, 0.03, 0.05, 0.08]),
-    "shot_noise": _f("photons", [200, 100, 50, 25, 15]),
-    "gaussian_blur": _f("kernel_size", [11, 13, 15, 17, 21]),
-    "brightness_up": _f("factor", [1.2, 1.3, 1.4, 1.5, 1.6]),
-    "brightness_down": _f("factor", [0.8, 0.75, 0.7, 0.65, 0.60]),
-    "contrast_up": _f("factor", [1.3, 1.4, 1.6, 1.7, 1.8]),
-    "contrast_down": _f("factor", [0.8, 0.7, 0.6, 0.55, 0.5]),
-    "gamma_corr_up": _f("gamma", [1.3, 1.4, 1.6, 1.8, 2.0]),
-    "gamma_corr_down": _f("gamma", [0.9, 0.8, 0.7, 0.6, 0.4]),
-}
 
-PUBLISHED_224: dict[str, dict[str, list[dict]]] = {
-    "pathmnist": {
-        "pixelate": _f("factor", [0.8, 0.6, 0.40, 0.30, 0.25]),
-        "jpeg_compression": _f("quality", [50, 30, 15, 10, 7]),
-        "defocus_blur": _pairs("radius", "alias_blur", [(3, 0.1), (4, 0.1), (5, 0.2), (6, 0.2), (7, 0.3)]),
-        "motion_blur": _pairs("radius", "sigma", [(5, 5), (10, 5), (15, 5), (15, 8), (15, 12)]),
-        "brightness_up": _f("factor", [1.1, 1.15, 1.2, 1.22, 1.25]),
-        "brightness_down": _f("factor", [0.85, 0.80, 0.75, 0.72, 0.70]),
-        "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),
-        "contrast_down": _f("factor", [0.8, 0.7, 0.6, 0.55, 0.5]),
-        "saturate": _f("shift", [0.05, 0.10, 0.15, 0.20, 0.25]),
-        "stain_deposit": _stains([1, 2, 3, 4, 5]),
-        "bubble": _pairs("max_radius", "max_bubbles", [(7, 15), (10, 15), (12, 15), (15, 20), (17, 25)]),
-    },
-    "bloodmnist": {
-        "pixelate": _f("factor", [0.6, 0.5, 0.40, 0.30, 0.25]),
-        "jpeg_compression": _f("quality", [50, 30, 15, 10, 7]),
-        "defocus_blur": _pairs("radius", "alias_blur", [(2, 0.01), (3, 0.1), (4, 0.1), (5, 0.1), (6, 0.1)]),
-        "motion_blur": _pairs("radius", "sigma", [(3, 3), (5, 5), (10, 5), (10, 7), (10, 9)]),
-        "brightness_up": _f("factor", [1.1, 1.2, 1.3, 1.35, 1.4]),
-        "brightness_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
-        "contrast_up": _f("factor", [1.1, 1.15, 1.2, 1.25, 1.3]),
-        "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
-        "saturate": _f("shift", [0.05, 0.10, 0.15, 0.17, 0.20]),
-        "stain_deposit": _stains([1, 2, 3, 3, 3]),
-        "bubble": _pairs("max_radius", "max_bubbles", [(5, 10), (7, 10), (10, 10), (12, 12), (15, 12)]),
-    },
-    "dermamnist": {
-        "pixelate": _f("factor", [0.7, 0.5, 0.40, 0.30, 0.25]),
-        "jpeg_compression": _f("quality", [30, 20, 15, 10, 7]),
-        "gaussian_noise": _f("sigma", [0.04, 0.08, 0.12, 0.18, 0.26]),
-        "speckle_noise": _f("sigma", [0.05, 0.15, 0.2, 0.35, 0.45]),
-        "impulse_noise": _f("amount", [0.01, 0.03, 0.06, 0.09, 0.17]),
-        "shot_noise": _f("photons", [60, 25, 18, 10, 5]),
-        "defocus_blur": _pairs("radius", "alias_blur", [(4, 0.1), (5, 0.2), (6, 0.3), (7, 0.4), (8, 0.5)]),
-        "motion_blur": _pairs("radius", "sigma", [(10, 5), (15, 5), (15, 8), (15, 12), (20, 15)]),
-        # np.arange(1, stop, step) as in the reference
-        "zoom_blur": _zoom([(1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03)]),
-        "brightness_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.5]),
-        "brightness_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
-        "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),
-        "contrast_down": _f("factor", [0.8, 0.7, 0.6, 0.5, 0.4]),
-        "black_corner": _f("radius_scale", [1.10, 1.05, 1.00, 0.90, 0.95]),
-        "characters": [{"max_words": a, "max_letters": b, "max_font_scale": c}
-                       for a, b, c in [(1, 6, 0.14), (2, 7, 0.15), (3, 8, 0.16), (4, 9, 0.17), (6, 10, 0.18)]],
-    },
-    "retinamnist": {
-        "pixelate": _f("factor", [0.8, 0.60, 0.50, 0.40, 0.35]),
-        "jpeg_compression": _f("quality", [30, 25, 20, 10, 5]),
-        "gaussian_noise": _f("sigma", [0.04, 0.08, 0.12, 0.16, 0.20]),
-        "speckle_noise": _f("sigma", [0.10, 0.15, 0.20, 0.25, 0.30]),
-        "defocus_blur": _pairs("radius", "alias_blur", [(4, 0.1), (5, 0.2), (6, 0.3), (7, 0.4), (8, 0.5)]),
-        "motion_blur": _pairs("radius", "sigma", [(8, 5), (15, 5), (15, 8), (15, 12), (20, 15)]),
-        "brightness_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
-        "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.4]),
-    },
-    "tissuemnist": {
-        "pixelate": _f("factor", [0.40, 0.30, 0.20, 0.15, 0.10]),
-        "jpeg_compression": _f("quality", [25, 20, 15, 10, 7]),
-        "impulse_noise": _f("amount", [0.01, 0.015, 0.02, 0.025, 0.03]),
-        "gaussian_blur": _f("kernel_size", [13, 15, 17, 21, 25]),
-        "brightness_up": _f("factor", [1.3, 1.4, 1.5, 1.6, 1.7]),
-        "brightness_down": _f("factor", [0.8, 0.7, 0.6, 0.5, 0.4]),
-        "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),
-        "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.4]),
-    },
-    "octmnist": {
-        "pixelate": _f("factor", [0.30, 0.25, 0.20, 0.15, 0.10]),
-        "jpeg_compression": _f("quality", [30, 15, 10, 7, 5]),
-        "speckle_noise": _f("sigma", [0.15, 0.30, 0.40, 0.50, 0.60]),
-        "defocus_blur": _pairs("radius", "alias_blur", [(0.5, 0.6), (1, 0.5), (1.5, 0.1), (2.0, 0.5), (2.5, 0.1)]),
-        "motion_blur": _pairs("radius", "sigma", [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)]),
-        "contrast_down": _f("factor", [0.6, 0.4, 0.3, 0.2, 0.15]),
-    },
-    "breastmnist": {
-        "pixelate": _f("factor", [0.30, 0.25, 0.20, 0.15, 0.10]),
-        "jpeg_compression": _f("quality", [50, 30, 15, 10, 7]),
-        "speckle_noise": _f("sigma", [0.10, 0.15, 0.20, 0.25, 0.30]),
-        "motion_blur": _pairs("radius", "sigma", [(5, 5), (9, 7), (9, 10), (13, 10), (17, 12)]),
-        "brightness_up": _f("factor", [1.4, 1.5, 1.6, 1.8, 2.0]),
-        "brightness_down": _f("factor", [0.55, 0.5, 0.45, 0.4, 0.3]),
-        "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.4]),
-    },
-    "chestmnist": {
-        "pixelate": _f("factor", [0.30, 0.25, 0.20, 0.15, 0.10]),
-        "jpeg_compression": _f("quality", [50, 30, 15, 10, 7]),
-        "gaussian_noise": _f("sigma", [0.04, 0.08, 0.12, 0.18, 0.26]),
-        "speckle_noise": _f("sigma", [0.05, 0.15, 0.2, 0.35, 0.45]),
-        "impulse_noise": _f("amount", [0.01, 0.03, 0.06, 0.09, 0.17]),
-        "shot_noise": _f("photons", [60, 25, 18, 10, 5]),
-        "gaussian_blur": _f("kernel_size", [3, 5, 7, 9, 11]),
-        "brightness_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.5]),
-        "brightness_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
-        "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),
-        "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.4]),
-        "gamma_corr_up": _f("gamma", [1.1, 1.2, 1.3, 1.4, 1.6]),
-        "gamma_corr_down": _f("gamma", [0.9, 0.8, 0.7, 0.6, 0.4]),
-    },
-    "pneumoniamnist": {
-        "pixelate": _f("factor", [0.8, 0.7, 0.6, 0.5, 0.40]),
-        "jpeg_compression": _f("quality", [50, 30, 15, 10, 7]),
-        "gaussian_noise": _f("sigma", [0.04, 0.05, 0.06, 0.07, 0.08]),
-        "speckle_noise": _f("sigma", [0.05, 0.07, 0.10, 0.15, 0.20]),
-        "impulse_noise": _f("amount", [0.005, 0.01, 0.013, 0.017, 0.02]),
-        "shot_noise": _f("photons", [300, 200, 150, 100, 80]),
-        "gaussian_blur": _f("kernel_size", [3, 5, 7, 9, 11]),
-        "brightness_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.5]),
-        "brightness_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.5]),
-        "contrast_up": _f("factor", [1.1, 1.2, 1.3, 1.4, 1.6]),
-        "contrast_down": _f("factor", [0.9, 0.8, 0.7, 0.6, 0.4]),
-        "gamma_corr_up": _f("gamma", [1.1, 1.2, 1.3, 1.4, 1.6]),
-        "gamma_corr_down": _f("gamma", [0.9, 0.8, 0.7, 0.6, 0.4]),
-    },
-    "organamnist": dict(_ORGAN),
-    "organcmnist": dict(_ORGAN),
-    "organsmnist": dict(_ORGAN),
-}
-assert all(list(v) == _GREY_13 for k, v in PUBLISHED_224.items() if k in ("chestmnist", "pneumoniamnist", "organamnist"))
+def load_published_224(text: str | None = None) -> dict[str, dict[str, list[dict]]]:
+    """``published_224.json`` (package data; or ``text`` in its format): dataset -> corruption ->
+    five severities' parameters.
+
+    Raises ``ValueError`` if a corruption has no 2D operation or not five severities, or if a
+    greyscale dataset does not have the reference's 13 corruptions in its order.
+    """
+    if text is None:
+        text = resources.files(__package__).joinpath("published_224.json").read_text(encoding="utf-8")
+    table = json.loads(text)["parameters"]
+    for dataset, corruptions in table.items():
+        for name, severities in corruptions.items():
+            if name not in CORRUPTION_OPS_2D or len(severities) != 5:
+                raise ValueError(f"published_224.json: {dataset}.{name} needs an operation in CORRUPTION_OPS_2D "
+                                 f"and five severities (has {len(severities)}).")
+    grey = [d for d in ("chestmnist", "pneumoniamnist", "organamnist") if list(table.get(d, _GREY_13)) != _GREY_13]
+    if grey:
+        raise ValueError(f"published_224.json: {', '.join(grey)} must list the 13 greyscale corruptions "
+                         f"in the reference order ({', '.join(_GREY_13)}).")
+    return table
+
+
+PUBLISHED_224: dict[str, dict[str, list[dict]]] = load_published_224()
 
 # ------------------------------------------------------------------ 3D suite (medbench's own, defined at 28 px)
 

@@ -37,9 +37,9 @@ ATTACK_KINDS = ("Linf", "L2", "curves")
 # computes each kind of cell. Shared: model building and loading, data, metrics, inference, the
 # checks, the protocol files, the result schema, and this package's cell computation.
 COMMON_SOURCES = (
-    "evaluate.py", "engine.py", "inference.py", "metrics.py", "data.py", "architectures.py", "weights.py", "checks.py",
+    "evaluate.py", "engine.py", "inference.py", "metrics.py", "data.py", "models/", "checks.py",
     "protocol.py", "paths.py", "download.py", "safe_yaml.py", "zoo/", "schema/", "protocols/",
-    "matrix/compute.py", "matrix/assemble.py", "timm_support.py",
+    "matrix/compute.py", "matrix/assemble.py",
 )
 SOURCES: dict[str, tuple[str, ...]] = {
     "admission": COMMON_SOURCES + ("attacks/",),  # runs on the attacks' evaluation subset and chunk size

@@ -244,7 +244,7 @@ class ModelEntry(Strict):
     dataset: str = Field(description="MedMNIST flag, e.g. breastmnist")
     size: int = Field(28, description="image size the model takes (28, 64, 128, 224)")
     task: str = Field(description="medmnist task of the dataset, e.g. binary-class")
-    architecture: Text(64) = Field(description="name registered with medbench.architectures")
+    architecture: Text(64) = Field(description="name registered with medbench.models")
     architecture_kwargs: dict[Key, Scalar | list[Scalar]] = Field(default_factory=dict, max_length=20)
     preprocessing: Preprocessing
     recipe: Recipe

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import CI_LEVEL, N_BOOTSTRAP, _bootstrap_counts
+from ..metrics import CI_LEVEL, N_BOOTSTRAP, bootstrap, percentile_interval
 
 PAIRED = "paired"
 OVERLAP = "overlap"
@@ -46,8 +46,8 @@ def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num
                                 n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
     """Balanced accuracy of every column of ``predictions`` (n x M) on every bootstrap resample (B x M).
 
-    Uses the same resamples as ``medbench.metrics.paired_bootstrap_diff``, so differences of two
-    columns reproduce its paired distribution exactly.
+    Uses the resamples of :func:`medbench.metrics.bootstrap` (as ``paired_bootstrap_diff`` does), so
+    differences of two columns reproduce its paired distribution exactly.
     """
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
@@ -67,33 +67,27 @@ def _one_blas_thread():
 
 def _bootstrap_ba(labels: np.ndarray, predictions: np.ndarray, num_classes: int, n_resamples: int,
                   seed: int) -> np.ndarray:
-    n, m = predictions.shape
     hit = (predictions == labels[:, None]).astype(np.float32)  # n x M
-    members = [np.flatnonzero(labels == c) for c in range(num_classes)]
-    out = []
-    for w in _bootstrap_counts(n, n_resamples, seed):
+    members = [idx for idx in (np.flatnonzero(labels == c) for c in range(num_classes)) if idx.size]
+
+    def every_column(w: np.ndarray) -> np.ndarray:
         w = w.astype(np.float32)  # counts and sums stay exact integers (< 2**24)
-        total = np.zeros((len(w), m))
+        total = np.zeros((len(w), hit.shape[1]))
         present = np.zeros((len(w), 1))
         for idx in members:  # classes partition the examples: one (B x n_c) @ (n_c x M) product each
-            if idx.size == 0:
-                continue
             support = w[:, idx].sum(axis=1, keepdims=True)
             hits = w[:, idx] @ hit[idx]
             with np.errstate(invalid="ignore", divide="ignore"):
                 total += np.where(support > 0, hits / np.maximum(support, 1), 0.0)
             present += support > 0
-        out.append(np.where(present > 0, total / np.maximum(present, 1), np.nan))
-    return np.concatenate(out)
+        return np.where(present > 0, total / np.maximum(present, 1), np.nan)
+
+    return bootstrap(every_column, len(labels), n_resamples=n_resamples, seed=seed)
 
 
 def _interval(diff: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    diff = diff[~np.isnan(diff)]
-    if diff.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1 - level) / 2 * 100
-    lo, hi = np.percentile(diff, [alpha, 100 - alpha])
-    return float(lo), float(hi)
+    interval = percentile_interval(diff, level)
+    return interval.low, interval.high
 
 
 def tie_groups(items: list[RankItem], *, labels: np.ndarray | None = None, num_classes: int | None = None,

@@ -29,6 +29,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from .. import metrics
 from ..errors import MedbenchError
 from ..schema.base import Interval, Strict
 from .base import Admission, Claim, Finding, StatTest, Study, StudyContext, StudyOutcome, StudyResult, admit, format_p
@@ -211,8 +212,8 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
 def bootstrap_mean(values: np.ndarray, n_resamples: int, seed: int) -> tuple[float, Interval, np.ndarray]:
     """Mean, its 95% percentile-bootstrap interval over the entries, and the resampled means."""
     values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_resamples, len(values)))].mean(1)
+    means = metrics.bootstrap(lambda idx: values[idx].mean(1), len(values), n_resamples=n_resamples, seed=seed,
+                              chunk=n_resamples, draws="indices")
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(values.mean()), Interval(low=round(float(lo), 6), high=round(float(hi), 6)), means
 
@@ -322,7 +323,7 @@ def retrain(entry, seed: int, ctx: StudyContext, epochs: int | None) -> tuple[nn
     """``entry``'s recipe retrained with ``seed`` by medbench.train, cached in ``ctx.work_dir`` by config."""
     from ..train import train
     from ..train.entry import config_from_entry
-    from ..weights import load_state_strict, read_safetensors, sha256sum
+    from ..models.weights import load_state_strict, read_safetensors, sha256sum
     from ..zoo.loader import build_model
 
     cfg = config_from_entry(entry)
@@ -536,7 +537,6 @@ def rederive(old: Result, ctx: StudyContext) -> StudyOutcome:
 def _admission(ctx: StudyContext, model_id: str, model: nn.Module) -> Admission:
     """``model``'s clean test predictions through the harness's admission rule."""
     import medbench
-    from .. import metrics
     from ..data import get_spec, load_dataset
     from ..inference import default_batch_size, predict_logits
 

@@ -282,7 +282,7 @@ def _train(ctx, entry, train_split: Split, val_split: Split, opts: Options, set_
     """The nonrobust-only model: the standard model's recipe (from its zoo entry) on the relabelled sets."""
     from ..train import TrainConfig, build_model, train
     from ..train.entry import config_from_entry
-    from ..weights import load_state_strict, read_safetensors, sha256sum
+    from ..models.weights import load_state_strict, read_safetensors, sha256sum
 
     cfg = config_from_entry(entry).to_dict()
     cfg.update(seed=ctx.seed, **({"epochs": opts.epochs} if opts.epochs else {}),

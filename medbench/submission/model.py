@@ -10,7 +10,7 @@ from torch import nn
 from ..errors import MedbenchError
 from ..data import get_spec
 from ..schema.entry import ModelEntry
-from ..weights import WeightsError, load_state_strict, read_safetensors
+from ..models.weights import WeightsError, load_state_strict, read_safetensors
 from ..zoo import WeightsUnavailableError, build_model, fetch_weights
 from ..zoo.loader import declared_normalisation, estimate_model_parameters, normalisation_mismatch
 from .report import Report
@@ -81,7 +81,7 @@ def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
     return model.eval()
 
 
-BUILD_FIX = ("Use an architecture registered in medbench.architectures with keyword arguments its builder takes, "
+BUILD_FIX = ("Use an architecture registered in medbench.models with keyword arguments its builder takes, "
              "within their ranges; a new architecture is added by a separate pull request first.")
 
 
@@ -147,7 +147,7 @@ def _sniff(source, reason: str) -> str:
 
     from huggingface_hub import hf_hub_url
 
-    from ..weights import _PICKLE_MAGIC
+    from ..models.weights import PICKLE_MAGIC
     from ..zoo.sources import hub_endpoint
 
     url = hf_hub_url(source.repo_id, source.filename, revision=source.revision, endpoint=hub_endpoint())
@@ -158,7 +158,7 @@ def _sniff(source, reason: str) -> str:
         return ""
     if head.lstrip()[:1] == b"<":
         return " (the Hub serves an HTML page, not weights)"
-    if head.startswith(_PICKLE_MAGIC):
+    if head.startswith(PICKLE_MAGIC):
         return " (the Hub serves a pickle / torch.save file)"
     return ""
 

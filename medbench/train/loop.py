@@ -25,10 +25,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..architectures import build_architecture
+from ..models.architectures import build_architecture
 from ..data import Split, get_spec, load_dataset
 from ..inference import to_float
-from ..weights import save_weights
+from ..models.weights import save_weights
 from .adversarial import pgd_ce
 from .config import TrainConfig
 from .losses import balanced_class_weights

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..architectures import (ArchitectureKwargsError, UnknownArchitectureError, build_architecture, count_parameters,
+from ..models.architectures import (ArchitectureKwargsError, UnknownArchitectureError, build_architecture, count_parameters,
                              estimate_parameters)
 from ..data import get_spec
 from ..schema.entry import EntryError, ModelEntry
-from ..weights import WeightsError, load_state_strict, read_safetensors
+from ..models.weights import WeightsError, load_state_strict, read_safetensors
 from .registry import entry_folder, get_entry
 from .sources import fetch_weights
 
@@ -56,7 +56,7 @@ def check_parameter_count(model: nn.Module, entry: ModelEntry) -> None:
 
 def declared_normalisation(model: nn.Module) -> dict[str, torch.Tensor]:
     """The ``Normalize`` buffers of a freshly built model (the entry's preprocessing), by state-dict key."""
-    from ..architectures import Normalize
+    from ..models.architectures import Normalize
 
     return {f"{prefix}.{name}" if prefix else name: buf.detach().clone()
             for prefix, mod in model.named_modules() if isinstance(mod, Normalize)

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import MedbenchError
 from ..paths import cache_root
 from ..schema.entry import BundledSource, HubSource, MirrorSource, Weights
-from ..weights import _PICKLE_MAGIC, sha256sum
+from ..models.weights import PICKLE_MAGIC, sha256sum
 
 TRUE = {"1", "ON", "YES", "TRUE"}
 MIRROR_TIMEOUT_S = 30.0
@@ -94,7 +94,7 @@ def _looks_like(path: Path) -> str:
         head = f.read(64)
     if head.lstrip()[:1] == b"<":
         return " (the file is an HTML page, not weights)"
-    if head.startswith(_PICKLE_MAGIC):
+    if head.startswith(PICKLE_MAGIC):
         return " (the file is a pickle / torch.save file)"
     return ""
 

@@ -16,17 +16,14 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import MedbenchError
-from .timm_support import TimmBuildError, UnknownTimmModelError, create_timm, is_timm, timm_kwargs_problems
+from ..errors import MedbenchError
+from .kwargs import ArchitectureKwargs, Range, builder_kwargs_model, kwargs_problems
+from .timm_support import TimmBuildError, TimmKwargs, UnknownTimmModelError, create_timm, is_timm, timm_refusal
 
 Builder = Callable[..., nn.Module]
-Range = tuple[float, float]
 _REGISTRY: dict[str, Builder] = {}
-_RANGES: dict[str, dict[str, Range]] = {}
+_KWARGS_MODELS: dict[str, type[ArchitectureKwargs]] = {}
 BUILDER_ARGS = ("in_channels", "num_classes", "mean", "std")  # set by medbench from the dataset and entry
-_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
-_KIND_WORDS = {int: "an integer (a number without quotes or decimals)", float: "a number", bool: "true or false",
-               str: "a string"}
 
 
 class UnknownArchitectureError(MedbenchError, KeyError):
@@ -42,18 +39,20 @@ def register_architecture(name: str | None = None, *, ranges: dict[str, Range] |
     """Decorator registering a builder under ``name`` (default: the function's name).
 
     ``ranges`` bounds numeric keyword arguments (inclusive), e.g. ``{"width": (1, 512)}``: entries and
-    submissions choose them, and a width of 10^9 must be refused before anything is allocated.
+    submissions choose them, and a width of 10^9 must be refused before anything is allocated. The
+    builder's signature and ranges make its kwargs model (:func:`architecture_kwargs_model`).
     """
 
     def wrap(fn: Builder) -> Builder:
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"Architecture {key!r} is registered twice.")
-        unknown = set(ranges or {}) - set(_builder_params(fn))
+        params = _builder_params(fn)
+        unknown = set(ranges or {}) - set(params)
         if unknown:
             raise ValueError(f"ranges for {key!r} name arguments the builder does not take: {sorted(unknown)}")
+        _KWARGS_MODELS[key] = builder_kwargs_model(key, params, dict(ranges or {}))
         _REGISTRY[key] = fn
-        _RANGES[key] = dict(ranges or {})
         return fn
 
     return wrap
@@ -64,42 +63,48 @@ def _builder_params(fn: Builder) -> dict[str, inspect.Parameter]:
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in BUILDER_ARGS}
 
 
-def _kind(param: inspect.Parameter) -> type | None:
-    ann = param.annotation
-    kind = _KINDS.get(ann) if isinstance(ann, str) else ann if ann in _KINDS.values() else None
-    if kind is None and param.default is not inspect.Parameter.empty and param.default is not None:
-        kind = type(param.default) if type(param.default) in _KINDS.values() else None
-    return kind
+def architecture_kwargs_model(name: str) -> type[ArchitectureKwargs]:
+    """The pydantic model of ``name``'s keyword arguments (``timm/<name>``: :class:`TimmKwargs`).
+
+    Raises :class:`UnknownArchitectureError` for a name that is neither registered nor ``timm/``.
+    """
+    if is_timm(name):
+        return TimmKwargs
+    if name not in _KWARGS_MODELS:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownArchitectureError(
+            f"Unknown architecture {name!r}.{hint} Registered: {', '.join(list_architectures())}, and any timm "
+            "model as timm/<name>. Register a new one with @medbench.models.register_architecture."
+        )
+    return _KWARGS_MODELS[name]
 
 
 def architecture_kwargs_problems(name: str, kwargs: dict) -> list[str]:
-    """Why ``kwargs`` do not fit builder ``name`` (signature, types, declared ranges); empty when they do."""
-    if is_timm(name):
-        return timm_kwargs_problems(name, kwargs, BUILDER_ARGS)
-    params, ranges = _builder_params(_REGISTRY[name]), _RANGES.get(name, {})
-    problems = []
-    for key, value in kwargs.items():
+    """Why ``kwargs`` do not validate against ``name``'s kwargs model, one sentence per problem naming
+    the key; empty when they do. Raises :class:`UnknownArchitectureError` for an unknown ``name``."""
+    model = architecture_kwargs_model(name)
+
+    def unknown(key: str) -> str:
         if key in BUILDER_ARGS:
-            problems.append(f"architecture_kwargs.{key} is set by medbench from the dataset and preprocessing; "
-                            "remove it")
-            continue
-        if key not in params:
-            problems.append(f"architecture_kwargs.{key} is not an argument of {name} "
-                            f"(its arguments: {', '.join(params) or 'none'})")
-            continue
-        kind = _kind(params[key])
-        ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-              bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(kind, lambda v: True)
-        if not ok(value):
-            problems.append(f"architecture_kwargs.{key} must be {_KIND_WORDS[kind]}, got {type(value).__name__} "
-                            f"{str(value)[:40]!r}")
-            continue
-        if key in ranges:
-            lo, hi = ranges[key]
-            if not lo <= value <= hi:
-                problems.append(f"architecture_kwargs.{key} = {value} is outside the range [{lo}, {hi}] of {name}")
-    return problems
+            return f"architecture_kwargs.{key} is set by medbench from the dataset and preprocessing; remove it"
+        if is_timm(name):
+            return timm_refusal(name, key)
+        accepted = list(model.model_fields)
+        close = difflib.get_close_matches(key, accepted, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return (f"architecture_kwargs.{key} is not an argument of {name} "
+                f"(its arguments: {', '.join(accepted) or 'none'}){hint}")
+
+    note = " accepted for timm models" if is_timm(name) else f" of {name}"
+    return kwargs_problems(model, kwargs, unknown=unknown, range_note=note)
+
+
+def check_architecture_kwargs(name: str, kwargs: dict) -> None:
+    """Raise :class:`ArchitectureKwargsError` listing every problem of ``kwargs`` for ``name``."""
+    problems = architecture_kwargs_problems(name, kwargs)
+    if problems:
+        raise ArchitectureKwargsError("; ".join(problems))
 
 
 def estimate_parameters(name: str, *, in_channels: int, num_classes: int, mean=0.5, std=0.5, **kwargs) -> int:
@@ -124,11 +129,13 @@ def build_architecture(
     std: float | Sequence[float] = 0.5,
     **kwargs,
 ) -> nn.Module:
-    """Build a registered architecture (or ``timm/<name>``) with normalisation inside the model."""
+    """Build a registered architecture (or ``timm/<name>``) with normalisation inside the model.
+
+    Raises :class:`UnknownArchitectureError` for an unknown name and :class:`ArchitectureKwargsError`
+    for kwargs its model refuses (before anything is built).
+    """
+    check_architecture_kwargs(name, kwargs)
     if is_timm(name):
-        problems = timm_kwargs_problems(name, kwargs, BUILDER_ARGS)
-        if problems:
-            raise ArchitectureKwargsError("; ".join(problems))
         try:
             net = create_timm(name, in_channels=in_channels, num_classes=num_classes, **kwargs)
         except UnknownTimmModelError as exc:
@@ -136,16 +143,6 @@ def build_architecture(
         except TimmBuildError as exc:
             raise ArchitectureKwargsError(str(exc)) from None
         return Classifier(Normalize(mean, std, in_channels), net)
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UnknownArchitectureError(
-            f"Unknown architecture {name!r}.{hint} Registered: {', '.join(list_architectures())}, and any timm "
-            "model as timm/<name>. Register a new one with @medbench.architectures.register_architecture."
-        )
-    problems = architecture_kwargs_problems(name, kwargs)
-    if problems:
-        raise ArchitectureKwargsError("; ".join(problems))
     return _REGISTRY[name](in_channels=in_channels, num_classes=num_classes, mean=mean, std=std, **kwargs)
 
 

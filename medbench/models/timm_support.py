@@ -5,7 +5,7 @@ An entry or submission may say ``architecture: timm/resnet18`` with ``architectu
 ``Normalize`` first layer (inputs in [0, 1]), and its weights come from the entry's safetensors file,
 loaded strictly. Nothing is ever downloaded: ``pretrained`` is refused.
 
-Keyword arguments are checked before anything is built against :data:`TIMM_KWARGS` (an allowlist with
+Keyword arguments are validated before anything is built by :class:`TimmKwargs` (an allowlist with
 types and inclusive ranges); the parameter count is then estimated on the ``meta`` device and bounded
 by :data:`MAX_TIMM_PARAMETERS`, so ``embed_dim: 100000`` is refused without allocating it.
 
@@ -25,53 +25,72 @@ from __future__ import annotations
 import difflib
 import importlib.abc
 import importlib.machinery
-import math
 import sys
 import types
-from typing import Any
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 from torch import nn
 
-from .errors import MedbenchError
+from ..errors import MedbenchError
+from .kwargs import ArchitectureKwargs
 
 PREFIX = "timm/"
 MAX_TIMM_PARAMETERS = 50_000_000  # a CPU benchmark; medbench.submission.static caps submissions further
 
-Range = tuple[float, float]
-# kwarg -> (kind, range). The allowlist: shape and regularisation settings of timm's families. Anything else
-# (pretrained, checkpoint_path, pretrained_cfg, features_only, norm/act layer objects...) is refused.
-TIMM_KWARGS: dict[str, tuple[type, Range | None]] = {
-    "img_size": (int, (8, 512)),
-    "patch_size": (int, (1, 64)),
-    "embed_dim": (int, (8, 2048)),
-    "depth": (int, (1, 48)),
-    "num_heads": (int, (1, 32)),
-    "mlp_ratio": (float, (0.25, 8.0)),
-    "qkv_bias": (bool, None),
-    "class_token": (bool, None),
-    "global_pool": (str, None),
-    "drop_rate": (float, (0.0, 0.9)),
-    "drop_path_rate": (float, (0.0, 0.9)),
-    "attn_drop_rate": (float, (0.0, 0.9)),
-    "proj_drop_rate": (float, (0.0, 0.9)),
-    "width_multiplier": (float, (0.05, 4.0)),
-    "channel_multiplier": (float, (0.05, 4.0)),
-    "depth_multiplier": (float, (0.05, 4.0)),
-    "output_stride": (int, (8, 32)),
-    "stem_width": (int, (8, 256)),
-    "base_width": (int, (8, 256)),
-    "cardinality": (int, (1, 64)),
-    "ls_init_value": (float, (0.0, 1.0)),
-}
-GLOBAL_POOLS = ("", "avg", "max", "avgmax", "catavgmax", "token", "map")
-LIST_KWARGS: dict[str, tuple[type, Range, int]] = {  # kwarg -> (item kind, item range, max length)
-    "depths": (int, (1, 48), 8),
-    "dims": (int, (8, 2048), 8),
-    "embed_dims": (int, (8, 2048), 8),
-    "channels": (int, (8, 2048), 8),
-    "layers": (int, (1, 48), 8),
-}
+Fraction = Annotated[float, Field(ge=0.0, le=0.9)]
+Multiplier = Annotated[float, Field(ge=0.05, le=4.0)]
+Depth = Annotated[int, Field(ge=1, le=48)]
+Width = Annotated[int, Field(ge=8, le=2048)]
+Depths = Annotated[list[Depth], Field(min_length=1, max_length=8)]
+Widths = Annotated[list[Width], Field(min_length=1, max_length=8)]
+
+
+class TimmKwargs(ArchitectureKwargs):
+    """The accepted ``architecture_kwargs`` of ``timm/<name>``: shape and regularisation settings of timm's
+    families, with inclusive ranges. Anything else (pretrained, checkpoint_path, pretrained_cfg,
+    features_only, norm/act layer objects...) is refused. A key left out keeps timm's default (the
+    ``None`` defaults are never passed on: the entry's own kwargs are)."""
+
+    img_size: Annotated[int, Field(ge=8, le=512)] = None
+    patch_size: Annotated[int, Field(ge=1, le=64)] = None
+    embed_dim: Width = None
+    depth: Depth = None
+    num_heads: Annotated[int, Field(ge=1, le=32)] = None
+    mlp_ratio: Annotated[float, Field(ge=0.25, le=8.0)] = None
+    qkv_bias: bool = None
+    class_token: bool = None
+    global_pool: Literal["", "avg", "max", "avgmax", "catavgmax", "token", "map"] = None
+    drop_rate: Fraction = None
+    drop_path_rate: Fraction = None
+    attn_drop_rate: Fraction = None
+    proj_drop_rate: Fraction = None
+    width_multiplier: Multiplier = None
+    channel_multiplier: Multiplier = None
+    depth_multiplier: Multiplier = None
+    output_stride: Annotated[int, Field(ge=8, le=32)] = None
+    stem_width: Annotated[int, Field(ge=8, le=256)] = None
+    base_width: Annotated[int, Field(ge=8, le=256)] = None
+    cardinality: Annotated[int, Field(ge=1, le=64)] = None
+    ls_init_value: Annotated[float, Field(ge=0.0, le=1.0)] = None
+    depths: Depths = None
+    dims: Widths = None
+    embed_dims: Widths = None
+    channels: Widths = None
+    layers: Depths = None
+
+    @model_validator(mode="after")
+    def _whole_patches(self) -> "TimmKwargs":
+        img, patch = self.img_size, self.patch_size
+        if img is not None and patch is not None and img % patch:
+            raise PydanticCustomError(
+                "whole_patches", "architecture_kwargs.img_size {img} must be a multiple of patch_size {patch} "
+                "(the image is cut into whole patches)", {"img": img, "patch": patch})
+        return self
+
+
 FORBIDDEN = {
     "pretrained": "pretrained weights are never downloaded; the weights come from the entry's safetensors file",
     "pretrained_cfg": "pretrained configurations are not used (nothing is downloaded)",
@@ -82,7 +101,6 @@ FORBIDDEN = {
     "num_classes": "set by medbench from the dataset",
     "in_chans": "set by medbench from the dataset",
 }
-_KIND_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 class TorchvisionUnavailable(MedbenchError, RuntimeError):
@@ -183,47 +201,15 @@ def check_timm_name(name: str) -> str:
     return model
 
 
-def _ok(kind: type, value: Any) -> bool:
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, kind)
-
-
-def timm_kwargs_problems(name: str, kwargs: dict, builder_args: tuple[str, ...]) -> list[str]:
-    """Why ``kwargs`` are not acceptable for ``timm/<name>`` (allowlist, types, ranges); empty when they are."""
-    problems = []
-    for key, value in kwargs.items():
-        where = f"architecture_kwargs.{key}"
-        if key in builder_args:
-            problems.append(f"{where} is set by medbench from the dataset and preprocessing; remove it")
-        elif key in FORBIDDEN:
-            problems.append(f"{where} is not accepted for {name}: {FORBIDDEN[key]}; remove it")
-        elif key in LIST_KWARGS:
-            kind, (lo, hi), max_len = LIST_KWARGS[key]
-            if not isinstance(value, list) or not 1 <= len(value) <= max_len or not all(_ok(kind, v) for v in value):
-                problems.append(f"{where} must be a list of 1 to {max_len} integers, got {str(value)[:60]!r}")
-            elif not all(lo <= v <= hi for v in value):
-                problems.append(f"{where} = {value} has items outside the range [{lo}, {hi}]")
-        elif key in TIMM_KWARGS:
-            kind, rng = TIMM_KWARGS[key]
-            if not _ok(kind, value):
-                problems.append(f"{where} must be {_KIND_WORDS[kind]}, got {type(value).__name__} {str(value)[:40]!r}")
-            elif rng is not None and not rng[0] <= value <= rng[1]:
-                problems.append(f"{where} = {value} is outside the range [{rng[0]}, {rng[1]}] accepted for timm models")
-            elif key == "global_pool" and value not in GLOBAL_POOLS:
-                problems.append(f"{where} must be one of {', '.join(map(repr, GLOBAL_POOLS))}, got {value!r}")
-        else:
-            close = difflib.get_close_matches(key, list(TIMM_KWARGS) + list(LIST_KWARGS), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(f"{where} is not an accepted timm argument{hint}; accepted: "
-                            f"{', '.join(sorted(list(TIMM_KWARGS) + list(LIST_KWARGS)))}")
-    img, patch = kwargs.get("img_size"), kwargs.get("patch_size")
-    if not problems and isinstance(img, int) and isinstance(patch, int) and img % patch:
-        problems.append(f"architecture_kwargs.img_size {img} must be a multiple of patch_size {patch} (the image is "
-                        "cut into whole patches)")
-    return problems
+def timm_refusal(name: str, key: str) -> str:
+    """Why ``key`` is not accepted for ``timm/<name>``: a refused setting's reason, or a suggestion."""
+    where = f"architecture_kwargs.{key}"
+    if key in FORBIDDEN:
+        return f"{where} is not accepted for {name}: {FORBIDDEN[key]}; remove it"
+    accepted = sorted(TimmKwargs.model_fields)
+    close = difflib.get_close_matches(key, accepted, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{where} is not an accepted timm argument{hint}; accepted: {', '.join(accepted)}"
 
 
 # ----------------------------------------------------------------------------- building

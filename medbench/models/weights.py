@@ -9,14 +9,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import MedbenchError
+from ..errors import MedbenchError
 
 
 class WeightsError(MedbenchError):
     """Weights that are not safetensors, corrupt, or do not fit the architecture."""
 
 
-_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # pickle / torch zip
+PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # pickle / torch zip
 
 
 def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -38,7 +38,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                            "Fix: check the path (relative paths start from the current folder).")
     with open(path, "rb") as f:
         head = f.read(16)
-    if head.startswith(_PICKLE_MAGIC):
+    if head.startswith(PICKLE_MAGIC):
         raise WeightsError(
             f"{path} is a pickle / torch.save file, not safetensors. medbench never unpickles files. "
             "Fix: convert it once on a trusted machine with "

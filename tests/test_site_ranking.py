@@ -76,38 +76,3 @@ def test_subset_labels_recovered_from_robust_flags():
         assert got is None
     assert _subset_labels(multi[:1], sha_d, 7, False) is None  # one weak model cannot reveal every label
     assert _subset_labels(results, "f" * 64, 2, False) is None
-
-
-def test_windowed_paired_intervals_equal_one_pair_at_a_time():
-    """Tie groups take the paired intervals against a leader a window of entries at a time: every interval
-    and every group is exactly what one ``_interval`` call per pair gives, resamples without a class
-    (NaN) included."""
-    from medbench.site.ranking import _interval, _PairedTies
-
-    rng = np.random.default_rng(7)
-
-    def one_at_a_time(boot):
-        leader, groups = 0, []
-        for i in range(boot.shape[1]):
-            if i > leader:
-                lo, hi = _interval(boot[:, leader] - boot[:, i])
-                leader = leader if np.isnan(lo) or lo <= 0 <= hi else i
-            groups.append(leader)
-        return groups
-
-    for trial in range(60):
-        scale = int(rng.choice([4, 30, 1000]))
-        boot = rng.integers(0, scale, size=(int(rng.integers(40, 300)), int(rng.integers(1, 80)))) / scale
-        boot = boot[:, np.argsort(-boot.mean(axis=0), kind="stable")]
-        if trial % 3 == 0:
-            boot[rng.random(boot.shape) < 0.05] = np.nan
-        ties, leader, groups = _PairedTies(boot), 0, []
-        for i in range(boot.shape[1]):
-            leader = leader if i == leader or ties.tied(leader, i) else i
-            groups.append(leader)
-        assert groups == one_at_a_time(boot)
-        ties = _PairedTies(boot)
-        for b in range(1, boot.shape[1]):
-            ties.tied(0, b)
-            want = _interval(boot[:, 0] - boot[:, b])
-            assert np.array_equal(ties.known[b], want, equal_nan=True)

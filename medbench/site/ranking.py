@@ -108,48 +108,18 @@ def tie_groups(items: list[RankItem], *, labels: np.ndarray | None = None, num_c
                                            num_classes, n_resamples=n_resamples, seed=seed)
     out: list[Ranked] = []
     leader, group, rank = 0, 0, 1
-    paired_ties = _PairedTies(boot) if boot is not None else None
     for i, it in enumerate(order):
-        if i > leader and not (paired_ties.tied(leader, i) if paired_ties else _overlap(order[leader], order[i])):
+        if i > leader and not (_paired_tie(boot, leader, i) if boot is not None else _overlap(order[leader], order[i])):
             leader, group, rank = i, group + 1, i + 1
         out.append(Ranked(it.key, rank, group))
     return out, PAIRED if paired else OVERLAP
 
 
-class _PairedTies:
-    """The tie rule under the paired bootstrap, for one leader and the entries after it: their intervals are
-    computed a window of columns at a time (``np.percentile`` along an axis gives each column exactly what
-    it gives that column alone), the window doubling while the entries stay in the leader's group. A
-    1,000-entry board made ~1,000 percentile calls of ~60 us each."""
-
-    FIRST_WINDOW = 4
-
-    def __init__(self, boot: np.ndarray):
-        self.boot = boot
-        self.leader = -1
-        self.known: dict[int, tuple[float, float]] = {}
-        self.window = self.FIRST_WINDOW
-
-    def tied(self, a: int, b: int) -> bool:
-        if a != self.leader:
-            self.leader, self.known, self.window = a, {}, self.FIRST_WINDOW
-        if b not in self.known:
-            self._fill(a, b)
-        lo, hi = self.known[b]
-        return bool(np.isnan(lo) or lo <= 0 <= hi)
-
-    def _fill(self, a: int, b: int) -> None:
-        stop = min(self.boot.shape[1], b + self.window)
-        self.window *= 2
-        diff = self.boot[:, [a]] - self.boot[:, b:stop]
-        if np.isnan(diff).any():  # (resamples without a class: each column drops its own)
-            for j in range(b, stop):
-                self.known[j] = _interval(diff[:, j - b])
-            return
-        alpha = (1 - CI_LEVEL) / 2 * 100  # (as ``_interval``)
-        lo, hi = np.percentile(diff, [alpha, 100 - alpha], axis=0)
-        for j in range(b, stop):
-            self.known[j] = (float(lo[j - b]), float(hi[j - b]))
+def _paired_tie(boot: np.ndarray, a: int, b: int) -> bool:
+    """Paired tie: the 95% interval of entry ``a``'s minus entry ``b``'s balanced accuracy over the shared
+    resamples contains 0 (a resample without some class gives NaN and drops out)."""
+    lo, hi = _interval(boot[:, a] - boot[:, b])
+    return bool(np.isnan(lo) or lo <= 0 <= hi)
 
 
 def _overlap(x: RankItem, y: RankItem) -> bool:

@@ -45,13 +45,25 @@ def _allow_loopback():
         yield
 
 
+def torch_threads() -> int:
+    """Intra-op threads per test process: the cores shared among pytest-xdist's workers (at least one)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
+def pytest_configure(config):
+    if "PYTEST_XDIST_WORKER" in os.environ:  # subprocesses of a worker (CLI runs, pools) share its cores too
+        os.environ["OMP_NUM_THREADS"] = str(torch_threads())
+
+
 @pytest.fixture(autouse=True)
 def _isolate_caches(tmp_path_factory, monkeypatch):
-    """Never write into the user's home: caches go to a per-session temporary folder."""
+    """Never write into the user's home: caches go to a per-session temporary folder (per xdist worker:
+    getbasetemp() is the worker's own folder, so workers never race on one cache)."""
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("MEDBENCH_CACHE", str(base / "medbench-cache"))
     monkeypatch.setenv("HF_HOME", str(base / "hf-home"))
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(torch_threads())
 
 
 def train_small_model(root: Path, dataset: str, *, epochs: int = 8, arch: str = "smallcnn", seed: int = 0,

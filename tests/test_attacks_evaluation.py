@@ -97,6 +97,7 @@ def _check_result(r, threats: list[str], n: int):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 @pytest.mark.parametrize("name, threats", [
     ("pneumoniamnist", ["Linf-2/255", "Linf-4/255", "L2-0.25"]),  # binary
     ("retinamnist", ["Linf-2/255", "Linf-4/255", "L2-0.25"]),  # 5 classes, RGB: APGD-T and FAB-T with 4 targets

@@ -57,6 +57,7 @@ def new_path():
         return _run(root), calls
 
 
+@pytest.mark.slow
 def test_eps0_curve_points_from_the_clean_pass_equal_running_the_attacks(real_root, new_path, monkeypatch):
     """New path (eps-0 APGD-CE / FGSM predictions read from the clean pass) vs old path (both attacks
     run at eps 0): identical curves, AutoAttack sections and checks, on real BreastMNIST and real weights."""
@@ -81,6 +82,7 @@ def test_eps0_curve_points_from_the_clean_pass_equal_running_the_attacks(real_ro
     assert new.curves.apgd_ce[1].balanced_accuracy < new.curves.apgd_ce[0].balanced_accuracy
 
 
+@pytest.mark.slow
 def test_provenance_records_wall_and_cpu_time_per_stage(new_path):
     r, _ = new_path
     wall, cpu = r.provenance.wall_time_per_stage_s, r.provenance.cpu_time_per_stage_s

@@ -115,6 +115,7 @@ def test_a_biased_bias_is_refused_by_both_clean_rules(erm, real_root):
     assert benchmark(erm, "breastmnist", protocol=SMALL, data_root=real_root, progress=False).admitted
 
 
+@pytest.mark.slow
 def test_an_attack_detector_is_admitted_but_never_ranked(erm, real_root, tmp_path):
     """Same answers on every real image, so admission passes; Square breaks what APGD's zero gradient
     cannot, the sanity check fails, and the site lists it apart with that reason."""

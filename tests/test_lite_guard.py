@@ -20,7 +20,7 @@ from medbench.protocol import load_protocol
 from medbench.site.lite import GUARDS, load_lite, not_ordered_because
 from conftest import REPO, need_real
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 LITE = load_protocol("lite2")
 SMALL = LITE.derive(**{"adversarial.subset_size": 64, "clean.bootstrap_resamples": 200})
 HEADLINE = "Linf-2/255"

@@ -53,6 +53,7 @@ def local(env):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_results_equal_what_benchmark_writes(env, local):
     from medbench import EvaluationResult, benchmark
     from medbench.matrix.assemble import identity
@@ -70,6 +71,7 @@ def test_results_equal_what_benchmark_writes(env, local):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_a_second_run_computes_no_cell_and_writes_the_same_bytes(env, local):
     before = {m: read(env, "local", m) for m in MODELS}
     again = run(env, "local", executor="local", workers=1)
@@ -81,6 +83,7 @@ def test_a_second_run_computes_no_cell_and_writes_the_same_bytes(env, local):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_the_reference_cells_are_planned_for_a_model_without_its_reference(env, local):
     only_sam = run(env, "local", models=["Baseline_ResNet8_SAM"])
     assert only_sam.cells == 6 and only_sam.computed == 0  # SAM's corruptions read ERM's clean + corruption cells
@@ -196,6 +199,7 @@ def ray_instance(env):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_ray_gives_the_local_results(env, local, ray_instance):
     from medbench.matrix.assemble import identity
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, need_real
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # CLI and pool start-ups: tens of seconds each
 MODEL = "Baseline_ResNet8_ERM"
 # a derived protocol whose attack cell takes seconds: Linf 2/255 only, few images and iterations
 QUICK = ["adversarial.subset_size=24", "adversarial.n_iter=5", "adversarial.square_queries=30",

@@ -3,9 +3,10 @@
 Shell examples run through ``medbench.cli.main`` in a temporary working folder (so relative outputs such
 as ``results/erm.json`` land there), on the real MedMNIST files. Long runs are shortened, never faked:
 ``evaluate`` gets a reduced protocol (``--set``: a 16-point attack subset, 2 attack iterations, one
-corruption), ``data download`` reads from a local mirror of the real files. Examples that need a file
-the reader supplies (``submissions/my-model.yaml``), change the repository (``submission accept``) or
-train for minutes (``train``) are checked dry: the arguments parse and the named entry or file resolves.
+corruption; the lite track too, whose full protocol tests/test_lite.py runs), ``data download`` reads from
+a local mirror of the real files. Examples that need a file the reader supplies
+(``submissions/my-model.yaml``), change the repository (``submission accept``) or train for minutes
+(``train``) are checked dry: the arguments parse and the named entry or file resolves.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def _argv(cmd: str, tmp: Path, mirror: Path) -> tuple[list[str], str]:
         return argv, "dry"
     if "--weights" in argv:
         argv[argv.index("--weights") + 1] = str(CHECKPOINT)
-    if argv[0] == "evaluate" and "--track" in argv and "lite" in argv:
-        argv += ["--quiet", "--set", "clean.bootstrap_resamples=20"]  # the lite track is seconds already
+    if argv[0] == "evaluate" and "--track" in argv and "lite" in argv:  # lite2 shortened the same way
+        argv += ["--quiet", "--set", "clean.bootstrap_resamples=20", "--set", "adversarial.subset_size=16",
+                 "--set", "adversarial.n_iter=2", "--set", "adversarial.square_queries=10"]
     elif argv[0] == "evaluate" and "--list-archs" not in argv:
         argv += QUICK
     if argv[0] == "run":  # the matrix shortened to one model's clean cells (the examples' full matrices take hours)

@@ -30,6 +30,7 @@ def registry(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_importing_and_building_timm_does_not_import_torchvision():
     code = ("import sys; from medbench.models.architectures import build_architecture as b; "
             "m = b('timm/vit_tiny_patch16_224', in_channels=1, num_classes=2, img_size=28, patch_size=7, embed_dim=16, "

@@ -290,6 +290,7 @@ def test_cli_list_show_download(tmp_zoo, capsys):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_cli_evaluate_zoo_model_on_real_data(repo_zoo, real_root, capsys):
     entry = next((e for e in zoo.list_models() if any(s.kind == "bundled" for s in e.weights.sources)), None)
     if entry is None:

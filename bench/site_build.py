@@ -63,14 +63,15 @@ def baseline_build(tmp: Path, commit: str = BASELINE_COMMIT, package: str = "med
     # the study results and the lite track, where the commit has them: its pages show them
     extra = [p for p in ("leaderboard/studies", "leaderboard/lite") if subprocess.run(
         ["git", "-C", str(REPO), "cat-file", "-e", f"{commit}:{p}"], capture_output=True).returncode == 0]
-    data = subprocess.run(["git", "-C", str(REPO), "archive", commit, "medbench/site", "leaderboard/templates",
-                           "leaderboard/static", *extra], check=True, capture_output=True).stdout
+    data = subprocess.run(["git", "-C", str(REPO), "archive", commit, "medbench/site", "medbench/metrics.py",
+                           "leaderboard/templates", "leaderboard/static", *extra], check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(tmp, filter="data")
     pkg = tmp / package
     (tmp / "medbench" / "site").rename(pkg)
+    (tmp / "medbench" / "metrics.py").rename(pkg / "_metrics.py")  # the commit's bootstrap (its ranking imports it)
     for py in pkg.glob("*.py"):  # the package's own modules stay relative; medbench's are absolute
-        text = py.read_text()
+        text = py.read_text().replace("from ..metrics import", "from ._metrics import")
         text = re.sub(r"from \.\.(\w)", r"from medbench.\1", text).replace("from .. import", "from medbench import")
         py.write_text(text)
     sys.path.insert(0, str(tmp))

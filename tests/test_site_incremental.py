@@ -346,3 +346,22 @@ def test_a_registry_entry_with_a_repeated_key_is_a_problem(site):
     entry.write_text(entry.read_text() + "license: GPL-3.0-only\n")
     problems = build_site(out, reg, res).problems
     assert len(problems) == 1 and f"{ids[0]}.yaml" in problems[0] and "duplicate key 'license'" in problems[0]
+
+
+def test_registry_files_parsed_by_the_last_build_are_not_parsed_again(site, tmp_path, monkeypatch):
+    """A rebuild of a changed dataset validates every registry entry, but takes the YAML value of a file whose
+    bytes the last build parsed from the cache; an edited file is parsed again; the site equals a full build."""
+    from medbench.site import load
+
+    ids, reg, res, out = site
+    parsed: list[str] = []
+    real = load.load_yaml_text
+    monkeypatch.setattr(load, "load_yaml_text", lambda text, **kw: parsed.append(text) or real(text, **kw))
+    entry = reg / "dermamnist" / f"{ids[0]}.yaml"
+    text = entry.read_text()
+    entry.write_text(text.replace("Apache-2.0", "MIT") if "Apache-2.0" in text else text + "tags: [edited]\n")
+    report = build_site(out, reg, res)
+    assert report.rendered_units == ["dermamnist"] and report.problems == []
+    registry_texts = {f.read_text() for f in reg.glob("*/*.yaml")}
+    assert [t for t in parsed if t in registry_texts] == [entry.read_text()]  # the edited file only
+    _same_as_full(out, reg, res, tmp_path)

@@ -41,20 +41,24 @@ def load_registry(root: Path, inputs: Inputs) -> None:
         add_entry(path, None, inputs)
 
 
-def add_entry(path: Path, raw: bytes | None, inputs: Inputs) -> None:
-    """Parse one registry file (its bytes ``raw`` when already read) into ``inputs``, or report it."""
+def add_entry(path: Path, raw: bytes | None, inputs: Inputs, value=None):
+    """Parse one registry file (its bytes ``raw`` when already read; ``value``: its YAML value when an earlier
+    build parsed the same bytes) into ``inputs``, or report it. Returns the YAML value (None: not YAML)."""
     where = f"{path.parent.name}/{path.name}"
     try:
-        raw = path.read_bytes() if raw is None else raw
-        entry = parse_entry(load_yaml_text(raw.decode("utf-8"), where="not valid YAML"), str(path))
+        if value is None:
+            raw = path.read_bytes() if raw is None else raw
+            value = load_yaml_text(raw.decode("utf-8"), where="not valid YAML")
+        entry = parse_entry(value, str(path))
     except (EntryError, YamlError, OSError, UnicodeDecodeError) as exc:
         inputs.problems.append(f"registry {where}: skipped: {str(exc).splitlines()[0]}")
-        return
+        return value
     if entry.dataset != path.parent.name or entry.id != path.stem:
         inputs.problems.append(f"registry {where}: skipped: id/dataset ({entry.id}, {entry.dataset}) "
                                "do not match the file's name and folder")
-        return
-    inputs.entries[(entry.dataset, entry.id)] = entry
+    else:
+        inputs.entries[(entry.dataset, entry.id)] = entry
+    return value
 
 
 def load_results(root: Path, inputs: Inputs) -> None:

@@ -76,7 +76,7 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def stat_of(path: Path) -> list[int] | None:
+def stat_of(path: str | Path) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:

@@ -47,7 +47,7 @@ class DatasetTask:
     results: list[InputFile]  # <name>/*.json, sorted
     logs: list[InputFile]  # <name>/*.train.jsonl, sorted
     literature: list[PublishedResult]
-    context: str  # key of everything besides the inputs that decides the pages (``build.context_key``)
+    context: str  # key of everything besides the inputs that decides the pages (code, templates, versions)
     common: dict  # what every page shows besides its own data
     studies: Path  # the studies folder (the explanation-stability results shown on boards and model pages)
     cache: Path  # the build cache folder (``build.CACHE``): YAML values of registry files by sha256

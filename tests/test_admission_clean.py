@@ -145,20 +145,20 @@ def test_v1_protocol_has_no_clean_admission(real_root, constant_model):
 
 def test_site_never_ranks_a_not_admitted_result_and_says_why(real_root, breast_model, constant_model, tmp_path):
     from medbench.site.load import load_inputs
-    from medbench.site.table import build_boards
+    from medbench.site.table import build_board
 
     results = tmp_path / "results" / "breastmnist"
     for name, model in (("Trained", breast_model), ("Constant", constant_model)):
         benchmark(model, "breastmnist", data_root=real_root, progress=False, allow_unranked=True,  # standard protocol
                   model_id=name, out=results / f"{name}.json")
     inputs = load_inputs(tmp_path / "registry", tmp_path / "results")
-    (track,) = build_boards(inputs)["breastmnist"].tracks
+    (track,) = build_board("breastmnist", inputs).tracks
     rows = {r.model_id: r for r in track.rows}
     assert rows["Trained"].rank == 1 and rows["Constant"].rank is None
     assert [r.model_id for r in track.rows] == ["Trained", "Constant"]  # the unranked row comes last
     flag = next(f for f in rows["Constant"].flags if f.code == "not-admitted")
     assert "never ranked" in flag.detail and "majority_false_positive_rate (most frequent predicted class" in flag.detail
-    assert build_boards(inputs)["breastmnist"].best.model_id == "Trained"
+    assert build_board("breastmnist", inputs).best.model_id == "Trained"
 
 
 def test_a_refused_model_gets_no_reused_attack_sections(real_root, constant_model, tmp_path):
@@ -191,7 +191,7 @@ def test_submission_validation_reports_a_constant_model(tmp_path, real_root, tra
 def test_a_result_computed_without_checks_is_never_admitted(real_root, breast_model, tmp_path, capsys):
     """``--no-checks`` leaves nothing that vouches for the model: its result is unranked (not vacuously admitted)."""
     from medbench.site.load import load_inputs
-    from medbench.site.table import build_boards
+    from medbench.site.table import build_board
 
     results = tmp_path / "results" / "breastmnist"
     checked = benchmark(breast_model, "breastmnist", threats="clean", data_root=real_root, progress=False,
@@ -201,7 +201,7 @@ def test_a_result_computed_without_checks_is_never_admitted(real_root, breast_mo
     assert checked.admitted and not unchecked.admitted and unchecked.checks == []
     assert "--no-checks" in unchecked.not_admitted_because[0]
     assert checked.clean.balanced_accuracy == unchecked.clean.balanced_accuracy  # same numbers, only the verdict
-    (track,) = build_boards(load_inputs(tmp_path / "registry", tmp_path / "results"))["breastmnist"].tracks
+    (track,) = build_board("breastmnist", load_inputs(tmp_path / "registry", tmp_path / "results")).tracks
     rows = {r.model_id: r for r in track.rows}
     assert rows["Checked"].rank == 1 and rows["Unchecked"].rank is None
     assert "computed without them" in next(f for f in rows["Unchecked"].flags if f.code == "not-admitted").detail

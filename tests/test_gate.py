@@ -120,7 +120,7 @@ def test_an_attack_detector_is_admitted_but_never_ranked(erm, real_root, tmp_pat
     """Same answers on every real image, so admission passes; Square breaks what APGD's zero gradient
     cannot, the sanity check fails, and the site lists it apart with that reason."""
     from medbench.site.load import load_inputs
-    from medbench.site.table import build_boards
+    from medbench.site.table import build_board
 
     results = tmp_path / "results" / "breastmnist"
     det = benchmark(AttackDetector(erm), "breastmnist", threats="clean,Linf", protocol=SMALL, data_root=real_root,
@@ -133,7 +133,7 @@ def test_an_attack_detector_is_admitted_but_never_ranked(erm, real_root, tmp_pat
     assert not det.reliable
     adv_det, adv_base = det.adversarial["Linf-2/255"], base.adversarial["Linf-2/255"]
     assert adv_det.robust_balanced_accuracy >= adv_base.robust_balanced_accuracy  # it would have won
-    (track,) = build_boards(load_inputs(tmp_path / "registry", tmp_path / "results"))["breastmnist"].tracks
+    (track,) = build_board("breastmnist", load_inputs(tmp_path / "registry", tmp_path / "results")).tracks
     rows = {r.model_id: r for r in track.rows}
     assert rows["Base"].rank == 1 and rows["Detector"].rank is None
     ((row, flags),) = track.not_ranked

@@ -18,7 +18,6 @@ marker is never touched.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,7 +32,7 @@ from ..paths import leaderboard_root
 from ..protocol import CURRENT_VERSION
 from ..zoo import zoo_root
 from . import export, lite, meta, protocol_page
-from .dataset_pages import DatasetTask, InputFile, build_dataset, digest
+from .dataset_pages import DatasetTask, InputFile, build_dataset, digest, read_json, write_json
 from .load import Inputs, load_literature
 from .render import STATIC, TEMPLATES, Writer, environment, stat_of
 from .studies import load_studies, render_studies
@@ -152,16 +151,9 @@ class _Cache:
 
     def __init__(self, out: Path, full: bool):
         self.folder = out / CACHE
-        self.inputs = self._read("inputs.json")
-        self.outputs = {} if full else self._read("outputs.json")
+        self.inputs = read_json(self.folder / "inputs.json")
+        self.outputs = {} if full else read_json(self.folder / "outputs.json")
         self.full = full
-
-    def _read(self, name: str) -> dict:
-        try:
-            value = json.loads((self.folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return value if isinstance(value, dict) else {}
 
     def sha256(self, path: str) -> str | None:
         """The file's sha256 when the last build hashed it and its size and mtime are unchanged since (a file
@@ -188,7 +180,7 @@ class _Cache:
         every file it wrote is as it left it."""
         if key is None or self.full:
             return None
-        done = self._read(f"datasets/{name}.json")
+        done = read_json(self.folder / "datasets" / f"{name}.json")
         out = str(self.folder.parent)
         if done.get("key") != key or any(self.outputs.get(rel) != rec or stat_of(os.path.join(out, rel)) != rec[1:]
                                          for rel, rec in done.get("records", {}).items()):
@@ -196,22 +188,15 @@ class _Cache:
         return done
 
     def save(self, outputs: dict, built: dict) -> None:
-        (self.folder / "datasets").mkdir(parents=True, exist_ok=True)
         for name, done in built.items():
             if done.get("built"):
-                _write_json(self.folder / "datasets" / f"{name}.json",
-                            {k: done[k] for k in ("key", "summary", "line", "csv", "records")})
+                write_json(self.folder / "datasets" / f"{name}.json",
+                           {k: done[k] for k in ("key", "summary", "line", "csv", "records")})
         for d in built.values():
             for path, rec in d["hashes"].items():
                 self.inputs[path] = rec
-        _write_json(self.folder / "inputs.json", self.inputs)
-        _write_json(self.folder / "outputs.json", outputs)
-
-
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, path)
+        write_json(self.folder / "inputs.json", self.inputs)
+        write_json(self.folder / "outputs.json", outputs)
 
 
 # --- stages ----------------------------------------------------------------------------------------
@@ -266,8 +251,7 @@ def _build_datasets(tasks: list[DatasetTask], cache: _Cache, jobs: int, report: 
                     raise MedbenchError("site build: a worker process died before its datasets were built; the "
                                         "site is unchanged where it was not written: run the build again") from None
                 except Exception as exc:
-                    for f in futures:
-                        f.cancel()
+                    pool.shutdown(cancel_futures=True)
                     raise MedbenchError(f"site build: building {futures[future]} failed: {type(exc).__name__}: "
                                         f"{exc}") from exc
     else:
@@ -320,7 +304,7 @@ def _home_and_downloads(w: Writer, env, built: dict[str, dict], common: dict, co
               {"model_id": "Baseline_ResNet18_ERM", "dataset": "breastmnist"})
     w.write("index.html", env.get_template("home.html").render(
         root="", boards=summaries, example=ex, n_models=sum(s["n_rows"] for s in summaries.values()),
-        **{**common, "build_date": date, "citation": meta.citation(common["version"], date[:4])}))
+        **{**common, "build_date": date}))
     report.pages += 1 + sum(s["pages"] for s in summaries.values())
     key = digest(context, [built[n]["key"] for n in DATASETS])
     if w.fresh("data/results.json", key) and w.fresh("data/results.csv", key):

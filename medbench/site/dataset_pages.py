@@ -91,12 +91,20 @@ def _collector_paused():
             gc.enable()
 
 
-def _json_file(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON object written by ``write_json`` ({} when it is missing or damaged: the cache costs work, never
+    correctness)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".tmp").write_text(json.dumps(value, separators=(",", ":")), encoding="utf-8")
+    os.replace(path.with_suffix(".tmp"), path)
 
 
 def _json_exact(value) -> bool:
@@ -132,7 +140,7 @@ def build_dataset(task: DatasetTask) -> dict:
             yield Path(f.path), raw, sha
 
     entries = task.cache / "entries" / f"{task.name}.json"
-    known = _json_file(entries) if task.previous else {}  # (a first or full build parses every file)
+    known = read_json(entries) if task.previous else {}  # (a first or full build parses every file)
     values = {}
     with _collector_paused():
         for path, raw, sha in read(task.registry):
@@ -143,9 +151,7 @@ def build_dataset(task: DatasetTask) -> dict:
     list(read(task.logs))
     values = {sha: v for sha, v in values.items() if sha and v is not None and _json_exact(v)}
     if values != known:
-        entries.parent.mkdir(parents=True, exist_ok=True)
-        entries.with_suffix(".tmp").write_text(json.dumps(values), encoding="utf-8")
-        os.replace(entries.with_suffix(".tmp"), entries)
+        write_json(entries, values)
     task.registry, task.results, task.logs = ([InputFile(f.path, shas[f.name]) for f in files]
                                               for files in (task.registry, task.results, task.logs))
     dates = [lr.result.provenance.started_at[:10] for lr in inputs.results.values() if lr.result.provenance.started_at]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from ..studies.explanation_stability import HEADLINE, METHOD_LABEL, STUDY, Details, ModelScores, Score
 
-PAGE = f"studies/{STUDY.name}.html"
 
 
 @dataclass(frozen=True)

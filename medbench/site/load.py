@@ -35,12 +35,6 @@ class Inputs:
     problems: list[str] = field(default_factory=list)
 
 
-def load_registry(root: Path, inputs: Inputs) -> None:
-    """Every ``<root>/<dataset>/<ModelId>.yaml`` that validates; the others are reported."""
-    for path in sorted(Path(root).glob("*/*.yaml")):
-        add_entry(path, None, inputs)
-
-
 def add_entry(path: Path, raw: bytes | None, inputs: Inputs, value=None):
     """Parse one registry file (its bytes ``raw`` when already read; ``value``: its YAML value when an earlier
     build parsed the same bytes) into ``inputs``, or report it. Returns the YAML value (None: not YAML)."""
@@ -59,12 +53,6 @@ def add_entry(path: Path, raw: bytes | None, inputs: Inputs, value=None):
     else:
         inputs.entries[(entry.dataset, entry.id)] = entry
     return value
-
-
-def load_results(root: Path, inputs: Inputs) -> None:
-    """Every ``<root>/<dataset>/<ModelId>.json`` that is an ``EvaluationResult``; the others are reported."""
-    for path in sorted(Path(root).glob("*/*.json")):
-        add_result(path, None, None, inputs)
 
 
 def add_result(path: Path, raw: bytes | None, sha256: str | None, inputs: Inputs) -> None:
@@ -100,11 +88,13 @@ def load_inputs(registry: Path, results: Path, literature: Path | None = None) -
     if literature is not None and Path(literature).is_file():
         load_literature(Path(literature), inputs)
     if Path(registry).is_dir():
-        load_registry(Path(registry), inputs)
+        for path in sorted(Path(registry).glob("*/*.yaml")):
+            add_entry(path, None, inputs)
     else:
         inputs.problems.append(f"registry folder {registry} does not exist: no entries")
     if Path(results).is_dir():
-        load_results(Path(results), inputs)
+        for path in sorted(Path(results).glob("*/*.json")):
+            add_result(path, None, None, inputs)
     else:
         inputs.problems.append(f"results folder {results} does not exist: no results")
     return inputs

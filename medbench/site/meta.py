@@ -1,4 +1,4 @@
-"""What the site says besides the numbers: task labels, the repository, dates and the citation."""
+"""What the site says besides the numbers: task labels, the repository and the data's date."""
 
 TASK_LABEL = {
     "multi-class": "multi-class",
@@ -31,14 +31,3 @@ def data_date(dates) -> str | None:
         return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d")
     dates = [d for d in dates if d]
     return max(dates) if dates else None
-
-
-def citation(version: str, year: str) -> str:
-    """BibTeX for the benchmark (the software and its leaderboard)."""
-    return ("@misc{medbench,\n"
-            "  title        = {medbench: a robustness benchmark for MedMNIST classifiers},\n"
-            "  author       = {{medbench contributors}},\n"
-            f"  year         = {{{year}}},\n"
-            f"  howpublished = {{\\url{{{repository_url()}}}}},\n"
-            f"  note         = {{medbench {version}; leaderboard results as of {year}}}\n"
-            "}")

@@ -3,12 +3,11 @@ parameters (``v<N>_corruptions.yaml``), read from those files at build time, nev
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from ..protocol import load_protocol
 from ..safe_yaml import load_yaml_text
 
 
@@ -78,19 +77,14 @@ def raw_file(name: str) -> bytes:
 
 
 def load_page(version: str) -> ProtocolPage:
-    pkg = resources.files("medbench.protocols")
-    raw = pkg.joinpath(f"v{version}.yaml").read_bytes()
-    data = load_yaml_text(raw.decode("utf-8"), where=f"medbench/protocols/v{version}.yaml")
-    sha = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    files = {f"v{version}.yaml": raw}
-    page = ProtocolPage(version, data, sha, files)
+    published = files(version)
+    data = load_yaml_text(published[f"v{version}.yaml"].decode("utf-8"), where=f"medbench/protocols/v{version}.yaml")
+    page = ProtocolPage(version, data, load_protocol(version).sha256(), published)
     known = {"version", "seed", "sizes", "primary_size", "split", "clean", "adversarial", "curves", "corruptions",
              "changes_from", "changes"}
     page.other = {k: v for k, v in data.items() if k not in known}
-    cor = pkg.joinpath(f"v{version}_corruptions.yaml")
-    if cor.is_file():
-        craw = cor.read_bytes()
-        files[f"v{version}_corruptions.yaml"] = craw
+    craw = published.get(f"v{version}_corruptions.yaml")
+    if craw is not None:
         doc = load_yaml_text(craw.decode("utf-8"), where=f"medbench/protocols/v{version}_corruptions.yaml") or {}
         page.corruption_meta = {k: v for k, v in doc.items() if k not in ("medmnist-c", "medbench-3d")}
         try:

@@ -309,11 +309,6 @@ def _threat_order(label: str) -> tuple:
     return ({"Linf": 0, "L2": 1}.get(norm, 2), value, label)
 
 
-def build_boards(inputs: Inputs) -> dict[str, DatasetBoard]:
-    """One board per MedMNIST dataset (empty ones included), tracks ranked, rows sorted best first."""
-    return {ds: build_board(ds, inputs) for ds in DATASETS}
-
-
 def build_board(ds: str, inputs: Inputs) -> DatasetBoard:
     """The board of dataset ``ds`` from the entries and results of ``inputs`` (other datasets are ignored)."""
     all_results = [lr.result for (d, _), lr in inputs.results.items() if d == ds]

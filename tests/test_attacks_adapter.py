@@ -92,8 +92,10 @@ def _direct(model, cfg, x, y):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name, norm, eps", [("breastmnist", "Linf", 4 / 255), ("breastmnist", "L2", 0.25),
-                                             ("retinamnist", "Linf", 8 / 255)])
+@pytest.mark.parametrize("name, norm, eps", [
+    ("breastmnist", "Linf", 4 / 255),
+    pytest.param("breastmnist", "L2", 0.25, marks=pytest.mark.slow),
+    pytest.param("retinamnist", "Linf", 8 / 255, marks=pytest.mark.slow)])
 def test_adapter_equals_pyautoattack_point_for_point(real_root, request, name, norm, eps):
     need_real(real_root, f"{name}.npz")
     from conftest import train_small_model

@@ -41,8 +41,9 @@ def test_import_medbench_is_light_but_api_still_works():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-@pytest.mark.parametrize("args", [["zoo", "list", "--format", "csv"], ["data", "info"], ["corruptions", "list"],
-                                  ["evaluate", "--list-archs"], ["--help"]])
+@pytest.mark.parametrize("args", [["zoo", "list", "--format", "csv"]] + [
+    pytest.param(a, marks=pytest.mark.slow)  # a subprocess each: one command in the quick subset
+    for a in (["data", "info"], ["corruptions", "list"], ["evaluate", "--list-archs"], ["--help"])])
 def test_closed_pipe_ends_quietly(args):
     """`medbench zoo list --format csv | head -3`: the reader leaves early; no traceback, a Unix-like status."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}

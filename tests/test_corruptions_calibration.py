@@ -42,6 +42,15 @@ def _suites(files: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+def _first_grey_and_rgb_quick(pairs: list[tuple[str, str]]) -> list:
+    """Every pair; the first grey and the first RGB suite quick, the others marked slow."""
+    def grey(pair):
+        return medbench.get_spec(pair[0]).n_channels == 1
+
+    quick = {min(p for p in pairs if grey(p) == want) for want in (True, False)}
+    return [pytest.param(*p, marks=() if p in quick else pytest.mark.slow) for p in pairs]
+
+
 def _images(root, source: str, size: int, n: int | None = None) -> torch.Tensor:
     x = medbench.load_dataset(source, "test", 28, root).images[: n or N_IMAGES[size]]
     if size == 28:
@@ -82,7 +91,7 @@ def _check(strengths: dict, where: str) -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("suite,source", _suites(GREY_FILES + RGB_FILES))
+@pytest.mark.parametrize("suite,source", _first_grey_and_rgb_quick(_suites(GREY_FILES + RGB_FILES)))
 def test_every_corruption_changes_real_images_and_grows_with_severity_at_28px(real_root, suite, source):
     need_real(real_root, f"{source}.npz")
     _check(_strengths(_images(real_root, source, 28), suite, 28), f"{suite} suite on {source} test images, 28 px")

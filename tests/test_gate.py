@@ -98,6 +98,7 @@ def refusal(model, root, protocol=SMALL) -> str:
     return str(info.value)
 
 
+@pytest.mark.slow
 def test_a_biased_bias_is_refused_by_both_clean_rules(erm, real_root):
     model = biased(erm, real_root)
     res = benchmark(model, "breastmnist", threats="clean,Linf", protocol=SMALL, data_root=real_root, progress=False,
@@ -147,6 +148,7 @@ def test_nan_off_the_grid_is_refused_at_admission(erm, real_root):
     assert "randomised" not in msg  # the cause is named, not misdiagnosed
 
 
+@pytest.mark.slow
 def test_nan_under_attack_refuses_the_result(erm, real_root):
     """Bypassing admission, the attack itself counts NaN logits: the result fails finite_under_attack and
     AUC under attack is not computed over NaN scores."""

@@ -29,6 +29,7 @@ def _train(root, tmp_path, name, **kw):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_same_seed_same_weights_hash_and_other_seed_differs(real_root, tmp_path):
     """A short TRADES run (data order, attack noise, BatchNorm) twice gives bit-identical weights."""
     need_real(real_root, "breastmnist.npz")

@@ -25,6 +25,11 @@ from zoo_factory import entry_dict, model_bytes, tiny_model, write_entry
 REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "model_zoo"
 ENTRY_FILES = sorted(ZOO.glob("*/*.yaml"))
+# every entry; the first of each dataset in the quick subset, the others marked slow
+FIRST_OF_DATASET = set({p.parent: p for p in reversed(ENTRY_FILES)}.values())
+ENTRY_PARAMS = [pytest.param(p, id=f"{p.parent.name}/{p.stem}",
+                             marks=() if p in FIRST_OF_DATASET else pytest.mark.slow)
+                for p in ENTRY_FILES]
 MAX_BUNDLED_BYTES = 3 * 1024 * 1024  # the architectures study's timm models (ResNet-18 at width 16: 2.9 MB)
 
 
@@ -80,7 +85,7 @@ def _load_or_skip(entry):
         pytest.skip(f"{entry.id}: no bundled copy and no network source reachable here ({exc.attempts[0].reason})")
 
 
-@pytest.mark.parametrize("path", ENTRY_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in ENTRY_FILES])
+@pytest.mark.parametrize("path", ENTRY_PARAMS)
 def test_entry_builds_loads_strictly_and_runs(path, repo_zoo):
     entry = read_entry(path)
     spec = get_spec(entry.dataset)
@@ -98,7 +103,7 @@ def test_entry_builds_loads_strictly_and_runs(path, repo_zoo):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("path", ENTRY_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in ENTRY_FILES])
+@pytest.mark.parametrize("path", ENTRY_PARAMS)
 def test_entry_on_real_test_images(path, repo_zoo, real_root):
     """One real test image has the right shape; on the whole test split the model beats chance."""
     entry = read_entry(path)

@@ -168,7 +168,8 @@ def build_dataset(task: DatasetTask) -> dict:
     explanations = load_explanations(task.studies)
     w = Writer(task.out, task.previous)
     w.write(f"{name}/index.html", env.get_template("dataset.html").render(
-        root="../", board=board, spec=spec, explanations=explanations, scatters={t.key: plots.track_scatters(t) for t in board.tracks},
+        root="../", board=board, spec=spec, explanations=explanations,
+        scatters={t.key: plots.track_scatters(t) for t in board.tracks},
         **{**common, "build_date": meta.data_date([summary["date"]])}))
     line = export.record_line(name, export.board_record(board))
     w.write(f"data/{name}.json", export.join_record_lines([line], common["version"]))

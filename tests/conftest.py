@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,20 @@ def torch_threads() -> int:
 
 
 def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # keep the order below (xdist would sort files by test count)
+        config.option.loadscopereorder = False
     if "PYTEST_XDIST_WORKER" in os.environ:  # subprocesses of a worker (CLI runs, pools) share its cores too
         os.environ["OMP_NUM_THREADS"] = str(torch_threads())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with the most slow (or browser) tests first, each file's tests kept together and in order:
+    pytest-xdist's ``--dist loadfile`` hands out whole files in this order, so the long ones start early
+    and no worker is left alone with one at the end (longest-first scheduling)."""
+    heavy = Counter(item.path for item in items
+                    if item.get_closest_marker("slow") or item.get_closest_marker("browser"))
+    first_seen = {path: i for i, path in reversed(list(enumerate(item.path for item in items)))}
+    items.sort(key=lambda item: (-heavy[item.path], first_seen[item.path]))
 
 
 @pytest.fixture(autouse=True)

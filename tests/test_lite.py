@@ -5,10 +5,7 @@ a result that is not admitted, unreliable or unguarded is listed apart, never or
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -81,20 +78,17 @@ def test_pyautoattack_dlr_needs_three_logits():
         adversary.run_standard_evaluation(x, y, batch_size=4)
 
 
-def _cli(*args: str, real_root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MEDBENCH_DATA": str(real_root), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "medbench", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=600)
-
-
 @pytest.mark.slow
-def test_cli_track_lite_on_real_data(real_root, tmp_path):
+def test_cli_track_lite_on_real_data(real_root, tmp_path, capsys):
+    from medbench.cli import main
+
     need_real(real_root, "breastmnist.npz")
     out = tmp_path / "erm.lite.json"
-    proc = _cli("evaluate", "Baseline_ResNet8_PGDAT", "--dataset", "breastmnist", "--track", "lite", "--quiet",
-                "--out", str(out), real_root=real_root)
-    assert proc.returncode == 0, proc.stderr
-    assert "LITE TRACK" in proc.stdout
+    code = main(["evaluate", "Baseline_ResNet8_PGDAT", "--dataset", "breastmnist", "--track", "lite", "--quiet",
+                 "--out", str(out), "--data-root", str(real_root)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "LITE TRACK" in captured.out
     r = EvaluationResult.from_json(out)
     lite = load_protocol(LITE_VERSION)
     assert r.track == "lite" and r.provenance.protocol_version == "lite2"

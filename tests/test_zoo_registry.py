@@ -297,9 +297,10 @@ def test_cli_list_show_download(tmp_zoo, capsys):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_cli_evaluate_zoo_model_on_real_data(repo_zoo, real_root, capsys):
-    entry = next((e for e in zoo.list_models() if any(s.kind == "bundled" for s in e.weights.sources)), None)
-    if entry is None:
+    bundled = [e for e in zoo.list_models() if any(s.kind == "bundled" for s in e.weights.sources)]
+    if not bundled:
         pytest.skip("no bundled entry in model_zoo/")
+    entry = min(bundled, key=lambda e: (get_spec(e.dataset).is_3d, get_spec(e.dataset).n_samples["test"]))  # cheapest
     need_real(real_root, get_spec(entry.dataset).filename(entry.size))
     code = cli_main(["evaluate", entry.id, "--dataset", entry.dataset, "--threats", "clean", "--json", "--quiet",
                      "--data-root", str(real_root)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from .base import Interval, Strict
@@ -70,3 +72,29 @@ class Curves(Strict):
     seed: int | None = None
     batch_size: int | None = None
     nonfinite_outputs: int | None = None  # NaN / infinite output rows met by the curves' attacks (None: not counted)
+
+
+class BreakSource(Strict):
+    """One attack that contributed to a best-known number, with its provenance."""
+
+    attack: str  # "AutoAttack", or a verified attack's name
+    kind: Literal["autoattack", "submission", "maintainer"]
+    points: int  # subset points it broke that no source listed before it had broken
+    submitter: str | None = None
+    url: str | None = None
+    file_sha256: str | None = None
+    verified_at: str | None = None
+
+
+class BestKnown(Strict):
+    """The strongest known evaluation of one threat: AutoAttack lowered by every verified attack record
+    (medbench.attacks.best_known); equal to AutoAttack's numbers when no record broke more."""
+
+    threat: str
+    robust_accuracy: float
+    robust_balanced_accuracy: float
+    robust_balanced_accuracy_ci: Interval | None = None
+    robust_flags: list[bool]  # per subset example
+    broken_by: list[str | None]  # per subset example: None (robust), "clean", an AutoAttack attack or a record's attack
+    sources: list[BreakSource]
+    autoattack_overestimates: bool  # the best known lies below AutoAttack's 95% interval

@@ -4,6 +4,7 @@ parameters (``v<N>_corruptions.yaml``), read from those files at build time, nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -76,7 +77,9 @@ def raw_file(name: str) -> bytes:
     return resources.files("medbench.protocols").joinpath(name).read_bytes()
 
 
+@lru_cache(maxsize=None)  # package files, fixed for the life of the process; parsing them is most of a small build
 def load_page(version: str) -> ProtocolPage:
+    """The protocol page's contents (shared: treat as read-only)."""
     published = files(version)
     data = load_yaml_text(published[f"v{version}.yaml"].decode("utf-8"), where=f"medbench/protocols/v{version}.yaml")
     page = ProtocolPage(version, data, load_protocol(version).sha256(), published)

@@ -117,7 +117,7 @@ def main() -> None:
         fns = {
             "direct": lambda: direct(model, cfg, x, y),
             "adapter": lambda: attack_chunk(make_autoattack(model, cfg, "cpu"), cfg, x, y),
-            "runner": lambda: run_threat(ctx, "Linf", threat),
+            "runner": lambda: run_threat(ctx, "Linf", threat)[0],
         }
         times = {k: [] for k in fns}
         cpu = {k: [] for k in fns}

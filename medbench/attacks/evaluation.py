@@ -7,6 +7,7 @@ path), so a killed run resumes mid-attack and ends with the same result as an un
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import metrics as M
+from ..errors import MedbenchError
 from ..inference import NonFiniteCounter, to_float
 from ..schema import AdversarialResult, CurvePoint, Curves, Interval
 from .autoattack import attack_chunk, attack_config, broken_by_names, make_autoattack
@@ -72,19 +74,34 @@ def _clean_predictions(ctx) -> np.ndarray | None:
     return np.asarray(preds, dtype=np.int64)
 
 
-def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
+def nested_budgets(protocol) -> bool:
+    """Whether the protocol attacks a larger budget only where the next smaller one of the same norm (or
+    curve) left the point robust: an example inside the smaller ball lies inside the larger one, so a point
+    broken there is broken here by the same example, and robust accuracy can only go down with eps."""
+    return bool(protocol["adversarial"].get("nested_budgets", False))
+
+
+def run_threat(ctx, norm: str, threat: dict[str, Any], prior: dict[str, Any] | None = None,
+               ) -> tuple[AdversarialResult, dict[str, Any]]:
     """AutoAttack for one threat entry of the protocol ({norm, eps, label}) on the evaluation subset; the
-    wall / CPU seconds per attack go to ``ctx.stage_times`` (stage ``<label>/<attack>``)."""
+    wall / CPU seconds per attack go to ``ctx.stage_times`` (stage ``<label>/<attack>``).
+
+    ``prior``: the outcome (second return value) of the same norm's next smaller budget; its broken points
+    are carried over (same prediction, logits and breaking attack) and only its robust ones are attacked."""
     spec, k = ctx.spec, ctx.spec.num_classes
     bs = attack_batch_size(ctx)
     config = attack_config(spec, norm, threat["eps"], ctx.protocol, size=ctx.size, batch_size=bs, seed=ctx.seed)
     subset = evaluation_subset(spec.name, ctx.labels, ctx.protocol)
-    store = _store(ctx, threat["label"], {"config": config.model_dump(), "subset": subset.info.indices_sha256})
+    meta = {"config": config.model_dump(), "subset": subset.info.indices_sha256}
+    attacked = np.ones(len(subset), dtype=bool) if prior is None else prior["robust"].astype(bool)
+    if prior is not None:
+        meta["nested_from"] = {"threat": prior["threat"], "robust": hashlib.sha256(attacked.tobytes()).hexdigest()}
+    store = _store(ctx, threat["label"], meta)
     counter = NonFiniteCounter(ctx.model)  # NaN logits must refuse the result, not count as class 0
     adversary = make_autoattack(counter, config, ctx.device)
     parts: list[dict[str, np.ndarray]] = []
     clean = _clean_predictions(ctx)
-    chunks = list(_chunks(subset, bs))
+    chunks = list(_chunks(Subset(subset.indices[attacked], subset.info), bs)) if attacked.any() else []
     with AttackProgress(f"{threat['label']} {spec.name}", norm, list(config.attacks), [len(c) for _, c in chunks],
                         enabled=ctx.progress) as bar:
         for i, idx in chunks:
@@ -107,10 +124,13 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
             else:
                 bar.skip_chunk()
             parts.append(saved)
-    cat = {key: np.concatenate([p[key] for p in parts]) for key in ("clean_pred", "adv_pred", "robust", "broken_by")}
-    adv_logits = np.concatenate([p["adv_logits"] for p in parts])
+    keys = ("clean_pred", "adv_pred", "robust", "broken_by", "adv_logits")
+    cat = {key: _concat([p[key] for p in parts], len(subset), prior, key, attacked) for key in keys}
+    adv_logits = cat.pop("adv_logits")
     # chunks checkpointed by an older medbench did not count: then the section has no count
     nonfinite = sum(int(p["nonfinite"]) for p in parts) if all("nonfinite" in p for p in parts) else None
+    if prior is not None and nonfinite is not None:
+        nonfinite = None if prior["nonfinite"] is None else nonfinite + prior["nonfinite"]
     finite_scores = bool(np.isfinite(adv_logits).all())
     y = ctx.labels[subset.indices]
     clean_cfg = ctx.protocol["clean"]
@@ -122,6 +142,9 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
         if "attack_wall" in p and "attack_cpu" in p:
             for j, a in enumerate(config.attacks):
                 _add_time(ctx, f"{threat['label']}/{a}", p["attack_wall"][j], p["attack_cpu"][j])
+    maxes = [float(p["max_perturbation"]) for p in parts] + ([prior["max_perturbation"]] if prior is not None else [])
+    outcome = {**cat, "adv_logits": adv_logits, "threat": threat["label"], "nonfinite": nonfinite,
+               "max_perturbation": max(maxes, default=0.0)}
     return AdversarialResult(
         threat=threat["label"], config=config, subset=subset.info.model_copy(update={"indices": subset.indices.tolist()}),
         clean_accuracy=float(np.mean(cat["clean_pred"] == y)),
@@ -134,15 +157,35 @@ def run_threat(ctx, norm: str, threat: dict[str, Any]) -> AdversarialResult:
         adv_predictions=[int(v) for v in cat["adv_pred"]],
         broken_by=broken_by_names(config, codes),
         per_attack_robust_accuracy=per_attack,
-        max_perturbation=float(max(float(p["max_perturbation"]) for p in parts)) if parts else 0.0,
+        max_perturbation=outcome["max_perturbation"],
         nonfinite_outputs=nonfinite,
         wall_time_s=round(float(sum(float(p["wall"]) for p in parts)), 3),
-    )
+        nested_from=None if prior is None else prior["threat"],
+        carried_over=None if prior is None else int((~attacked).sum()),
+    ), outcome
+
+
+def _concat(arrays: list[np.ndarray], n: int, prior: dict[str, Any] | None, key: str,
+            attacked: np.ndarray) -> np.ndarray:
+    """The per-subset-point array of a threat: the attacked points' chunks, the prior's carried points."""
+    if prior is None:
+        return np.concatenate(arrays)
+    out = np.array(prior[key], copy=True)
+    if arrays:
+        out[attacked] = np.concatenate(arrays)
+    assert len(out) == n
+    return out
 
 
 def _run_norm(ctx, norm: str) -> dict[str, Any]:
     threats = ctx.protocol["adversarial"]["threats"].get(norm, [])
-    return {"adversarial": {t["label"]: run_threat(ctx, norm, t) for t in threats}}
+    nested = nested_budgets(ctx.protocol)
+    results: dict[str, AdversarialResult] = {}
+    prior = None
+    for t in sorted(threats, key=lambda t: t["eps"]) if nested else threats:
+        results[t["label"]], outcome = run_threat(ctx, norm, t, prior)
+        prior = outcome if nested else None
+    return {"adversarial": {t["label"]: results[t["label"]] for t in threats}}  # the protocol's order
 
 
 def run_linf(ctx) -> dict[str, Any]:
@@ -191,12 +234,19 @@ def run_curves(ctx) -> dict[str, Any]:
     n_iter = int(cur["apgd_n_iter"])
     bs = attack_batch_size(ctx)
     subset = evaluation_subset(ctx.spec.name, ctx.labels, ctx.protocol)
-    store = _store(ctx, "curves", {"curves": cur, "subset": subset.info.indices_sha256, "batch_size": bs,
-                                   "seed": ctx.seed})
+    nested = nested_budgets(ctx.protocol)
+    if nested and (apgd_eps != sorted(apgd_eps) or fgsm_eps != sorted(fgsm_eps)):
+        raise MedbenchError("protocol curves: with adversarial.nested_budgets the eps lists (curves.apgd_eps_255, "
+                            "curves.fgsm_eps_255) must be in increasing order.")
+    meta = {"curves": cur, "subset": subset.info.indices_sha256, "batch_size": bs, "seed": ctx.seed}
+    store = _store(ctx, "curves", {**meta, "nested_budgets": True} if nested else meta)
     jobs = [("apgd", j, e) for j, e in enumerate(apgd_eps)] + [("fgsm", j, e) for j, e in enumerate(fgsm_eps)] \
         + [("noise", j, s) for j, s in enumerate(sigmas)]
     results: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {(kind, j): [] for kind, j, _ in jobs}
     clean = _clean_predictions(ctx)
+    y = ctx.labels[subset.indices]
+    # nested budgets: APGD-CE and FGSM attack at each eps only the points still correct at the previous one
+    previous: dict[str, np.ndarray] = {}
     # the bar counts forward+backward passes, so APGD (n_iter steps) and FGSM (one) weigh what they cost
     cost = {"apgd": n_iter + 1, "fgsm": 2, "noise": 1}
     with tqdm(total=len(subset) * sum(cost[kind] for kind, _, _ in jobs), desc=f"curves {ctx.spec.name}",
@@ -205,7 +255,9 @@ def run_curves(ctx) -> dict[str, Any]:
         for kind, j, value in jobs:
             bar.set_postfix_str(f"{kind} {value:.4g}")
             stage = f"curves/{STAGE_NAMES[kind]}/{value * 255:g}/255" if kind != "noise" else f"curves/noise/{value:g}"
-            for i, idx in _chunks(subset, bs):
+            carried = previous.get(kind) if nested and kind != "noise" else None
+            attacked = np.ones(len(subset), dtype=bool) if carried is None else carried == y
+            for i, idx in _chunks(Subset(subset.indices[attacked], subset.info), bs):
                 t0, c0 = time.perf_counter(), time.process_time()
                 if kind != "noise" and value == 0 and clean is not None:
                     # at eps 0 APGD-CE and FGSM return x itself (every step is scaled by eps and projected
@@ -217,7 +269,15 @@ def run_curves(ctx) -> dict[str, Any]:
                 _add_time(ctx, stage, time.perf_counter() - t0, time.process_time() - c0)
                 results[(kind, j)].append(saved)
                 bar.update(len(idx) * cost[kind])
-    y = ctx.labels[subset.indices]
+            bar.update(int((~attacked).sum()) * cost[kind])
+            if carried is not None:  # the carried points keep the prediction that broke them at a smaller eps
+                pred = np.array(carried, copy=True)
+                if attacked.any():
+                    pred[attacked] = np.concatenate([p["pred"] for p in results[(kind, j)]])
+                results[(kind, j)] = [{"pred": pred, "nonfinite": np.int64(sum(int(p["nonfinite"])
+                                                                                for p in results[(kind, j)]))}]
+            if kind != "noise":
+                previous[kind] = np.concatenate([p["pred"] for p in results[(kind, j)]])
     k = ctx.spec.num_classes
 
     def point(kind: str, j: int, value: float) -> CurvePoint:

@@ -52,6 +52,10 @@ class AdversarialResult(Strict):
     # counted, e.g. a section computed before protocol version 3)
     nonfinite_outputs: int | None = None
     wall_time_s: float | None = None
+    # nested budgets (protocol adversarial.nested_budgets): the smaller budget of the same norm whose broken
+    # points were carried over unattacked (their example lies inside this ball too), and how many
+    nested_from: str | None = Field(default=None, exclude_if=lambda v: v is None)  # absent when not nested
+    carried_over: int | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class CurvePoint(Strict):

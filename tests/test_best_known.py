@@ -86,3 +86,40 @@ def test_a_record_for_something_else_is_refused(case, change, why):
     with pytest.raises(RecordMismatchError, match=why):
         best_known(section, [record(res, section, y, [], **change)], weights_sha256=res.provenance.weights_sha256,
                    **_settings())
+
+
+@pytest.mark.slow
+def test_the_site_shows_the_best_known_column_with_its_sources(case, tmp_path):
+    """A record lowers the board's best-known column and the JSON export, the model page names the attack and
+    its file; a record for other weights is listed as a build problem and changes nothing."""
+    import json
+    import shutil
+
+    from medbench.site import build_site
+
+    res, section, y = case
+    lb = tmp_path / "leaderboard"
+    shutil.copytree(REPO / "leaderboard" / "studies", lb / "studies")
+    (lb / "attacks" / "breastmnist").mkdir(parents=True)
+    robust = [p for p, f in enumerate(section.robust_flags) if f][:3]
+    breaks = [Break(index=section.subset.indices[p], predicted=int(1 - y[p]), distance=0.005) for p in robust]
+    good = record(res, section, y, breaks, url="https://example.org/paper", kind="submission", submitter="A. Tester")
+    bad = record(res, section, y, breaks, weights_sha256="cd" * 32, file_sha256="ef" * 32)
+    for name, rec in (("good.json", good), ("bad.json", bad)):
+        (lb / "attacks" / "breastmnist" / name).write_text(rec.model_dump_json())
+    report = build_site(tmp_path / "site", REPO / "model_zoo", REPO / "leaderboard" / "results", leaderboard_dir=lb)
+    assert [p for p in report.problems if "attack record" in p] == \
+        [f"attack record FMN (efefefefefef) for {res.model_id}: not used: other weights than the result's "
+         "(the model was re-trained or replaced)"]
+    data = json.loads((tmp_path / "site" / "data" / "breastmnist.json").read_text())["datasets"]["breastmnist"]
+    row = next(e for t in data["tracks"] for e in t["entries"] if e["model_id"] == res.model_id)
+    bk = row["adversarial"]["Linf-2/255"]["best_known"]
+    assert bk["robust_balanced_accuracy"] < section.robust_balanced_accuracy
+    assert [(s["attack"], s["points"]) for s in bk["sources"]] == [("AutoAttack", sum(not f for f in section.robust_flags)),
+                                                                  ("FMN", 3)]
+    assert row["adversarial"]["Linf-4/255"]["best_known"]["robust_balanced_accuracy"] == \
+        res.adversarial["Linf-4/255"].robust_balanced_accuracy  # no record for that threat
+    board = (tmp_path / "site" / "breastmnist" / "index.html").read_text()
+    assert 'data-col="best"' in board and f"{bk['robust_balanced_accuracy'] * 100:.1f}" in board
+    page = (tmp_path / "site" / "breastmnist" / f"{res.model_id}.html").read_text()
+    assert "Best known" in page and "submitted by A. Tester" in page and "ababababab" in page

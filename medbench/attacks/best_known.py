@@ -81,3 +81,39 @@ def best_known(section: AdversarialResult, records: Iterable[VerifiedAttack], *,
                      robust_balanced_accuracy=ba, robust_balanced_accuracy_ci=Interval(low=ci.low, high=ci.high),
                      robust_flags=[bool(v) for v in flags], broken_by=broken_by, sources=sources,
                      autoattack_overestimates=aa_low is not None and ba < aa_low)
+
+
+def best_known_sections(result, records: Iterable[VerifiedAttack]) -> tuple[dict[str, BestKnown], list[str]]:
+    """Every threat of ``result`` (an ``EvaluationResult``) lowered by the ``records`` that match it; the
+    records that do not (other weights, threat or subset) are left out, each with the reason why."""
+    from ..data import get_spec
+    from ..protocol import load_protocol
+
+    try:  # the bootstrap of the result's own protocol (a derived one's base, whose clean settings it keeps)
+        clean = load_protocol(result.provenance.protocol_version.split("+")[0])["clean"]
+        settings = dict(bootstrap_resamples=clean["bootstrap_resamples"], bootstrap_seed=clean["bootstrap_seed"],
+                        ci_level=clean["ci_level"])
+    except ValueError:
+        settings = dict(bootstrap_resamples=M.N_BOOTSTRAP, bootstrap_seed=0, ci_level=M.CI_LEVEL)
+    weights, k = result.provenance.weights_sha256, get_spec(result.dataset).num_classes
+    by_threat: dict[str, list[VerifiedAttack]] = {}
+    problems = []
+    for rec in records:
+        section = result.adversarial.get(rec.threat)
+        why = f"the result has no {rec.threat} section" if section is None else \
+            matching_problem(section, rec, weights)
+        if why is None and rec.size != result.size:
+            why = f"{rec.size} px, not {result.size} px"
+        if why is None:
+            by_threat.setdefault(rec.threat, []).append(rec)
+        else:
+            problems.append(f"attack record {rec.attack} ({rec.file_sha256[:12]}) for {result.model_id}: not used: {why}")
+    out = {}
+    for threat, section in result.adversarial.items():
+        try:
+            out[threat] = best_known(section, by_threat.get(threat, []), weights_sha256=weights, num_classes=k,
+                                     **settings)
+        except RecordMismatchError as exc:  # records disagreeing with each other: AutoAttack alone, and why
+            problems.append(f"attack records for {result.model_id} {threat}: not used: {exc}")
+            out[threat] = best_known(section, [], weights_sha256=weights, num_classes=k, **settings)
+    return out, problems

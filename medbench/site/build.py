@@ -87,7 +87,7 @@ def build_site(out: str | Path = "site", registry: str | Path | None = None, res
     head = Inputs()
     if literature.is_file():
         load_literature(literature, head)
-    tasks = _scan(registry, results, lb / "studies", out, head, cache, context, common)
+    tasks = _scan(registry, results, lb, out, head, cache, context, common)
     stage("scan")
     built = _build_datasets(tasks, cache, jobs, report)
     stage("datasets")
@@ -201,7 +201,7 @@ class _Cache:
 
 # --- stages ----------------------------------------------------------------------------------------
 
-def _scan(registry: Path, results: Path, studies: Path, out: Path, head: Inputs, cache: _Cache, context: str,
+def _scan(registry: Path, results: Path, lb: Path, out: Path, head: Inputs, cache: _Cache, context: str,
           common: dict) -> list[DatasetTask]:
     """One task per dataset and per other folder of the registry or the results, its files known by sha256
     where the last build hashed the same bytes."""
@@ -221,8 +221,8 @@ def _scan(registry: Path, results: Path, studies: Path, out: Path, head: Inputs,
     tasks = []
     for name in sorted(names):
         tasks.append(DatasetTask(name, out, listing(registry, name, ".yaml"), listing(results, name, ".json"),
-                                 listing(results, name, ".train.jsonl"),
-                                 [p for p in head.literature if p.dataset == name], context, common, studies,
+                                 listing(results, name, ".train.jsonl"), listing(lb / "attacks", name, ".json"),
+                                 [p for p in head.literature if p.dataset == name], context, common, lb / "studies",
                                  cache.folder))
     return tasks
 

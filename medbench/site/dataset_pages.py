@@ -20,7 +20,7 @@ from ..data import DATASETS
 from ..schema.literature import PublishedResult
 from . import export, marks, meta, plots
 from .explanations import load_explanations
-from .load import Inputs, add_entry, add_result
+from .load import Inputs, add_attack_record, add_entry, add_result
 from .render import Writer, environment
 from .table import Row, Track, build_board
 
@@ -46,6 +46,7 @@ class DatasetTask:
     registry: list[InputFile]  # <name>/*.yaml, sorted
     results: list[InputFile]  # <name>/*.json, sorted
     logs: list[InputFile]  # <name>/*.train.jsonl, sorted
+    attacks: list[InputFile]  # verified attack records, <leaderboard>/attacks/<name>/*.json, sorted
     literature: list[PublishedResult]
     context: str  # key of everything besides the inputs that decides the pages (code, templates, versions)
     common: dict  # what every page shows besides its own data
@@ -60,6 +61,7 @@ class DatasetTask:
     def key(self) -> str | None:
         """The key of the dataset's inputs (None while a file is not hashed: it must be loaded)."""
         files = [(os.path.basename(f.path), f.sha256) for f in self.registry + self.results + self.logs]
+        files += [("attacks/" + os.path.basename(f.path), f.sha256) for f in self.attacks]
         if any(sha is None for _, sha in files):
             return None
         return digest(self.context, self.name, files, [p.model_dump(mode="json") for p in self.literature])
@@ -120,6 +122,7 @@ def page_key(task: DatasetTask, row: Row, track: Track | None, shas: dict[str, s
     hash), its flags, the track it is ranked in and its rank."""
     log = f"{row.model_id}.train.jsonl"
     return digest(task.context, task.name, row.slug, shas.get(f"{row.model_id}.yaml") if row.entry else None,
+                  sorted(r.file_sha256 + r.verified_at for r in row.records),
                   row.loaded.sha256 if row.loaded else None, [log, shas.get(log)] if row.loaded else None,
                   [[f.code, f.label, f.detail] for f in row.flags],
                   [track.size, track.protocol, track.rank_by] if track else None, row.rank)
@@ -149,21 +152,26 @@ def build_dataset(task: DatasetTask) -> dict:
         for path, raw, sha in read(task.results):
             add_result(path, raw, sha, inputs)
     list(read(task.logs))
+    attack_shas = {}
+    for path, raw, sha in read(task.attacks):
+        attack_shas[path.name] = sha or ""
+        add_attack_record(path, raw, inputs)
     values = {sha: v for sha, v in values.items() if sha and v is not None and _json_exact(v)}
     if values != known:
         write_json(entries, values)
     task.registry, task.results, task.logs = ([InputFile(f.path, shas[f.name]) for f in files]
                                               for files in (task.registry, task.results, task.logs))
+    task.attacks = [InputFile(f.path, attack_shas[f.name]) for f in task.attacks]
     dates = [lr.result.provenance.started_at[:10] for lr in inputs.results.values() if lr.result.provenance.started_at]
+    board = build_board(task.name, inputs) if task.name in DATASETS else None  # (adds the records' problems)
     summary = {"date": max(dates) if dates else None,
                "problems": [inputs.problems[:n_registry], inputs.problems[n_registry:]]}
     done = {"name": task.name, "key": task.key(), "hashes": hashes, "summary": summary, "line": None, "csv": None,
             "records": {}}
-    if task.name not in DATASETS:  # a stray folder: only its problems
+    if board is None:  # a stray folder: only its problems
         return done
 
     name, spec, common = task.name, DATASETS[task.name], task.common
-    board = build_board(name, inputs)
     env = environment()
     explanations = load_explanations(task.studies)
     w = Writer(task.out, task.previous)

@@ -68,7 +68,10 @@ def row_record(row: Row, track: Track | None) -> dict:
             "robust_accuracy": a.robust_accuracy, "auc_under_attack": a.auc_under_attack,
             "clean_balanced_accuracy_on_subset": a.clean_balanced_accuracy,
             "subset_n": a.subset.n, "subset_sha256": a.subset.indices_sha256,
-            "attacks": a.config.attacks, "norm": a.config.norm, "eps": a.config.eps}
+            "attacks": a.config.attacks, "norm": a.config.norm, "eps": a.config.eps,
+            # AutoAttack lowered by the verified attack records, each source with its provenance
+            "best_known": row.best_known[t].model_dump(mode="json", exclude={"threat", "robust_flags", "broken_by"})
+            if t in row.best_known else None}
         for t, a in sorted(res.adversarial.items())}
     ch = chance_level(row.dataset)
     rec["at_chance"] = {"clean": at_chance(row.clean_ba, *row.clean_ci, ch),

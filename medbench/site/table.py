@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..attacks.best_known import best_known_sections
 from ..data import DATASETS
 from ..schema.entry import ModelEntry
 from ..schema.literature import PublishedResult
 from ..schema.result import EvaluationResult
 from .load import Inputs, LoadedResult
+from .marks import threat_label
 from .ranking import OVERLAP, PAIRED, RankItem, tie_groups
 
 HEADLINE_LINF = "Linf-2/255"
@@ -40,6 +42,8 @@ class Row:
     flags: list[Flag] = field(default_factory=list)
     rank: int | None = None
     group: int | None = None
+    records: list = field(default_factory=list)  # verified attack records (VerifiedAttack) of this model
+    best_known: dict = field(default_factory=dict)  # threat -> BestKnown (AutoAttack lowered by the records)
 
     @property
     def result(self) -> EvaluationResult | None:
@@ -78,6 +82,14 @@ class Row:
             return None, None, None
         ci = adv.robust_balanced_accuracy_ci
         return adv.robust_balanced_accuracy, ci.low if ci else None, ci.high if ci else None
+
+    def best(self, threat: str) -> tuple[float | None, float | None, float | None]:
+        """(best-known robust balanced accuracy, CI low, CI high) under ``threat``."""
+        bk = self.best_known.get(threat)
+        if bk is None:
+            return None, None, None
+        ci = bk.robust_balanced_accuracy_ci
+        return bk.robust_balanced_accuracy, ci.low if ci else None, ci.high if ci else None
 
     @functools.cached_property  # (a model page asks three times)
     def adversarial(self) -> list:
@@ -316,7 +328,9 @@ def build_board(ds: str, inputs: Inputs) -> DatasetBoard:
     for (d, mid), lr in sorted(inputs.results.items()):
         if d != ds:
             continue
-        row = Row(ds, mid, slugify(mid), inputs.entries.get((ds, mid)), lr)
+        row = Row(ds, mid, slugify(mid), inputs.entries.get((ds, mid)), lr, records=inputs.records.get((ds, mid), []))
+        row.best_known, problems = best_known_sections(lr.result, row.records)
+        inputs.problems += problems
         key = (lr.result.size, lr.result.provenance.protocol_version)
         by_track.setdefault(key, []).append(row)
     tracks = []
@@ -325,6 +339,11 @@ def build_board(ds: str, inputs: Inputs) -> DatasetBoard:
         threats = expected = sorted(present, key=_threat_order)  # e.g. 3D datasets have no L2 track
         for r in rows:
             r.flags = _flags(r, expected)
+            over = [t for t, bk in r.best_known.items() if bk.autoattack_overestimates]
+            if over:
+                r.flags.append(Flag("aa-overestimates", "AutoAttack overestimates", "verified attacks break more: "
+                                    "the best-known robust balanced accuracy lies below AutoAttack's 95% interval "
+                                    "under " + ", ".join(threat_label(t) for t in over)))
         linf = [t for t in threats if t.startswith("Linf") and t in present]
         rank_by = HEADLINE_LINF if HEADLINE_LINF in present else (linf[0] if linf else "clean")
         track = Track(ds, size, protocol, rows, threats, rank_by, OVERLAP, "")

@@ -68,11 +68,7 @@ def best_known(section: AdversarialResult, records: Iterable[VerifiedAttack], *,
         sources.append(BreakSource(attack=rec.attack, kind=rec.kind, points=added, submitter=rec.submitter,
                                    url=rec.url, file_sha256=rec.file_sha256, verified_at=rec.verified_at))
     if labels is None:  # nothing beyond AutoAttack: its own numbers
-        return BestKnown(threat=section.threat, robust_accuracy=section.robust_accuracy,
-                         robust_balanced_accuracy=section.robust_balanced_accuracy,
-                         robust_balanced_accuracy_ci=section.robust_balanced_accuracy_ci,
-                         robust_flags=list(section.robust_flags), broken_by=broken_by, sources=sources,
-                         autoattack_overestimates=False)
+        return autoattack_only(section)
     ba = M.balanced_accuracy(labels, np.where(flags, labels, pred), num_classes)
     ci = M.bootstrap_metric_ci(labels, np.where(flags, labels, pred), num_classes, n_resamples=bootstrap_resamples,
                                seed=bootstrap_seed, level=ci_level)
@@ -83,12 +79,27 @@ def best_known(section: AdversarialResult, records: Iterable[VerifiedAttack], *,
                      autoattack_overestimates=aa_low is not None and ba < aa_low)
 
 
+def autoattack_only(section: AdversarialResult) -> BestKnown:
+    """The best known when no attack record applies: AutoAttack's own numbers (built from the already
+    validated section without validating its per-example lists again)."""
+    broken = sum(not f for f in section.robust_flags)
+    return BestKnown.model_construct(
+        threat=section.threat, robust_accuracy=section.robust_accuracy,
+        robust_balanced_accuracy=section.robust_balanced_accuracy,
+        robust_balanced_accuracy_ci=section.robust_balanced_accuracy_ci, robust_flags=section.robust_flags,
+        broken_by=section.broken_by or [None if f else "autoattack" for f in section.robust_flags],
+        sources=[BreakSource(attack="AutoAttack", kind="autoattack", points=broken)], autoattack_overestimates=False)
+
+
 def best_known_sections(result, records: Iterable[VerifiedAttack]) -> tuple[dict[str, BestKnown], list[str]]:
     """Every threat of ``result`` (an ``EvaluationResult``) lowered by the ``records`` that match it; the
     records that do not (other weights, threat or subset) are left out, each with the reason why."""
     from ..data import get_spec
     from ..protocol import load_protocol
 
+    records = list(records)
+    if not records:  # (the common case, at every build: nothing to combine or validate again)
+        return {threat: autoattack_only(section) for threat, section in result.adversarial.items()}, []
     try:  # the bootstrap of the result's own protocol (a derived one's base, whose clean settings it keeps)
         clean = load_protocol(result.provenance.protocol_version.split("+")[0])["clean"]
         settings = dict(bootstrap_resamples=clean["bootstrap_resamples"], bootstrap_seed=clean["bootstrap_seed"],

@@ -1,7 +1,8 @@
 """Recording a verified attack: write its record and say what it changed in the best-known column.
 
 ``before`` combines the committed result with the records already stored for the same model and threat
-(other files than this one); ``after`` adds this file's record. Stored records that do not match the
+(this file's own, when it was verified before, included); ``after`` is the same with this file's new
+record in place of its old one, so verifying a file twice changes nothing. Stored records that do not match the
 result (another subset, budget or weights) are left out and named in ``skipped``.
 """
 
@@ -25,14 +26,14 @@ class RecordedAttack:
 
     path: Path
     beyond_autoattack: int  # subset points this file breaks that AutoAttack left robust
-    new_points: int  # of those, the ones no earlier record broke: what the column loses
+    new_points: int  # the points the column loses: no stored record broke them yet
     before: BestKnown
     after: BestKnown
     skipped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"record {self.path.name}: breaks {self.beyond_autoattack} point(s) beyond AutoAttack, "
-                f"{self.new_points} not broken by earlier records; best-known robust balanced accuracy {self.before.robust_balanced_accuracy:.4f} -> "
+                f"{self.new_points} new to the column; best-known robust balanced accuracy {self.before.robust_balanced_accuracy:.4f} -> "
                 f"{self.after.robust_balanced_accuracy:.4f}")
 
 
@@ -52,18 +53,17 @@ def record_verified_attack(report: AttackReport, root: str | os.PathLike) -> Rec
     earlier = []
     for other in stored.get((rec.dataset, rec.model_id, rec.size, rec.threat), []):
         problem = matching_problem(section, other, target.weights_sha256)
-        if other.file_sha256 == rec.file_sha256:
-            continue  # this file, verified before: replaced below
         if problem is not None:
             skipped.append(f"{other.attack} ({other.file_sha256[:12]}): {problem}")
         else:
             earlier.append(other)
+    others = [r for r in earlier if r.file_sha256 != rec.file_sha256]
     clean = load_protocol()["clean"]
     settings = dict(weights_sha256=target.weights_sha256, num_classes=target.num_classes,
                     bootstrap_resamples=int(clean["bootstrap_resamples"]), bootstrap_seed=int(clean["bootstrap_seed"]),
                     ci_level=float(clean["ci_level"]))
     before = best_known(section, earlier, **settings)
-    after = best_known(section, [*earlier, rec], **settings)
+    after = best_known(section, [*others, rec], **settings)
     path = write_record(root, rec)
     robust = {int(i) for i, f in zip(section.subset.indices, section.robust_flags) if f}
     beyond = sum(b.index in robust for b in rec.breaks)

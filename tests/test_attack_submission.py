@@ -268,3 +268,32 @@ def test_a_batch_dependent_model_gains_no_break(data):
     assert differs.any(), "the wrapper must make some prediction depend on the batch"
     assert all(verdicts.refused[i] == UNSTABLE for i in np.flatnonzero(differs))
     assert all(alone[i] != data[1][idx[i]] for i, why in enumerate(verdicts.refused) if why is None)
+
+
+def test_the_template_is_a_valid_submission_for_the_pinned_weights(pin):
+    from medbench.schema import AttackSubmission
+
+    sub = AttackSubmission.model_validate(yaml.safe_load((REPO / "submissions" / "attacks" / "TEMPLATE.yaml").read_text()))
+    assert (sub.model_id, sub.dataset, sub.weights_sha256) == (MODEL, DATASET, pin)
+
+
+def test_bad_record_files_are_reported_not_raised(tmp_path):
+    from medbench.schema import Break, VerifiedAttack
+    from medbench.attacks.records import write_record
+
+    rec = VerifiedAttack(model_id=MODEL, dataset=DATASET, size=28, threat=THREAT, norm="Linf", eps=EPS, attack="FMN",
+                         kind="submission", submitter="x", file_sha256="ab" * 32, weights_sha256="cd" * 32,
+                         protocol_version="3", subset_sha256="ef" * 32, subset_labels=[0, 1], tolerance=1e-5,
+                         submitted=1, breaks=[Break(index=1, predicted=0, distance=0.001)],
+                         verified_at="2026-12-07T00:00:00Z", medbench_version="test")
+    path = write_record(tmp_path, rec)
+    assert path == tmp_path / "attacks" / DATASET / MODEL / f"Linf-2_255--{'ab' * 6}.json"
+    (path.parent / "broken.json").write_text("{not json")
+    moved = path.parent.parent / "Other" / path.name
+    moved.parent.mkdir()
+    moved.write_bytes(path.read_bytes())
+    records = load_records(tmp_path)
+    assert records[(DATASET, MODEL, 28, THREAT)] == [rec]
+    assert len(records.problems) == 2
+    assert any("broken.json: not a valid attack record" in p for p in records.problems)
+    assert any("Other/" in p and "belongs in" in p for p in records.problems)

@@ -107,9 +107,9 @@ def _validate_attack(path: str, args: argparse.Namespace):
     print(report.to_text())
     if report.passed:
         done = record_verified_attack(report, args.records or leaderboard_root())
-        print(f"  {done.summary()}")
-        for problem in done.skipped:
-            print(f"  note: stored record left out: {problem}")
+        report.notes.append(done.summary())
+        report.notes += [f"stored record left out: {problem}" for problem in done.skipped]
+        print("\n".join(f"  {note}" for note in report.notes))
     return report
 
 

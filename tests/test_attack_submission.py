@@ -273,7 +273,8 @@ def test_a_batch_dependent_model_gains_no_break(data):
 def test_the_template_is_a_valid_submission_for_the_pinned_weights(pin):
     from medbench.schema import AttackSubmission
 
-    sub = AttackSubmission.model_validate(yaml.safe_load((REPO / "submissions" / "attacks" / "TEMPLATE.yaml").read_text()))
+    text = (REPO / "submissions" / "attacks" / "TEMPLATE.yaml").read_text()
+    sub = AttackSubmission.model_validate(yaml.safe_load(text))
     assert (sub.model_id, sub.dataset, sub.weights_sha256) == (MODEL, DATASET, pin)
 
 

@@ -34,7 +34,9 @@ def register(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = p.add_subparsers(dest="submission_command", metavar="SUBCOMMAND")
     v = cmds.add_parser("validate", help="check submission files; exit 0 only if all pass",
-                        description="Check submission files and write a markdown report.")
+                        description="Check submission files (models, or attack files in submissions/attacks/) "
+                                    "and write a markdown report; a verified attack file's record is written "
+                                    "under --records.")
     v.add_argument("files", nargs="+", metavar="FILE",
                    help="submissions/<ModelId>.yaml or submissions/attacks/<name>.yaml file(s)")
     v.add_argument("--reproduce", action="store_true", help="re-measure the claimed numbers")

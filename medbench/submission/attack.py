@@ -84,8 +84,12 @@ def _stages(report: AttackReport, path: Path, *, registry, results, data_root, d
 
     proto = load_protocol()
     sub = _check_schema(report, path, proto)
-    npz = _check_file(report, path, sub) if sub is not None else None
-    target = _check_model(report, sub, proto, registry, results, data_root, device) if sub is not None else None
+    if sub is None:
+        for stage in ATTACK_STAGES[1:]:
+            report.skip(stage, stage, "skipped: the YAML does not satisfy the schema")
+        return
+    npz = _check_file(report, path, sub)
+    target = _check_model(report, sub, proto, registry, results, data_root, device)
     if npz is None or target is None:
         for stage in ("arrays", "examples"):
             report.skip(stage, stage, "skipped: fix the problems above first")

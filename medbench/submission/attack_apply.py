@@ -32,9 +32,10 @@ class RecordedAttack:
     skipped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        before, after = self.before.robust_balanced_accuracy, self.after.robust_balanced_accuracy
         return (f"record {self.path.name}: breaks {self.beyond_autoattack} point(s) beyond AutoAttack, "
-                f"{self.new_points} new to the column; best-known robust balanced accuracy {self.before.robust_balanced_accuracy:.4f} -> "
-                f"{self.after.robust_balanced_accuracy:.4f}")
+                f"{self.new_points} new to the column; best-known robust balanced accuracy "
+                f"{before:.4f} -> {after:.4f}")
 
 
 def record_verified_attack(report: AttackReport, root: str | os.PathLike) -> RecordedAttack:

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import MedbenchError
 
-__all__ = ["ARRAYS", "MAX_NPZ_BYTES", "AttackArrays", "AttackFileError", "check_size", "file_sha256", "read_attack_arrays"]
+__all__ = ["ARRAYS", "MAX_NPZ_BYTES", "AttackArrays", "AttackFileError", "check_size", "file_sha256",
+           "read_attack_arrays"]
 
 MAX_NPZ_BYTES = 64 * 1024 * 1024  # 64 MiB: 1,000 float32 images of 3 x 64 x 64 (49 MB) fit uncompressed
 ARRAYS = ("indices", "images")

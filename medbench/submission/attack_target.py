@@ -79,10 +79,12 @@ def _result(sub: AttackSubmission, results, weights_sha256: str) -> EvaluationRe
         result = EvaluationResult.from_json(path)
     except (ValueError, OSError) as exc:
         raise TargetError("committed result", f"{sub.dataset}/{sub.model_id}.json is not a valid result "
-                          f"({str(exc).splitlines()[0][:160]})", "Ask a maintainer: the leaderboard is damaged.") from None
+                          f"({str(exc).splitlines()[0][:160]})",
+                          "Ask a maintainer: the leaderboard is damaged.") from None
     if result.provenance.weights_sha256 != weights_sha256:
+        used = str(result.provenance.weights_sha256)[:12]
         raise TargetError("pinned weights", f"the committed result of {sub.model_id} was computed with weights "
-                          f"{str(result.provenance.weights_sha256)[:12]}..., not the zoo's pin {weights_sha256[:12]}...",
+                          f"{used}..., not the zoo's pin {weights_sha256[:12]}...",
                           "Ask a maintainer to re-evaluate the model; attack submissions wait for that result.")
     if sub.threat not in result.adversarial:
         raise TargetError("committed result", f"the committed result of {sub.model_id} has no {sub.threat} "

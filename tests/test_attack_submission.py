@@ -190,7 +190,7 @@ def _pickled_npz(tmp_path, data) -> bytes:
 
 HOSTILE = {  # name -> (build(data, tmp_path) -> (arrays, raw bytes, YAML changes), what the report says)
     "wrong shape": (lambda d, t: ({"indices": _three(d)[0], "images": np.zeros((3, 1, 32, 32), np.float32)}, None, {}),
-                    "images has shape (3, 1, 32, 32), expected (3, 1, 28, 28)"),
+                    "images has shape (3, 1, 32, 32), expected (k, 1, 28, 28)"),
     "NaN": (lambda d, t: ({"indices": _three(d)[0], "images": np.where(_three(d)[1] > 0.5, np.nan,
                                                                        _three(d)[1]).astype(np.float32)}, None, {}),
             "NaN or infinite"),
@@ -211,7 +211,10 @@ HOSTILE = {  # name -> (build(data, tmp_path) -> (arrays, raw bytes, YAML change
     "unknown threat": (lambda d, t: ({"indices": _three(d)[0], "images": _three(d)[1]}, None, {"threat": "Linf-8/255"}),
                        "'Linf-8/255' is not a threat of protocol"),
     "extra array": (lambda d, t: ({"indices": _three(d)[0], "images": _three(d)[1], "labels": np.ones(3)}, None, {}),
-                    "unexpected array(s) 'labels'"),
+                    "unexpected array 'labels'"),
+    "missing images": (lambda d, t: ({"indices": _three(d)[0]}, None, {}), "missing array 'images'"),
+    "fewer images than indices": (lambda d, t: ({"indices": _three(d)[0], "images": _three(d)[1][:2]}, None, {}),
+                                  "images holds 2 image(s) for 3 indices"),
     "float64 images": (lambda d, t: ({"indices": _three(d)[0], "images": _three(d)[1].astype(np.float64)}, None, {}),
                        "images has dtype float64, not uint8 or float32"),
     "clean uint8 examples": (lambda d, t: ({"indices": _three(d)[0], "images": d[0][_three(d)[0]]}, None, {}),

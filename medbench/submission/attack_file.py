@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..errors import MedbenchError
+from ..schema.base import Strict
 
-__all__ = ["ARRAYS", "MAX_NPZ_BYTES", "AttackArrays", "AttackFileError", "check_size", "file_sha256",
-           "read_attack_arrays"]
+__all__ = ["ARRAYS", "MAX_NPZ_BYTES", "ArrayHeader", "AttackArrays", "AttackFileError", "NpzHeaders", "check_size",
+           "file_sha256", "read_attack_arrays"]
 
 MAX_NPZ_BYTES = 64 * 1024 * 1024  # 64 MiB: 1,000 float32 images of 3 x 64 x 64 (49 MB) fit uncompressed
 ARRAYS = ("indices", "images")
-_IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype("<f4"))
+_IMAGE_DTYPES = ("|u1", "<f4")  # uint8, little-endian float32
+_MAX_MEMBERS = 16  # entries read before refusing a crowded archive
 _HOW = "Fix: write it with np.savez_compressed(path, indices=..., images=...) (see submissions/attacks/README.md)."
 
 
@@ -62,66 +65,104 @@ def check_size(path: Path, name: str) -> int:
     return size
 
 
-def _headers(path: Path, name: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Array name -> (shape, dtype) from the ``.npy`` headers inside the zip, before any data is read."""
+class ArrayHeader(Strict):
+    """What an ``.npy`` header declares: shape and dtype (numpy's ``dtype.str``, e.g. ``<f4``)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class NpzHeaders(Strict):
+    """The headers of a submitted ``.npz``: exactly ``indices`` and ``images`` (any other array is refused).
+
+    Validated with ``context={"image_shape": (C, H, W), "max_examples": n}``.
+    """
+
+    indices: ArrayHeader
+    images: ArrayHeader
+
+    @field_validator("indices")
+    @classmethod
+    def _indices(cls, head: ArrayHeader, info: ValidationInfo) -> ArrayHeader:
+        if head.dtype != "<i8":
+            raise ValueError(f"indices has dtype {np.dtype(head.dtype)}, not int64 (np.int64)")
+        n = info.context["max_examples"]
+        if len(head.shape) != 1 or not 1 <= head.shape[0] <= n:
+            raise ValueError(f"indices has shape {head.shape}; it must be (k,) with 1 <= k <= {n} "
+                             "(the threat's attack subset)")
+        return head
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, head: ArrayHeader, info: ValidationInfo) -> ArrayHeader:
+        if head.dtype not in _IMAGE_DTYPES:
+            raise ValueError(f"images has dtype {np.dtype(head.dtype)}, not uint8 or float32")
+        image_shape = tuple(info.context["image_shape"])
+        if head.shape[1:] != image_shape:
+            layout = "C x D x H x W" if len(image_shape) == 4 else "C x H x W"
+            raise ValueError(f"images has shape {head.shape}, expected (k, {', '.join(map(str, image_shape))}) "
+                             f"(k x {layout}, channels first, at the dataset's size)")
+        return head
+
+    @model_validator(mode="after")
+    def _one_image_per_index(self) -> "NpzHeaders":
+        if self.images.shape[0] != self.indices.shape[0]:
+            raise ValueError(f"images holds {self.images.shape[0]} image(s) for {self.indices.shape[0]} indices")
+        return self
+
+
+def _headers(path: Path, name: str) -> dict[str, dict]:
+    """Array name -> {shape, dtype} from the ``.npy`` headers inside the zip, before any data is read."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
         raise AttackFileError("npz format", f"{name} is not an .npz archive (a zip of .npy arrays; pickles and "
                               "raw files are refused)", _HOW) from None
     with archive:
-        keys = [m[:-4] if m.endswith(".npy") else m for m in archive.namelist()]
-        _check_names(keys, name)
-        return {key: _header(archive, key, name) for key in keys}
+        members = archive.namelist()
+        if len(members) > _MAX_MEMBERS or len(set(members)) != len(members):
+            raise AttackFileError("arrays", f"{name} holds {len(members)} entries (or repeated names); it must hold "
+                                  "exactly the arrays indices and images", _HOW)
+        return {(m[:-4] if m.endswith(".npy") else m): _header(archive, m, name) for m in members}
 
 
-def _check_names(keys: list[str], name: str) -> None:
-    extra = sorted(set(keys) - set(ARRAYS))
-    missing = [a for a in ARRAYS if a not in keys]
-    if extra or missing or len(keys) != len(ARRAYS):
-        parts = [f"unexpected array(s) {', '.join(repr(e[:40]) for e in extra[:5])}" if extra else "",
-                 f"missing {', '.join(missing)}" if missing else "",
-                 "a repeated array name" if not extra and not missing else ""]
-        raise AttackFileError("arrays", f"{name}: {'; '.join(filter(None, parts))}; it must hold exactly the "
-                              "arrays indices and images",
-                              "Save only indices and images: np.savez_compressed(path, indices=idx, images=x_adv).")
-
-
-def _header(archive: zipfile.ZipFile, key: str, name: str) -> tuple[tuple[int, ...], np.dtype]:
+def _header(archive: zipfile.ZipFile, member: str, name: str) -> dict:
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    key = member[:40]
     try:
-        with archive.open(key + ".npy") as f:
+        with archive.open(member) as f:
             version = np.lib.format.read_magic(f)
             if version not in readers:
                 raise ValueError(f".npy format version {version} (numpy writes 1.0 or 2.0)")
             shape, _, dtype = readers[version](f)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise AttackFileError("npz format", f"{name}: array {key!r} is not a valid .npy array ({str(exc)[:120]})",
+        raise AttackFileError("npz format", f"{name}: entry {key!r} is not a valid .npy array ({str(exc)[:120]})",
                               _HOW) from None
     if dtype.hasobject:
         raise AttackFileError("no pickles", f"{name}: array {key!r} has dtype {dtype} (Python objects that only "
                               "unpickling could read); medbench never unpickles submitted files",
                               "Save plain numeric arrays: indices as int64, images as uint8 or float32.")
-    return tuple(shape), dtype
+    return {"shape": tuple(int(v) for v in shape), "dtype": dtype.str}
+
+
+def _describe(err: dict) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unexpected array {where!r}"
+    if err["type"] == "missing":
+        return f"missing array {where!r}"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _check_headers(heads: dict, name: str, image_shape: tuple[int, ...], max_examples: int) -> None:
-    (ishape, idtype), (xshape, xdtype) = heads["indices"], heads["images"]
-    if idtype != np.dtype("<i8"):
-        raise AttackFileError("dtypes", f"{name}: indices has dtype {idtype}, not int64",
-                              "Write indices as np.asarray(idx, dtype=np.int64).")
-    if xdtype not in _IMAGE_DTYPES:
-        raise AttackFileError("dtypes", f"{name}: images has dtype {xdtype}, not uint8 or float32",
-                              "Write images as float32 in [0, 1] (x_adv.astype(np.float32)) or uint8 (read as /255).")
-    if len(ishape) != 1 or not 1 <= ishape[0] <= max_examples:
-        raise AttackFileError("shapes", f"{name}: indices has shape {ishape}; it must be (k,) with 1 <= k <= "
-                              f"{max_examples} (the threat's attack subset)",
-                              "Give one test-split index per submitted image, each at most once.")
-    want = (ishape[0], *image_shape)
-    if xshape != want:
-        raise AttackFileError("shapes", f"{name}: images has shape {xshape}, expected {want} (k x "
-                              f"{'C x D x H x W' if len(image_shape) == 4 else 'C x H x W'}, channels first)",
-                              "Store images channels first at the dataset's size, one per index.")
+    try:
+        NpzHeaders.model_validate(heads, context={"image_shape": image_shape, "max_examples": max_examples})
+    except ValidationError as exc:
+        problems = list(dict.fromkeys(_describe(e) for e in exc.errors()))
+        raise AttackFileError("arrays", f"{name}: {'; '.join(problems)}",
+                              "Save exactly indices (int64, one test-split position per image) and images (float32 "
+                              "in [0, 1] or uint8, channels first at the dataset's size): "
+                              "np.savez_compressed(path, indices=idx, images=x_adv).") from None
 
 
 def read_attack_arrays(path: Path, name: str, *, image_shape: tuple[int, ...], max_examples: int) -> AttackArrays:

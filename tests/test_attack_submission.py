@@ -301,3 +301,19 @@ def test_bad_record_files_are_reported_not_raised(tmp_path):
     assert len(records.problems) == 2
     assert any("broken.json: not a valid attack record" in p for p in records.problems)
     assert any("Other/" in p and "belongs in" in p for p in records.problems)
+
+
+def test_files_outside_the_folder_are_refused(data, tmp_path, real_root, capsys, pin):
+    """The .npz must be a regular file beside the YAML: a path in ``file`` or a symbolic link is refused."""
+    idx, x = _three(data)
+    path = submit(tmp_path, "Escape", {"indices": idx, "images": x}, pin, file="../Escape.npz")
+    code, out = validate(path, tmp_path / "leaderboard", COMMITTED, real_root, capsys)
+    assert code == 1 and "field 'file'" in out, out
+    target = tmp_path / "elsewhere.npz"
+    np.savez(target, indices=idx, images=x)
+    path = submit(tmp_path, "Linked", {"indices": idx, "images": x}, pin)
+    path.with_suffix(".npz").unlink()
+    path.with_suffix(".npz").symlink_to(target)
+    code, out = validate(path, tmp_path / "leaderboard", COMMITTED, real_root, capsys)
+    assert code == 1 and "submissions/attacks/Linked.npz is a symbolic link" in out, out
+    assert not (tmp_path / "leaderboard" / "attacks").exists()

@@ -26,8 +26,6 @@ from medbench.submission import verify_attack_submission
 from medbench.submission.attack_examples import UNSTABLE, check_examples
 from medbench.submission.attack_file import MAX_NPZ_BYTES
 
-pytestmark = pytest.mark.realdata
-
 MODEL, DATASET, THREAT, EPS = "Baseline_ResNet8_PGDAT", "breastmnist", "Linf-2/255", 2 / 255
 COMMITTED = REPO / "leaderboard" / "results"
 
@@ -117,6 +115,7 @@ def strong(weak_board, data):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_a_stronger_attack_lowers_the_best_known_column(weak_board, strong, tmp_path, real_root, capsys, pin):
     board, result = weak_board
     section = result.adversarial[THREAT]
@@ -149,6 +148,7 @@ def test_a_stronger_attack_lowers_the_best_known_column(weak_board, strong, tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_examples_that_fail_a_per_example_check_are_counted_not_fatal(weak_board, strong, data, tmp_path,
                                                                       real_root, pin):
     board, result = weak_board
@@ -224,6 +224,7 @@ HOSTILE = {  # name -> (build(data, tmp_path) -> (arrays, raw bytes, YAML change
 }
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_a_hostile_file_is_refused_with_its_reason_and_writes_no_record(case, data, tmp_path, real_root, capsys, pin):
     build, reason = HOSTILE[case]
@@ -239,6 +240,7 @@ def test_a_hostile_file_is_refused_with_its_reason_and_writes_no_record(case, da
     assert not (records / "attacks").exists()
 
 
+@pytest.mark.realdata
 def test_a_result_computed_with_other_weights_refuses_the_file(data, tmp_path, real_root, capsys, pin):
     results = tmp_path / "results" / DATASET
     results.mkdir(parents=True)
@@ -252,6 +254,7 @@ def test_a_result_computed_with_other_weights_refuses_the_file(data, tmp_path, r
     assert not (tmp_path / "leaderboard" / "attacks").exists()
 
 
+@pytest.mark.realdata
 def test_a_batch_dependent_model_gains_no_break(data):
     """Predictions that change with the batch (here: inputs centred on the batch mean) never count."""
     import medbench
@@ -303,6 +306,7 @@ def test_bad_record_files_are_reported_not_raised(tmp_path):
     assert any("Other/" in p and "belongs in" in p for p in records.problems)
 
 
+@pytest.mark.realdata
 def test_files_outside_the_folder_are_refused(data, tmp_path, real_root, capsys, pin):
     """The .npz must be a regular file beside the YAML: a path in ``file`` or a symbolic link is refused."""
     idx, x = _three(data)

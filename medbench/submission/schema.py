@@ -62,38 +62,45 @@ class Submission(ModelEntry):
         return ModelEntry.model_validate(self.model_dump(exclude={"claimed"}))
 
 
-def display_path(path: str | Path) -> str:
-    """How a report names the file: ``submissions/<name>`` (never an absolute path)."""
-    path = Path(path)
-    return f"{SUBMISSIONS_DIR}/{path.name}" if path.absolute().parent.name == SUBMISSIONS_DIR else path.name
+def _in_folder(path: Path, folder: str) -> bool:
+    """Whether ``path``'s parent folders end with ``folder`` (e.g. ``submissions/attacks``)."""
+    parts = Path(folder).parts
+    return path.absolute().parent.parts[-len(parts):] == parts
 
 
-def check_location(path: str | Path) -> None:
-    """Refuse symlinks and files that resolve outside a ``submissions/`` folder (they could read any file)."""
+def display_path(path: str | Path, folder: str = SUBMISSIONS_DIR) -> str:
+    """How a report names the file: ``<folder>/<name>``, e.g. ``submissions/<name>`` (never an absolute path)."""
     path = Path(path)
-    name = display_path(path)
-    folder = path.absolute().parent
-    if path.is_symlink() or folder.is_symlink():
+    return f"{folder}/{path.name}" if _in_folder(path, folder) else path.name
+
+
+def check_location(path: str | Path, folder: str = SUBMISSIONS_DIR) -> None:
+    """Refuse symlinks and files that resolve outside a ``<folder>/`` folder (they could read any file)."""
+    path = Path(path)
+    name = display_path(path, folder)
+    parent = path.absolute().parent
+    if path.is_symlink() or parent.is_symlink():
         raise SubmissionError(f"{name} is a symbolic link; a submission must be a regular file. "
-                              f"Fix: commit the YAML file itself in {SUBMISSIONS_DIR}/.")
+                              f"Fix: commit the YAML file itself in {folder}/.")
     if not path.is_file():
         what = "a folder" if path.is_dir() else "missing"
         raise SubmissionError(f"{name} is {what}, not a file. "
-                              f"Fix: give the path of a {SUBMISSIONS_DIR}/<ModelId>.yaml file.")
-    if folder.name != SUBMISSIONS_DIR or path.resolve().parent != folder.resolve():
-        raise SubmissionError(f"{name} is outside submissions/; only files directly in the repository's "
-                              f"{SUBMISSIONS_DIR}/ folder are validated. "
-                              f"Fix: move it to {SUBMISSIONS_DIR}/{path.name}.")
+                              f"Fix: give the path of a {folder}/<name>.yaml file.")
+    if not _in_folder(path, folder) or path.resolve().parent != parent.resolve():
+        raise SubmissionError(f"{name} is outside {folder}/; only files directly in the repository's "
+                              f"{folder}/ folder are validated. "
+                              f"Fix: move it to {folder}/{path.name}.")
 
 
-def load_yaml(path: str | Path) -> Any:
+def load_yaml(path: str | Path, folder: str = SUBMISSIONS_DIR) -> Any:
     """Read a submission file as plain data (location checked, size-limited, safe YAML without aliases).
 
-    Raise :class:`SubmissionError`; messages name the file as ``submissions/<name>`` and never quote its content.
+    ``folder``: where such files live (``submissions``, or ``submissions/attacks`` for attack files).
+    Raise :class:`SubmissionError`; messages name the file as ``<folder>/<name>`` and never quote its content.
     """
     path = Path(path)
-    check_location(path)
-    name = display_path(path)
+    check_location(path, folder)
+    name = display_path(path, folder)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise SubmissionError(f"{name} is {size} bytes; a submission file may have at most {MAX_FILE_BYTES} bytes. "

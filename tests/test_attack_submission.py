@@ -294,7 +294,7 @@ def test_bad_record_files_are_reported_not_raised(tmp_path):
                          submitted=1, breaks=[Break(index=1, predicted=0, distance=0.001)],
                          verified_at="2026-12-07T00:00:00Z", medbench_version="test")
     path = write_record(tmp_path, rec)
-    assert path == tmp_path / "attacks" / DATASET / MODEL / f"Linf-2_255--{'ab' * 6}.json"
+    assert path == tmp_path / "attacks" / DATASET / f"{MODEL}--Linf-2_255--{'ab' * 6}.json"
     (path.parent / "broken.json").write_text("{not json")
     moved = path.parent.parent / "Other" / path.name
     moved.parent.mkdir()

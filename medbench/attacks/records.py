@@ -1,4 +1,4 @@
-"""Where verified attack records live: ``<root>/attacks/<dataset>/<model_id>/<threat>--<sha12>.json``.
+"""Where verified attack records live: ``<root>/attacks/<dataset>/<model_id>--<threat>--<sha12>.json``.
 
 One JSON file per verified ``.npz`` (a :class:`~medbench.schema.VerifiedAttack`), named after the threat
 and the first 12 hex digits of the file's sha256, so the same file verified twice overwrites its own
@@ -36,8 +36,8 @@ def threat_slug(threat: str) -> str:
 
 def record_path(root: str | os.PathLike, rec: VerifiedAttack) -> Path:
     """The record file of ``rec`` under the leaderboard folder ``root``."""
-    name = f"{threat_slug(rec.threat)}--{rec.file_sha256[:12]}.json"
-    return Path(root) / "attacks" / rec.dataset / rec.model_id / name
+    name = f"{threat_slug(rec.model_id)}--{threat_slug(rec.threat)}--{rec.file_sha256[:12]}.json"
+    return Path(root) / "attacks" / rec.dataset / name  # one folder per dataset: the site reads it with the results
 
 
 def write_record(root: str | os.PathLike, rec: VerifiedAttack) -> Path:
@@ -56,7 +56,7 @@ def load_records(root: str | os.PathLike) -> Records:
     folder = Path(root) / "attacks"
     records = Records()
     problems = records.problems
-    for path in sorted(folder.glob("*/*/*.json")):
+    for path in sorted(folder.glob("*/*.json")):
         rel = path.relative_to(folder).as_posix()
         try:
             rec = VerifiedAttack.model_validate_json(path.read_bytes())

@@ -16,7 +16,8 @@ import medbench
 from conftest import need_real
 from medbench.attacks import attack_chunk, attack_config, make_autoattack
 from medbench.attacks.extra import run_extra_attack, threat_entry, write_attack_files
-from medbench.attacks.plugins import Attack, UnknownAttackError, get_attack, list_attacks, lp_distance
+from medbench.attacks.plugins import (Attack, UnknownAttackError, get_attack, l2_fmn_projected, list_attacks,
+                                      lp_distance)
 from medbench.protocol import load_protocol
 from medbench.schema import AttackSubmission
 
@@ -50,7 +51,7 @@ def test_registry_lists_and_suggests():
 @pytest.mark.realdata
 @pytest.mark.parametrize("name, norm, eps, foolbox_class", [
     ("fmn", "Linf", 2 / 255, foolbox.attacks.LInfFMNAttack),
-    ("fmn", "L2", 0.25, foolbox.attacks.L2FMNAttack),
+    ("fmn", "L2", 0.25, l2_fmn_projected()),  # foolbox's L2 FMN with the paper's projection (see below)
     ("ddn", "L2", 0.25, foolbox.attacks.DDNAttack),
 ])
 def test_foolbox_plugin_equals_foolbox_called_directly(batch, name, norm, eps, foolbox_class):
@@ -66,6 +67,36 @@ def test_foolbox_plugin_equals_foolbox_called_directly(batch, name, norm, eps, f
     inside = out.min_norm < eps * (1 - 1e-6)  # a minimal adversarial inside the ball breaks the point at eps
     assert out.broken(y)[inside].all()
     assert out.nonfinite_outputs == 0 and out.finite.all()
+
+
+def linear_problem(n: int = 8):
+    """A linear 2-class model on 8x8 inputs near 0.5, and each point's exact smallest breaking L2 and Linf norm
+    (margin / ||w1 - w0|| in the dual norm; the box [0, 1] is never reached)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2)).eval()
+    x = 0.4 + 0.2 * torch.rand(n, 1, 8, 8)
+    with torch.no_grad():
+        logits = model(x)
+    w = model[1].weight.detach()
+    margin = (logits[:, 0] - logits[:, 1]).abs()
+    return model, x, logits.argmax(1), {"L2": (margin / (w[1] - w[0]).norm()).numpy(),
+                                        "Linf": (margin / (w[1] - w[0]).abs().sum()).numpy()}
+
+
+@pytest.mark.parametrize("name, norm, rtol", [("fmn", "Linf", 1e-3), ("fmn", "L2", 1e-3), ("ddn", "L2", 0.05)])
+def test_minimum_norm_attacks_find_the_exact_minimum_of_a_linear_model(name, norm, rtol):
+    model, x, y, exact = linear_problem()
+    out = get_attack(name, steps=100).run(model, x, y, norm=norm, eps=0.01, seed=0)
+    assert (out.min_norm >= exact[norm] * (1 - 1e-4)).all()  # nothing below the true minimum (float32 slack)
+    np.testing.assert_allclose(out.min_norm, exact[norm], rtol=rtol)
+
+
+def test_foolbox_l2_fmn_still_needs_the_projection_fix():
+    """foolbox 3.3.4's L2FMNAttack never projects (its factor is norms / norms): it stops near its first step's
+    norm. When this fails, foolbox fixed it and ``l2_fmn_projected`` can go."""
+    model, x, y, exact = linear_problem()
+    raw, _, _ = foolbox.attacks.L2FMNAttack(steps=100)(foolbox.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=0.01)
+    assert (lp_distance(raw, x, "L2") > 2 * exact["L2"]).all()
 
 
 @pytest.mark.realdata

@@ -23,8 +23,8 @@ from ..errors import MedbenchError
 from ..inference import NonFiniteCounter
 
 __all__ = [
-    "Attack", "AttackOutput", "AutoAttackPlugin", "FoolboxMinimumNorm", "UnknownAttackError", "get_attack",
-    "list_attacks", "lp_distance", "register_attack",
+    "Attack", "AttackOutput", "AutoAttackPlugin", "FoolboxMinimumNorm", "UnknownAttackError", "foolbox_class",
+    "get_attack", "l2_fmn_projected", "list_attacks", "lp_distance", "register_attack",
 ]
 
 
@@ -112,6 +112,30 @@ class AutoAttackPlugin:
                             nonfinite_outputs=counter.count)
 
 
+def foolbox_class(name: str) -> Callable[[], type]:
+    """A factory of the foolbox attack class ``name`` (imported when called)."""
+    def load() -> type:
+        import foolbox
+
+        return getattr(foolbox.attacks, name)
+    return load
+
+
+def l2_fmn_projected() -> type:
+    """foolbox 3.3.4's ``L2FMNAttack`` with the projection of the paper (Pintor et al. 2021, Algorithm 1):
+    onto the L2 ball of radius epsilon around ``x0``. foolbox's own ``project`` scales by
+    ``min(1, norms / norms)``, which is 1, so it never projects and returns an early adversarial iterate
+    (norm near ``max_stepsize``) instead of a minimal one; everything else is foolbox's."""
+    import foolbox
+    from foolbox.attacks.gradient_descent_base import clip_lp_norms
+
+    class L2FMNAttackProjected(foolbox.attacks.L2FMNAttack):
+        def project(self, x, x0, epsilon):
+            return x0 + clip_lp_norms(x - x0, norm=epsilon, p=2)
+
+    return L2FMNAttackProjected
+
+
 class FoolboxMinimumNorm:
     """A foolbox 3.3.4 minimum-norm attack, called as foolbox documents it:
     ``raw, clipped, success = attack(PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=eps)``.
@@ -120,17 +144,15 @@ class FoolboxMinimumNorm:
 
     minimum_norm = True
 
-    def __init__(self, name: str, display_name: str, classes: dict[str, str], *, steps: int = 100):
+    def __init__(self, name: str, display_name: str, classes: dict[str, Callable[[], type]], *, steps: int = 100):
         self.name, self.display_name, self.steps = name, display_name, int(steps)
-        self.classes = classes  # norm -> foolbox attack class name
+        self.classes = classes  # norm -> factory of the foolbox attack class
         self.norms = tuple(classes)
 
     def foolbox_attack(self, norm: str):
         """The configured foolbox attack object for ``norm``."""
-        import foolbox
-
         _check_norm(self, norm)
-        return getattr(foolbox.attacks, self.classes[norm])(steps=self.steps)
+        return self.classes[norm]()(steps=self.steps)
 
     def run(self, model, x, y, *, norm, eps, seed):
         import foolbox
@@ -167,14 +189,16 @@ def _autoattack(*, spec, protocol, size: int = 28, **_unused) -> Attack:
     return AutoAttackPlugin(spec, protocol, size=size)
 
 
-@register_attack("fmn", "Fast Minimum-Norm (Pintor et al. 2021), foolbox LInfFMNAttack / L2FMNAttack; minimum-norm")
+@register_attack("fmn", "Fast Minimum-Norm (Pintor et al. 2021), foolbox LInfFMNAttack / L2FMNAttack (with the "
+                        "paper's L2 projection); minimum-norm")
 def _fmn(*, steps: int = 100, **_unused) -> Attack:
-    return FoolboxMinimumNorm("fmn", "FMN", {"Linf": "LInfFMNAttack", "L2": "L2FMNAttack"}, steps=steps)
+    return FoolboxMinimumNorm("fmn", "FMN", {"Linf": foolbox_class("LInfFMNAttack"), "L2": l2_fmn_projected},
+                              steps=steps)
 
 
 @register_attack("ddn", "Decoupled Direction and Norm (Rony et al. 2019), foolbox DDNAttack; L2, minimum-norm")
 def _ddn(*, steps: int = 100, **_unused) -> Attack:
-    return FoolboxMinimumNorm("ddn", "DDN", {"L2": "DDNAttack"}, steps=steps)
+    return FoolboxMinimumNorm("ddn", "DDN", {"L2": foolbox_class("DDNAttack")}, steps=steps)
 
 
 def list_attacks() -> dict[str, str]:

@@ -7,9 +7,9 @@ import argparse
 from .common import add_data_args
 
 RUN_EPILOG = """examples:
-  medbench attack run Baseline_ResNet8_PGDAT --dataset breastmnist --threat Linf-2/255 --attack fmn --steps 10 --out attacks/
-  medbench attack run Baseline_ResNet8_ERM --dataset breastmnist --threat Linf-2/255 --attack fmn --steps 10 --minimum-norm --out attacks/
-  medbench attack run Baseline_ResNet8_ERM --dataset breastmnist --threat L2-0.25 --attack ddn --steps 10 --all-points --out attacks/
+  medbench attack run Baseline_ResNet8_PGDAT --dataset breastmnist --threat Linf-2/255 --attack fmn --steps 5 --out attacks/
+  medbench attack run Baseline_ResNet8_ERM --dataset breastmnist --threat Linf-2/255 --attack fmn --steps 5 --minimum-norm --out attacks/
+  medbench attack run Baseline_ResNet8_ERM --dataset breastmnist --threat L2-0.25 --attack ddn --steps 5 --all-points --out attacks/
 
 By default only the subset points that the committed AutoAttack result
 (leaderboard/results/<dataset>/<model>.json) left robust are attacked; --all-points attacks every point

@@ -31,7 +31,7 @@ __all__ = [
     "run_extra_attack", "run_on_batches", "threat_entry", "write_attack_files",
 ]
 
-SHRINK = 1e-5  # relative margin kept inside the ball when a float32 example sits on (or just past) its boundary
+SHRINK = 1e-4  # relative margin kept inside the ball when a float32 example sits on (or just past) its boundary
 
 
 class UnknownThreatError(MedbenchError, ValueError):
@@ -150,10 +150,11 @@ def _targets(result: EvaluationResult | None, threat: str, subset, weights_sha25
 
 def run_extra_attack(model_id: str, dataset: str, threat: str, attack_name: str, *, steps: int = 100,
                      all_points: bool = False, size: int = 28, data_root=None, device: str | None = None,
-                     batch_size: int = 64, seed: int | None = None, progress: bool = True,
+                     batch_size: int | None = None, seed: int | None = None, progress: bool = True,
                      protocol=None, minimum_norm: bool = False) -> ExtraAttackRun:
     """Run plugin ``attack_name`` on zoo model ``model_id`` for ``threat`` (a protocol label); with
-    ``minimum_norm`` the plugin must be a minimum-norm attack (else :class:`UnknownAttackError`)."""
+    ``minimum_norm`` the plugin must be a minimum-norm attack (else :class:`UnknownAttackError`).
+    ``batch_size``: points per plugin call (default: AutoAttack's chunk of 250, else 64)."""
     from ..data import get_spec, load_dataset
     from ..inference import default_device
     from ..protocol import load_protocol
@@ -170,8 +171,9 @@ def run_extra_attack(model_id: str, dataset: str, threat: str, attack_name: str,
     norm, eps = entry["norm"], scaled_eps(entry["norm"], entry["eps"], size, spec)
     plugin = get_attack(attack_name, steps=steps, spec=spec, protocol=protocol, size=size)
     if minimum_norm and not plugin.minimum_norm:
-        minimum = ", ".join(sorted(n for n in list_attacks() if get_attack(n, spec=spec, protocol=protocol).minimum_norm))
-        raise UnknownAttackError(f"{attack_name} is not a minimum-norm attack; --minimum-norm needs one of {minimum}.")
+        names = [n for n in list_attacks() if get_attack(n, spec=spec, protocol=protocol).minimum_norm]
+        raise UnknownAttackError(f"{attack_name} is not a minimum-norm attack; --minimum-norm needs one of "
+                                 f"{', '.join(names)}.")
     zoo_entry = get_entry(model_id, dataset)
     dev = torch.device(device) if device else default_device()
     model = load_entry_model(zoo_entry, folder=entry_folder(zoo_entry), device=dev)
@@ -184,6 +186,7 @@ def run_extra_attack(model_id: str, dataset: str, threat: str, attack_name: str,
     x_u8 = split.images[torch.as_tensor(positions, dtype=torch.long)]
     x, y = x_u8.float().div(255).to(dev), torch.as_tensor(labels[positions]).to(dev)
     t0 = time.perf_counter()
+    batch_size = batch_size or (250 if plugin.name == "autoattack" else 64)
     out = run_on_batches(plugin, model, x, y, norm=norm, eps=eps, seed=protocol["seed"] if seed is None else seed,
                          batch_size=batch_size, progress=progress, desc=f"{plugin.display_name} {threat} {model_id}")
     wall = time.perf_counter() - t0
@@ -193,7 +196,8 @@ def run_extra_attack(model_id: str, dataset: str, threat: str, attack_name: str,
     with torch.no_grad():
         logits = model(images.to(dev)).cpu()
     inside = lp_distance(images, x64, norm) <= eps
-    kept = candidates & inside & (logits.argmax(1).numpy() != labels[positions]) & torch.isfinite(logits).all(1).numpy()
+    wrong = logits.argmax(1).numpy() != labels[positions]
+    kept = candidates & inside & wrong & torch.isfinite(logits).all(1).numpy()
     return ExtraAttackRun(
         model_id=model_id, dataset=dataset, size=size, threat=threat, norm=norm, eps=eps, attack=plugin, steps=steps,
         weights_sha256=zoo_entry.weights.sha256, protocol_version=protocol.version,

@@ -142,10 +142,11 @@ def compare_with_apgd(curve: MinimumNormCurve, curves: Curves) -> ApgdComparison
             raise ValueError(f"APGD-CE point eps={p.x:g} has no per-point outcome for the {len(norms)} subset points.")
         apgd, mn = np.asarray(p.correct, dtype=bool), robust_at(norms, p.x)
         both = apgd & mn
+        combined_ba = metrics.balanced_accuracy(labels, np.where(both, labels, -1), curve.num_classes)
         points.append(ApgdComparisonPoint(
             eps=p.x, apgd_accuracy=float(apgd.mean()), minimum_norm_accuracy=float(mn.mean()),
             combined_accuracy=float(both.mean()),
-            combined_balanced_accuracy=metrics.balanced_accuracy(labels, np.where(both, labels, -1), curve.num_classes),
+            combined_balanced_accuracy=combined_ba,
             at_or_below=bool(mn.mean() <= apgd.mean() + 1e-12),
             broken_only_by_minimum_norm=int((apgd & ~mn).sum()), broken_only_by_apgd=int((mn & ~apgd).sum())))
     return ApgdComparison(attack=curve.attack, points=points)

@@ -31,7 +31,8 @@ def register(sub) -> None:
     run.add_argument("--dataset", required=True)
     run.add_argument("--threat", required=True, help="a threat label of the protocol, e.g. Linf-2/255 or L2-0.25")
     run.add_argument("--attack", default="fmn", help="plugin name (medbench attack list); default fmn")
-    run.add_argument("--out", required=True, metavar="DIR", help="folder for <name>.npz, <name>.yaml (and .minnorm.json)")
+    run.add_argument("--out", required=True, metavar="DIR",
+                     help="folder for <name>.npz, <name>.yaml (and <name>.minnorm.json)")
     run.add_argument("--steps", type=int, default=100, help="attack iterations (default 100)")
     run.add_argument("--all-points", action="store_true", help="attack every subset point, not only those "
                                                                "AutoAttack left robust")
@@ -39,7 +40,8 @@ def register(sub) -> None:
                                                                   "--all-points)")
     run.add_argument("--size", type=int, default=28, help="image size (default 28)")
     run.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
-    run.add_argument("--batch-size", type=int, default=64, help="points per attack batch (default 64)")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="points per attack call (default: 250 for autoattack, its chunk size; else 64)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_args(run)
     run.set_defaults(func=_run)
@@ -70,8 +72,8 @@ def _run(args: argparse.Namespace) -> int:
                            minimum_norm=args.minimum_norm)
     out = run.output
     print(f"{run.attack.display_name} on {run.model_id} ({run.dataset}) {run.threat}: attacked {run.why_attacked}.")
-    print(f"  broke {len(run.broken_indices)} of {int(run.attacked.sum())} attacked points in {run.wall_time_s:.1f} s "
-          f"(inside the ball, misclassified, finite logits)")
+    print(f"  broke {len(run.broken_indices)} of {int(run.attacked.sum())} attacked points in "
+          f"{run.wall_time_s:.1f} s (inside the ball, misclassified, finite logits)")
     if run.lost_to_ball:
         print(f"  {run.lost_to_ball} misclassified outputs did not survive the float64 ball check")
     if out.nonfinite_outputs or not out.finite.all():
@@ -83,14 +85,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print("  no breaks: no attack file written")
     if args.minimum_norm:
-        _write_minimum_norm(run, protocol, Path(args.out) / f"{file_name(run.model_id, run.dataset, run.attack.name, run.threat)}.minnorm.json")
+        name = file_name(run.model_id, run.dataset, run.attack.name, run.threat)
+        _write_minimum_norm(run, protocol, Path(args.out) / f"{name}.minnorm.json")
     return 0
 
 
 def _write_minimum_norm(run, protocol, path) -> None:
     from ..attacks.extra import committed_result
     from ..attacks.minimum_norm import compare_with_apgd, minimum_norm_curve
-    from .common import fmt_ci
 
     curve = minimum_norm_curve(run, protocol)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +110,9 @@ def _write_minimum_norm(run, protocol, path) -> None:
     except ValueError as exc:
         print(f"  no comparison with the committed APGD-CE curve: {exc}")
         return
-    print(f"  against the committed APGD-CE curve ({'at or below everywhere' if comparison.consistent else 'ABOVE somewhere'}):")
+    verdict = "at or below it at every eps" if comparison.consistent else "ABOVE it somewhere: weaker there"
+    print(f"  {comparison.attack} against the committed APGD-CE curve ({verdict}):")
     for p in comparison.points:
         print(f"    eps {p.eps:.5f}: APGD {p.apgd_accuracy:.3f}, {comparison.attack} {p.minimum_norm_accuracy:.3f}, "
-              f"combined {fmt_ci(p.combined_accuracy, None)} (only {comparison.attack}: {p.broken_only_by_minimum_norm}, "
-              f"only APGD: {p.broken_only_by_apgd})")
+              f"either {p.combined_accuracy:.3f} (broken only by {comparison.attack}: "
+              f"{p.broken_only_by_minimum_norm}, only by APGD: {p.broken_only_by_apgd})")

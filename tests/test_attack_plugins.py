@@ -131,6 +131,7 @@ def test_written_files_validate_as_an_attack_submission(written):
     assert sub.file == npz.name and sub.sha256 == hashlib.sha256(npz.read_bytes()).hexdigest()
     assert sub.weights_sha256 == medbench.zoo.get_entry(MODEL, DATASET).weights.sha256
     assert (sub.submitter, sub.attack, sub.threat, sub.model_id) == ("medbench", "FMN", "Linf-2/255", MODEL)
+    assert sub.url == "https://arxiv.org/abs/2102.12827"
     with np.load(npz, allow_pickle=False) as data:
         assert sorted(data.files) == ["images", "indices"]
         assert data["indices"].dtype == np.int64 and data["images"].dtype == np.float32

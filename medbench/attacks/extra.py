@@ -228,7 +228,7 @@ def write_attack_files(run: ExtraAttackRun, out_dir: str | Path, *, notes: str |
                f"{run.output.nonfinite_outputs} non-finite output rows.")
     submission = AttackSubmission(
         model_id=run.model_id, dataset=run.dataset, size=run.size, threat=run.threat, attack=run.attack.display_name,
-        submitter="medbench", file=npz.name, sha256=hashlib.sha256(data).hexdigest(),
+        submitter="medbench", url=run.attack.url, file=npz.name, sha256=hashlib.sha256(data).hexdigest(),
         weights_sha256=run.weights_sha256, notes=" ".join(filter(None, [summary, notes])))
     meta.write_text(yaml.safe_dump(submission.model_dump(exclude_none=True), sort_keys=False))
     return npz, meta

@@ -57,6 +57,7 @@ class Attack(Protocol):
 
     name: str  # registry name, e.g. "fmn"
     display_name: str  # shown on the site and in attack files, e.g. "FMN"
+    url: str  # the paper
     norms: tuple[str, ...]  # threats it supports: "Linf", "L2"
     minimum_norm: bool  # returns the smallest breaking norm per point (AttackOutput.min_norm)
 
@@ -88,6 +89,7 @@ class AutoAttackPlugin:
     protocol's attack set and counts for ``spec``; the batch is attacked as one chunk."""
 
     name, display_name, norms, minimum_norm = "autoattack", "AutoAttack", ("Linf", "L2"), False
+    url = "https://arxiv.org/abs/2003.01690"
 
     def __init__(self, spec, protocol, *, size: int = 28):
         self.spec, self.protocol, self.size = spec, protocol, size
@@ -144,8 +146,9 @@ class FoolboxMinimumNorm:
 
     minimum_norm = True
 
-    def __init__(self, name: str, display_name: str, classes: dict[str, Callable[[], type]], *, steps: int = 100):
-        self.name, self.display_name, self.steps = name, display_name, int(steps)
+    def __init__(self, name: str, display_name: str, classes: dict[str, Callable[[], type]], *, url: str,
+                 steps: int = 100):
+        self.name, self.display_name, self.url, self.steps = name, display_name, url, int(steps)
         self.classes = classes  # norm -> factory of the foolbox attack class
         self.norms = tuple(classes)
 
@@ -193,12 +196,13 @@ def _autoattack(*, spec, protocol, size: int = 28, **_unused) -> Attack:
                         "paper's L2 projection); minimum-norm")
 def _fmn(*, steps: int = 100, **_unused) -> Attack:
     return FoolboxMinimumNorm("fmn", "FMN", {"Linf": foolbox_class("LInfFMNAttack"), "L2": l2_fmn_projected},
-                              steps=steps)
+                              url="https://arxiv.org/abs/2102.12827", steps=steps)
 
 
 @register_attack("ddn", "Decoupled Direction and Norm (Rony et al. 2019), foolbox DDNAttack; L2, minimum-norm")
 def _ddn(*, steps: int = 100, **_unused) -> Attack:
-    return FoolboxMinimumNorm("ddn", "DDN", {"L2": foolbox_class("DDNAttack")}, steps=steps)
+    return FoolboxMinimumNorm("ddn", "DDN", {"L2": foolbox_class("DDNAttack")}, url="https://arxiv.org/abs/1811.09600",
+                              steps=steps)
 
 
 def list_attacks() -> dict[str, str]:

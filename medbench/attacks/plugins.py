@@ -6,7 +6,8 @@ An :class:`Attack` takes a model (inputs in [0, 1], logits out), a batch ``x, y`
 and, for a minimum-norm attack, each point's smallest breaking norm (``inf`` where none was found;
 ``0`` where ``x`` itself is misclassified). The model is wrapped in ``NonFiniteCounter`` so NaN or
 infinite logits are counted, and points whose final logits are not finite are flagged, never counted
-as broken. Plugins are registered by name (``get_attack("fmn")``, ``list_attacks()``).
+as broken. Plugins are registered by name (``get_attack("fmn")``, ``list_attacks()``). L2 FMN uses
+foolbox's attack with the paper's projection (:func:`l2_fmn_projected`): foolbox 3.3.4's never projects.
 """
 
 from __future__ import annotations

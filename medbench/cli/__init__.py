@@ -10,7 +10,7 @@ import sys
 from ..errors import MedbenchError
 
 # Command groups, in the order ``medbench --help`` lists them.
-GROUPS = ("evaluate", "run", "data", "zoo", "corruptions", "train", "study", "leaderboard", "submission")
+GROUPS = ("evaluate", "run", "data", "zoo", "corruptions", "train", "study", "leaderboard", "submission", "attack")
 
 EPILOG = """examples:
   medbench data info                                  datasets, and which files the data root holds
@@ -22,6 +22,7 @@ EPILOG = """examples:
   medbench train Baseline_ResNet8_ERM --dataset breastmnist --out results/retrained/
   medbench study nonrobust-features --dataset breastmnist
   medbench submission validate submissions/my-model.yaml
+  medbench attack list                                extra attack plugins (FMN, DDN) beyond AutoAttack
   medbench leaderboard build --out site
 
 Each command has its own help: medbench COMMAND --help.

@@ -16,7 +16,7 @@ claimed numbers are re-measured (clean: full test split, within 0.5 points; robu
 subset, the claim inside its 95% bootstrap interval). Exit code 0 only when every check passes.
 An attack submission (submissions/attacks/<name>.yaml with its .npz, see submissions/attacks/README.md)
 is verified example by example against the zoo model's pinned weights; when it passes, its record is
-written to <records>/attacks/<dataset>/<model>/ and the change of the best-known column is printed.
+written to <records>/attacks/<dataset>/ and the change of the best-known column is printed.
 
 accept: validate, run the full protocol, move the entry into model_zoo/<dataset>/, write
 leaderboard/results/<dataset>/<id>.json and rebuild the site."""
@@ -47,6 +47,9 @@ def register(sub) -> None:
     v.add_argument("--square-queries", type=int, default=None, help="Square queries (default: the protocol's)")
     v.add_argument("--records", metavar="DIR",
                    help="leaderboard folder that receives verified attack records (default: the leaderboard root)")
+    v.add_argument("--run-by-medbench", action="store_true",
+                   help="label verified attack files as extra attacks run by the maintainers (medbench attack run), "
+                        "not as submissions")
     v.add_argument("--results", metavar="DIR",
                    help="results folder an attack file is checked against (default: <records>/results with "
                         "--records, else <leaderboard>/results)")
@@ -105,7 +108,7 @@ def _validate_attack(path: str, args: argparse.Namespace):
 
     results = args.results or (Path(args.records) / "results" if args.records else None)
     report = verify_attack_submission(path, registry=args.registry, results=results, data_root=args.data_root,
-                                      device=args.device)
+                                      device=args.device, kind="maintainer" if args.run_by_medbench else "submission")
     print(report.to_text())
     if report.passed:
         done = record_verified_attack(report, args.records or leaderboard_root())

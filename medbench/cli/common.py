@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+
+def absolute_folder(text: str) -> str:
+    """An argparse type: a folder argument made absolute as it is read (later chdirs keep it)."""
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", metavar="DIR", default=None,
+    p.add_argument("--data-root", metavar="DIR", default=None, type=absolute_folder,
                    help="folder with the MedMNIST .npz files (default: $MEDBENCH_DATA, else ~/.medmnist)")
 
 

@@ -138,5 +138,6 @@ def test_data_root_is_one_name_everywhere_and_root_still_works(tmp_path, real_ro
 def test_protocol_set_rejects_unknown_keys(capsys):
     from medbench.cli import main
 
-    assert main(["evaluate", "Baseline_ResNet8_ERM", "--dataset", "breastmnist", "--set", "adversarial.subsetsize=3"]) == 1
-    assert "dotted path of the protocol" in capsys.readouterr().err
+    assert main(["evaluate", "Baseline_ResNet8_ERM", "--dataset", "breastmnist", "--set", "adversarial.subsetsize=3"]) == 2
+    err = capsys.readouterr().err
+    assert "no key 'adversarial.subsetsize'" in err and "Did you mean adversarial.subset_size" in err

@@ -80,16 +80,18 @@ def _add_study_parser(ssub, name: str, text: str) -> argparse.ArgumentParser:
 
 
 def _options(pairs: list[str]) -> dict:
-    from ..safe_yaml import load_yaml_text
-
-    from ..errors import MedbenchError
+    from ..errors import SettingError
+    from ..safe_yaml import YamlError, load_yaml_text
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise MedbenchError(f"--set {pair!r}: write NAME=VALUE, e.g. --set n_images=16")
-        out[key.strip()] = load_yaml_text(value, where=f"--set {pair!r}") if value.strip() else ""
+            raise SettingError(f"--set {pair!r}: write NAME=VALUE, e.g. --set n_images=16")
+        try:
+            out[key.strip()] = load_yaml_text(value, where="the value") if value.strip() else ""
+        except YamlError as exc:
+            raise SettingError(f"--set {pair!r}: {exc} (not valid YAML).") from None
     return out
 
 

@@ -12,7 +12,7 @@ STUDY_HELP = {
     "explanation-stability": "are saliency maps stable across seeds, noise and attacks? (Thibeau-Sutre et al.)",
     "architectures": "which architectures are robust? robust BA by family and size (RobMedNAS)",
 }
-DEFAULT_OUT = "leaderboard/studies"
+DEFAULT_OUT = "medbench-studies"  # the user's results, relative to the working directory; --publish: the leaderboard's
 
 
 class _StudyParser(argparse.ArgumentParser):
@@ -36,22 +36,26 @@ class _StudyParser(argparse.ArgumentParser):
             lines.append("\nstudy options (--set NAME=VALUE, repeatable):")
             for key, f in fields.items():
                 lines.append(f"  {key} (default {f.default!r}): {f.description or ''}")
+        if study.estimate is not None:
+            guess = study.estimate("breastmnist", 28, study.options())
+            lines.append(f"\nhow long (breastmnist, default options): {guess or 'no measurement committed'}")
         return text + "\n".join(lines) + "\n"
 
 
 def register(sub) -> None:
     p = sub.add_parser("study", help="studies from the literature as benchmark tracks (nonrobust features, ...)",
                        description="Run a study end to end on CPU for the reference models; its typed JSON result "
-                                   "is written beside the leaderboard results (leaderboard/studies/) and the site "
-                                   "shows it on a page of its own.",
+                                   f"goes to --out (default ./{DEFAULT_OUT}/). Maintainers publish with --publish "
+                                   "(into the leaderboard's studies/, which the site shows on a page per study).",
                        epilog="examples:\n  medbench study list\n"
                               "  medbench study nonrobust-features --dataset breastmnist\n"
-                              "  medbench study explanation-stability --dataset pneumoniamnist --set n_images=16\n"
+                              "  medbench study explanation-stability --dataset breastmnist --set n_images=16 --set 'retrain_seeds=[]'\n"
                               "  medbench study architectures --dataset breastmnist --out results/studies",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = p.add_subparsers(dest="study_command", metavar="STUDY", required=True, parser_class=_StudyParser)
     ls = ssub.add_parser("list", help="the studies and the results committed for each")
-    ls.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"results folder (default {DEFAULT_OUT})")
+    ls.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                    help=f"your results folder, listed beside the published results (default {DEFAULT_OUT})")
     ls.set_defaults(func=_list)
     for name, text in STUDY_HELP.items():
         _add_study_parser(ssub, name, text).set_defaults(func=_run, study=name)
@@ -65,8 +69,12 @@ def _add_study_parser(ssub, name: str, text: str) -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True, help="dataset (e.g. breastmnist)")
     s.add_argument("--size", type=int, default=28, help="image size (default 28)")
     s.add_argument("--seed", type=int, default=0, help="seed of everything random in the study (default 0)")
-    s.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                   help=f"where the result JSON goes: DIR/{name}/DATASET_SIZEpx.json (default {DEFAULT_OUT})")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                       help=f"where the result JSON goes: DIR/{name}/DATASET_SIZEpx.json (default ./{DEFAULT_OUT})")
+    where.add_argument("--publish", action="store_true",
+                       help="maintainers: write into the leaderboard's studies/ folder ($MEDBENCH_LEADERBOARD, else "
+                            "this checkout's leaderboard/), which the site publishes")
     s.add_argument("--work-dir", default=None, metavar="DIR",
                    help="scratch for trained models, kept between runs (default $MEDBENCH_CACHE/studies/NAME)")
     s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="options",
@@ -95,12 +103,28 @@ def _options(pairs: list[str]) -> dict:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..studies import result_path, run_study
+def output_folder(args: argparse.Namespace):
+    """Where a study writes: the leaderboard's studies/ with --publish, else --out (./medbench-studies)."""
+    from pathlib import Path
 
-    earlier = result_path(args.out, args.study, args.dataset, args.size) if args.rederive else None
+    from ..paths import leaderboard_root
+
+    return leaderboard_root() / "studies" if args.publish else Path(args.out)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..studies import get_study, result_path, run_study, validate_options
+
+    out = output_folder(args)
+    options, study = _options(args.options), get_study(args.study)
+    earlier = result_path(out, args.study, args.dataset, args.size) if args.rederive else None
+    if study.estimate is not None and earlier is None:
+        print(study.estimate(args.dataset, args.size, validate_options(study, options))
+              or "expected duration: unknown (no committed measurement)", file=sys.stderr, flush=True)
     result = run_study(args.study, args.dataset, size=args.size, seed=args.seed, data_root=args.data_root,
-                       out=args.out, work_dir=args.work_dir, options=_options(args.options),
+                       out=out, work_dir=args.work_dir, options=options,
                        progress=not args.no_progress, rederive_from=earlier)
     print(f"{result.study} on {result.dataset} ({result.size} px): {result.summary}")
     for f in result.findings:
@@ -121,11 +145,17 @@ def _run(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..paths import leaderboard_root
     from ..studies import get_study, list_studies
+
+    def stems(folder: Path) -> str:
+        return ", ".join(f.stem for f in sorted(folder.glob("*.json")))
 
     for name in list_studies():
         study = get_study(name)
-        files = sorted((Path(args.out) / name).glob("*.json"))
-        done = ", ".join(f.stem for f in files) or "no results yet"
-        print(f"{name}: {study.title}\n  {study.question}\n  results: {done}")
+        print(f"{name}: {study.title}\n  {study.question}\n"
+              f"  published: {stems(leaderboard_root() / 'studies' / name) or 'none'}")
+        yours = stems(Path(args.out) / name)
+        if yours:
+            print(f"  yours ({Path(args.out) / name}): {yours}")
     return 0

@@ -27,7 +27,7 @@ STUDIES_DIR = leaderboard_root() / "studies"
 
 __all__ = ["STUDIES", "STUDIES_DIR", "Admission", "Claim", "Finding", "StatTest", "Study", "StudyContext",
            "StudyProvenance", "StudyOutcome", "StudyResult", "get_study", "list_studies", "load_result",
-           "result_path", "run_study", "save_result"]
+           "result_path", "run_study", "save_result", "validate_options"]
 
 
 class UnknownStudyError(MedbenchError, KeyError):

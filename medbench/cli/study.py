@@ -12,7 +12,7 @@ STUDY_HELP = {
     "explanation-stability": "are saliency maps stable across seeds, noise and attacks? (Thibeau-Sutre et al.)",
     "architectures": "which architectures are robust? robust BA by family and size (RobMedNAS)",
 }
-DEFAULT_OUT = "medbench-studies"  # the user's results, relative to the working directory; --publish: the leaderboard's
+DEFAULT_OUT = "medbench-studies"  # the user's results, in the working directory (--publish: the leaderboard's)
 
 
 class _StudyParser(argparse.ArgumentParser):
@@ -49,7 +49,8 @@ def register(sub) -> None:
                                    "(into the leaderboard's studies/, which the site shows on a page per study).",
                        epilog="examples:\n  medbench study list\n"
                               "  medbench study nonrobust-features --dataset breastmnist\n"
-                              "  medbench study explanation-stability --dataset breastmnist --set n_images=16 --set 'retrain_seeds=[]'\n"
+                              "  medbench study explanation-stability --dataset breastmnist --set n_images=16 "
+                              "--set 'retrain_seeds=[]'\n"
                               "  medbench study architectures --dataset breastmnist --out results/studies",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = p.add_subparsers(dest="study_command", metavar="STUDY", required=True, parser_class=_StudyParser)

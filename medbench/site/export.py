@@ -4,9 +4,10 @@ API version 1 (``api_version``): ``datasets.<name>.tracks[]`` holds one ranked t
 protocol) with ``entries[]`` best first; numbers are fractions in [0, 1] exactly as the harness
 wrote them, ``null`` when not measured. Numbers the authors report are only under
 ``reported_by_authors``; numbers from the literature (not zoo entries) only under
-``datasets.<name>.reported_in_literature``. ``at_chance`` says, per number, whether its 95% interval
-contains ``chance_balanced_accuracy``, ``below_chance`` whether it lies wholly below it; ``corruptions.be``/``rbe`` are ``null`` unless the record marks them
-defined. Fields are only ever added within a version.
+``datasets.<name>.reported_in_literature``. ``at_chance`` says, per number, whether its 95%
+interval contains ``chance_balanced_accuracy``, ``below_chance`` whether it lies wholly below it;
+``corruptions.be``/``rbe`` are ``null`` unless the record marks them defined. Fields are only ever
+added within a version.
 """
 
 from __future__ import annotations

@@ -129,7 +129,9 @@ def validate_options(study: Study, options: dict | None):
 
 def _problem(error: dict) -> str:
     where = ".".join(map(str, error["loc"]))
-    return f"{where}={error['input']!r}: {error['msg']}" if error.get("type") != "missing" else f"{where}: {error['msg']}"
+    if error.get("type") == "missing":
+        return f"{where}: {error['msg']}"
+    return f"{where}={error['input']!r}: {error['msg']}"
 
 
 def _earlier(study: Study, path, dataset: str, size: int, options: dict | None):

@@ -734,7 +734,8 @@ def estimate(dataset: str, size: int, opts: Options) -> str | None:
         return None
     attr_s = rate * len(entries) * opts.n_images * len(opts.methods) / len(METHODS)
     if retrain:
-        training = (f"{len(retrain)} model{'s' if len(retrain) != 1 else ''} retrained with {len(opts.retrain_seeds)} more seeds "
+        plural = "s" if len(retrain) != 1 else ""
+        training = (f"{len(retrain)} model{plural} retrained with {len(opts.retrain_seeds)} more seeds "
                     f"~{fmt_duration(train_s)} (cached ones in --work-dir cost nothing; --set retrain_seeds=[] "
                     "skips them)")
     else:

@@ -82,8 +82,9 @@ def _add_study_parser(ssub, name: str, text: str) -> argparse.ArgumentParser:
                    help="a study option (see below); repeatable")
     s.add_argument("--no-progress", action="store_true", help="no progress output")
     s.add_argument("--rederive", action="store_true",
-                   help="recompute the conclusions of the result already in --out from what it stores (its options "
-                        "and seed; nothing is trained): the current protocol's admission gate, tests and claims")
+                   help="recompute the conclusions of the result already in --out (with --publish: the published one) "
+                        "from what it stores (its options and seed; nothing is trained): the current protocol's "
+                        "admission gate, tests and claims")
     add_data_args(s)
     return s
 

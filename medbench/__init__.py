@@ -6,6 +6,8 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from . import paths as _paths  # noqa: F401  (makes relative MEDBENCH_* folders absolute, once)
+
 try:
     __version__ = version("medbench")
 except PackageNotFoundError:  # running from a source tree that is not installed

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 
 class MedbenchError(Exception):
-    """Base class of all medbench errors."""
+    """Base class of all medbench errors. ``exit_code``: the command line's exit status for it."""
+
+    exit_code = 1
+
+
+class SettingError(MedbenchError, ValueError):
+    """A bad ``--set KEY=VALUE`` (protocol value or study option): a usage error, exit status 2."""
+
+    exit_code = 2
 
 
 class UnknownDatasetError(MedbenchError, KeyError):

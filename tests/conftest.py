@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import medbench.paths  # noqa: F401  (a relative $MEDBENCH_DATA is made absolute before any test changes directory)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "medmnist"
 

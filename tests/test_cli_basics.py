@@ -126,7 +126,7 @@ def test_data_root_is_one_name_everywhere_and_root_still_works(tmp_path, real_ro
     need_real(real_root, "breastmnist.npz")
     for argv in (["data", "download", "x", "--data-root", "D"], ["data", "download", "x", "--root", "D"],
                  ["data", "info", "--data-root", "D"], ["evaluate", "--data-root", "D"]):
-        assert build_parser().parse_args(argv).data_root == "D"
+        assert build_parser().parse_args(argv).data_root == os.path.abspath("D")  # made absolute as read
     help_text = build_parser()._subparsers._group_actions[0].choices["data"]  # noqa: SLF001
     dl = help_text._subparsers._group_actions[0].choices["download"].format_help()  # noqa: SLF001
     assert "--data-root" in dl and "--root" not in dl.replace("--data-root", "")
@@ -138,5 +138,6 @@ def test_data_root_is_one_name_everywhere_and_root_still_works(tmp_path, real_ro
 def test_protocol_set_rejects_unknown_keys(capsys):
     from medbench.cli import main
 
-    assert main(["evaluate", "Baseline_ResNet8_ERM", "--dataset", "breastmnist", "--set", "adversarial.subsetsize=3"]) == 1
-    assert "dotted path of the protocol" in capsys.readouterr().err
+    assert main(["evaluate", "Baseline_ResNet8_ERM", "--dataset", "breastmnist", "--set", "adversarial.subsetsize=3"]) == 2
+    err = capsys.readouterr().err
+    assert "no key 'adversarial.subsetsize'" in err and "Did you mean adversarial.subset_size" in err

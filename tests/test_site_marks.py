@@ -1,4 +1,4 @@
-"""What the site says about its numbers: "at chance" marks, the home page's rank-1 tie groups, BE/rBE
+"""What the site says about its numbers: "at chance" and "below chance" marks, the home page's rank-1 tie groups, BE/rBE
 only where defined, one spelling of threats, the protocol pages read from the protocol files, the
 published training logs, CSV cells that no spreadsheet runs, and heatmap text that stays readable."""
 
@@ -18,7 +18,7 @@ import yaml
 from medbench.protocol import load_protocol
 from medbench.site import build_site
 from medbench.site.export import csv_cell
-from medbench.site.marks import at_chance, chance_level, corruption_errors, threat_label
+from medbench.site.marks import at_chance, below_chance, chance_level, corruption_errors, threat_label
 from medbench.site.protocol_page import versions
 from medbench.svg import _VIRIDIS, colour, heatmap
 from site_synthetic import write_synthetic
@@ -49,8 +49,38 @@ def test_chance_level_per_task():
     assert chance_level("chestmnist") == 0.5  # multi-label: BA per label
     assert chance_level("dermamnist") == pytest.approx(1 / 7)  # multi-class
     assert at_chance(0.55, 0.49, 0.61, 0.5) and not at_chance(0.55, 0.51, 0.61, 0.5)
-    assert at_chance(0.40, 0.35, 0.45, 0.5)  # below chance is not better than chance
+    assert below_chance(0.40, 0.35, 0.45, 0.5) and not at_chance(0.40, 0.35, 0.45, 0.5)  # worse than constant
+    assert not below_chance(0.55, 0.49, 0.61, 0.5) and not below_chance(0.45, 0.40, 0.50, 0.5)  # contains chance
     assert at_chance(0.5, None, None, 0.5) and not at_chance(None, None, None, 0.5)
+
+
+def test_below_chance_and_at_chance_are_told_apart(tmp_path):
+    """Issue 26: 1.8% [0.4, 3.7] was marked "at chance" under a legend saying "the interval reaches chance"."""
+    reg, res, out = tmp_path / "reg", tmp_path / "res", tmp_path / "site"
+    below, at, *rest = write_synthetic(reg, res, ["breastmnist"], 4)
+    _edit(res / "breastmnist" / f"{below}.json", lambda d: _set_robust(d, 0.018, 0.004, 0.037))
+    _edit(res / "breastmnist" / f"{at}.json", lambda d: _set_robust(d, 0.52, 0.47, 0.57))
+    for mid in rest:
+        _edit(res / "breastmnist" / f"{mid}.json", lambda d: _set_robust(d, 0.75, 0.70, 0.80))
+    build_site(out, reg, res)
+    board = (out / "breastmnist" / "index.html").read_text()
+    rows = {mid: re.search(rf'<tr[^>]*>(?:(?!</tr>).)*href="{mid}\.html".*?</tr>', board, re.S).group(0)
+            for mid in (below, at, *rest)}
+    robust = {mid: row.split("</td>", 3)[-1] for mid, row in rows.items()}  # the cells after the clean BA
+    assert "below chance" in robust[below] and "at chance" not in robust[below]
+    assert "at chance" in robust[at] and "below chance" not in robust[at]
+    assert all("chance" not in robust[mid] for mid in rest)
+    for page in (out / "breastmnist" / "index.html", out / "breastmnist" / f"{below}.html"):
+        text = re.sub(r" ([:;,.])", r"\1", " ".join(_text(page).split()))
+        assert "at chance: the 95% interval contains chance (50.0%)" in text, page
+        assert "below chance: the whole interval lies below chance, worse than a constant classifier" in text, page
+        assert "reaches chance" not in text
+    tiles = (out / "breastmnist" / f"{below}.html").read_text().split('class="tiles"')[-1].split("</section>")[0]
+    assert "below chance" in tiles and "at chance</span>" not in tiles.split("Robust BA", 1)[1].split("</div>")[0]
+    entries = {e["model_id"]: e for e in json.loads((out / "data" / "breastmnist.json").read_text())
+               ["datasets"]["breastmnist"]["tracks"][0]["entries"]}
+    assert entries[below]["below_chance"]["Linf-2/255"] and not entries[below]["at_chance"]["Linf-2/255"]
+    assert entries[at]["at_chance"]["Linf-2/255"] and not entries[at]["below_chance"]["Linf-2/255"]
 
 
 def test_at_chance_entries_are_marked_and_never_plain_best(tmp_path):

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except MedbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+
+def absolute_folder(text: str) -> str:
+    """An argparse type: a folder argument made absolute as it is read (later chdirs keep it)."""
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", metavar="DIR", default=None,
+    p.add_argument("--data-root", metavar="DIR", default=None, type=absolute_folder,
                    help="folder with the MedMNIST .npz files (default: $MEDBENCH_DATA, else ~/.medmnist)")
 
 
@@ -90,41 +96,70 @@ OPTIONAL_KEYS = {"corruptions.include": "restrict the corruption suite, e.g. cor
 
 
 def protocol_from_settings(settings: list[str], track: str = "full"):
-    """The current protocol (or the lite track's), or a derived '+custom' one with the --set overrides
-    (keys must exist)."""
-    from ..safe_yaml import YamlError, load_yaml_text
+    """The current protocol (or the lite track's), or a derived '+custom' one with the --set overrides.
 
-    from ..errors import MedbenchError
-    from ..protocol import LITE_VERSION, load_protocol, protocol_file
+    Each KEY must be a dotted path of the protocol document and each VALUE must have the type of the
+    value it replaces (and not be negative where that is a number); raises ``SettingError`` otherwise.
+    """
+    from ..protocol import LITE_VERSION, load_protocol
 
     proto = load_protocol(LITE_VERSION) if track == "lite" else load_protocol()
     changes = {}
     for item in settings:
-        key, sep, raw = item.partition("=")
-        node = proto._data  # noqa: SLF001 (validating a dotted key against the protocol document)
-        parts = key.split(".")
-        for i, part in enumerate(parts):
-            if key in OPTIONAL_KEYS and i == len(parts) - 1:
-                break
-            if not sep or not isinstance(node, dict) or part not in node:
-                raise MedbenchError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol "
-                                    "(e.g. adversarial.subset_size=32, clean.bootstrap_resamples=200, "
-                                    f"corruptions.include=[pixelate]); see medbench/protocols/{protocol_file(proto.version)}.")
-            node = node[part]
-        try:
-            value = load_yaml_text(raw, where="the value")
-        except YamlError as exc:
-            raise MedbenchError(f"--set {item!r}: {exc} (not valid YAML).") from None
+        key, value, current = _parse_setting(item, proto)
         if key not in OPTIONAL_KEYS:
-            _check_like(item, value, node)
+            _check_like(item, value, current)
         changes[key] = value
     return proto.derive(**changes) if changes else proto
+
+
+def _parse_setting(item: str, proto):
+    """``(key, parsed value, current value)`` of one --set item, checked against the protocol's keys."""
+    from ..errors import SettingError
+    from ..protocol import protocol_file
+    from ..safe_yaml import YamlError, load_yaml_text
+
+    where = f"see medbench/protocols/{protocol_file(proto.version)}"
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SettingError(f"--set {item!r}: expected KEY=VALUE with KEY a dotted path of the protocol (e.g. "
+                           "adversarial.subset_size=32, clean.bootstrap_resamples=200, "
+                           f"corruptions.include=[pixelate]); {where}.")
+    node, done = proto._data, []  # noqa: SLF001 (validating a dotted key against the protocol document)
+    for part in key.split("."):
+        if key in OPTIONAL_KEYS and len(done) == key.count("."):
+            node = None
+            break
+        if not isinstance(node, dict) or part not in node:
+            raise SettingError(_unknown_key(item, key, done, node, where))
+        node, done = node[part], [*done, part]
+    try:
+        value = load_yaml_text(raw, where="the value")
+    except YamlError as exc:
+        raise SettingError(f"--set {item!r}: {exc} (not valid YAML).") from None
+    return key, value, node
+
+
+def _unknown_key(item: str, key: str, done: list[str], node, where: str) -> str:
+    """The message for a --set KEY that the protocol does not have: the closest keys at that level."""
+    import difflib
+
+    prefix = ".".join(done)
+    if not isinstance(node, dict):
+        return f"--set {item!r}: {prefix} is a value, not a section; write --set {prefix}=VALUE ({where})."
+    names = [f"{prefix}.{k}" if prefix else str(k) for k in node]
+    close = difflib.get_close_matches(key, names, n=3)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    level = f"under {prefix}" if prefix else "at the top level"
+    return (f"--set {item!r}: the protocol has no key {key!r}.{hint} Keys {level}: {', '.join(names)} "
+            f"({where}).")
 
 
 def _check_like(item: str, value, current) -> None:
     """A --set value must have the protocol value's type (an int where an int is, a number where a float
     is, ...) and, for numbers, not be negative: a typo is an error here, not a traceback later."""
-    from ..errors import MedbenchError
+    from ..errors import SettingError
 
     def kind(v) -> str:
         if isinstance(v, bool):
@@ -138,7 +173,8 @@ def _check_like(item: str, value, current) -> None:
     want = kind(current)
     ok = kind(value) == want or (want == "a number" and kind(value) == "an integer")
     if not ok:
-        raise MedbenchError(f"--set {item!r}: this protocol value is {want} (now {current!r}), got {kind(value)} "
-                            f"{value!r}.")
+        raise SettingError(f"--set {item!r}: this protocol value is {want} (now {current!r}), got {kind(value)} "
+                           f"{value!r}.")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        raise MedbenchError(f"--set {item!r}: must not be negative (now {current!r}).")
+        raise SettingError(f"--set {item!r}: this protocol value is a non-negative {want.split()[-1]} "
+                           f"(now {current!r}), got {value!r}.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_data_args
+from .common import absolute_folder, add_data_args
 
 
 def register(sub) -> None:
@@ -39,9 +39,9 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     dl.add_argument("names", nargs="+", metavar="NAME", help="dataset names (see `medbench data info`)")
     dl.add_argument("--size", type=int, default=28, help="image size: 28 (default), 64, 128 or 224")
-    dl.add_argument("--data-root", dest="data_root", metavar="DIR", default=None,
+    dl.add_argument("--data-root", dest="data_root", metavar="DIR", default=None, type=absolute_folder,
                     help="target folder (default: $MEDBENCH_DATA, else ~/.medmnist)")
-    dl.add_argument("--root", dest="data_root", help=argparse.SUPPRESS)  # the old name, kept working
+    dl.add_argument("--root", dest="data_root", type=absolute_folder, help=argparse.SUPPRESS)  # the old name, kept working
     dl.add_argument("--mirror", default=None, help="folder URL holding the files under medmnist's names")
     dl.add_argument("--force", action="store_true", help="download again even when a valid file is present")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")

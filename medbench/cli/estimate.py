@@ -16,7 +16,8 @@ from ..paths import leaderboard_root
 RESULTS = leaderboard_root() / "results"
 
 
-def _fmt(s: float) -> str:
+def fmt_duration(s: float) -> str:
+    """Seconds as "40 s", "12 min" or "1.5 h"."""
     if s < 90:
         return f"{s:.0f} s"
     if s < 5400:
@@ -57,8 +58,8 @@ def estimate_text(dataset: str, size: int, threats: list[str], *, checks: bool =
     for t in threats:
         vals = [r[t] for r in runs if t in r]
         if vals and statistics.median(vals) >= 1:
-            parts.append(f"{t} ~{_fmt(statistics.median(vals))}")
+            parts.append(f"{t} ~{fmt_duration(statistics.median(vals))}")
     detail = f" ({', '.join(parts)})" if parts else ""
-    return (f"expected duration: ~{_fmt(statistics.median(totals))}{detail}, {_fmt(min(totals))} to "
-            f"{_fmt(max(totals))} for the {len(totals)} reference models of {dataset} at {size} px on one CPU "
+    return (f"expected duration: ~{fmt_duration(statistics.median(totals))}{detail}, {fmt_duration(min(totals))} to "
+            f"{fmt_duration(max(totals))} for the {len(totals)} reference models of {dataset} at {size} px on one CPU "
             "thread; robust and larger models take longer.")

@@ -205,6 +205,6 @@ def build_dataset(task: DatasetTask) -> dict:
         best=board.best.model_id if board.best else None, first=first[0].model_id if first else None,
         top=None if top is None else {
             "rank_by": top.track.rank_by, "rows": [{"slug": r.slug, "model_id": r.model_id} for r in top.rows],
-            "value": top.value, "low": top.low, "high": top.high, "at_chance": top.at_chance})
+            "value": top.value, "low": top.low, "high": top.high, "chance": top.chance})
     done.update(line=line, csv=part, records=w.records)
     return done

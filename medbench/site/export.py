@@ -4,9 +4,10 @@ API version 1 (``api_version``): ``datasets.<name>.tracks[]`` holds one ranked t
 protocol) with ``entries[]`` best first; numbers are fractions in [0, 1] exactly as the harness
 wrote them, ``null`` when not measured. Numbers the authors report are only under
 ``reported_by_authors``; numbers from the literature (not zoo entries) only under
-``datasets.<name>.reported_in_literature``. ``at_chance`` says, per number, whether its 95% interval
-reaches ``chance_balanced_accuracy``; ``corruptions.be``/``rbe`` are ``null`` unless the record marks them
-defined. Fields are only ever added within a version.
+``datasets.<name>.reported_in_literature``. ``at_chance`` says, per number, whether its 95%
+interval contains ``chance_balanced_accuracy``, ``below_chance`` whether it lies wholly below it;
+``corruptions.be``/``rbe`` are ``null`` unless the record marks them defined. Fields are only ever
+added within a version.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import io
 import json
 
 from ..data import DATASETS
-from .marks import at_chance, chance_level, corruption_errors
+from .marks import at_chance, below_chance, chance_level, corruption_errors
 from .table import DatasetBoard, Row, Track
 
 API_VERSION = 1
@@ -76,6 +77,8 @@ def row_record(row: Row, track: Track | None) -> dict:
     ch = chance_level(row.dataset)
     rec["at_chance"] = {"clean": at_chance(row.clean_ba, *row.clean_ci, ch),
                         **{t: at_chance(*row.robust(t), ch) for t in sorted(res.adversarial)}}
+    rec["below_chance"] = {"clean": below_chance(row.clean_ba, *row.clean_ci, ch),
+                           **{t: below_chance(*row.robust(t), ch) for t in sorted(res.adversarial)}}
     p = res.provenance
     rec["provenance"] = {
         "result_file": f"results/{row.dataset}/{lr.path.name}", "result_sha256": lr.sha256,

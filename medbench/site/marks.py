@@ -1,8 +1,9 @@
 """What the site says about a number beyond its value: chance level, "at chance" marks, the top tie
 group of a board, and the corruption errors (BE/rBE) that may be shown.
 
-A number is "at chance" when its 95% interval reaches down to chance (includes it, or lies below
-it): such an entry is never called best or rank 1 without the mark.
+A number is "at chance" when its 95% interval contains chance, and "below chance" when the whole
+interval lies below it (worse than a constant classifier: a red flag); a leader with either mark is
+never called best or rank 1 without it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,26 @@ def chance_level(dataset: str) -> float:
     return 0.5 if spec.is_multilabel else 1.0 / spec.num_classes
 
 
-def at_chance(value: float | None, low: float | None, high: float | None, chance: float) -> bool:
-    """True when the 95% interval of ``value`` includes chance or lies below it (the value itself without one)."""
+def chance_status(value: float | None, low: float | None, high: float | None, chance: float) -> str | None:
+    """"below" when the 95% interval of ``value`` lies wholly below chance, "at" when it contains chance,
+    None when it lies above (or there is no value); without an interval, the value itself is used."""
     if value is None or value != value:
-        return False
+        return None
     lo = low if low is not None and low == low else value
-    return lo <= chance + 1e-12
+    hi = high if high is not None and high == high else value
+    if hi < chance - 1e-12:
+        return "below"
+    return "at" if lo <= chance + 1e-12 else None
+
+
+def at_chance(value: float | None, low: float | None, high: float | None, chance: float) -> bool:
+    """True when the 95% interval of ``value`` contains chance (see :func:`chance_status`)."""
+    return chance_status(value, low, high, chance) == "at"
+
+
+def below_chance(value: float | None, low: float | None, high: float | None, chance: float) -> bool:
+    """True when the whole 95% interval of ``value`` lies below chance (see :func:`chance_status`)."""
+    return chance_status(value, low, high, chance) == "below"
 
 
 def headline(row, track) -> tuple[float | None, float | None, float | None]:
@@ -45,7 +60,7 @@ class Top:
     value: float | None
     low: float | None
     high: float | None
-    at_chance: bool
+    chance: str | None  # chance_status of the leader's number: "at", "below" or None
 
 
 def top_group(board) -> Top | None:
@@ -56,7 +71,7 @@ def top_group(board) -> Top | None:
         if not first:
             return None
         v, lo, hi = headline(first[0], t)
-        return Top(t, first, v, lo, hi, at_chance(v, lo, hi, chance_level(board.dataset)))
+        return Top(t, first, v, lo, hi, chance_status(v, lo, hi, chance_level(board.dataset)))
     return None
 
 

@@ -70,7 +70,7 @@ def environment() -> jinja2.Environment:
                              keep_trailing_newline=True)
     env.filters.update(pct=pct, num=num, scalar=scalar, threat=marks.threat_label, code=inline_code)
     env.globals.update(modality=lambda name: DATASETS[name].modality, task_label=meta.TASK_LABEL, datasets=DATASETS,
-                       chance_level=marks.chance_level, at_chance=marks.at_chance, headline=marks.headline,
+                       chance_level=marks.chance_level, chance_status=marks.chance_status, headline=marks.headline,
                        corruption_errors=marks.corruption_errors, reported_numbers=reported_numbers,
                        repository=meta.repository_url(), labelled_points=svg.LABELLED_POINTS)
     return env

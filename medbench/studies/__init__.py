@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import MedbenchError
+from ..errors import MedbenchError, SettingError
 from ..paths import leaderboard_root
 from .base import (Admission, Claim, DerivedFrom, Finding, StatTest, Study, StudyContext, StudyOutcome,
                    StudyProvenance, StudyResult, now_iso, provenance, result_path, save_result)
@@ -27,7 +27,7 @@ STUDIES_DIR = leaderboard_root() / "studies"
 
 __all__ = ["STUDIES", "STUDIES_DIR", "Admission", "Claim", "Finding", "StatTest", "Study", "StudyContext",
            "StudyProvenance", "StudyOutcome", "StudyResult", "get_study", "list_studies", "load_result",
-           "result_path", "run_study", "save_result"]
+           "result_path", "run_study", "save_result", "validate_options"]
 
 
 class UnknownStudyError(MedbenchError, KeyError):
@@ -71,7 +71,6 @@ def run_study(name: str, dataset: str, *, size: int = 28, seed: int = 0, data_ro
     (its options and seed are kept; nothing is trained), for studies that define ``rederive``.
     """
     import torch
-    from pydantic import ValidationError
 
     from ..data import get_spec, verify_file
     from ..paths import cache_root, data_root as resolve_data_root
@@ -80,18 +79,12 @@ def run_study(name: str, dataset: str, *, size: int = 28, seed: int = 0, data_ro
     spec = get_spec(dataset)
     if study.datasets and spec.name not in study.datasets:
         raise MedbenchError(f"Study {name!r} supports {', '.join(study.datasets)}; not {spec.name}.")
-    root = resolve_data_root(data_root)
-    verify_file(spec.name, size, root)
     earlier = None
     if rederive_from is not None:
         earlier, options, seed = _earlier(study, rederive_from, spec.name, size, options)
-    try:
-        opts = study.options.model_validate(options or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        known = ", ".join(study.options.model_fields) or "none"
-        raise MedbenchError(f"Bad options for study {name!r}: {problems}. Its options: {known} "
-                            f"(see medbench study {name} --help).") from None
+    opts = validate_options(study, options)
+    root = resolve_data_root(data_root)
+    verify_file(spec.name, size, root)
     work = Path(work_dir) if work_dir else cache_root() / "studies" / name
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -119,6 +112,26 @@ def run_study(name: str, dataset: str, *, size: int = 28, seed: int = 0, data_ro
         path = save_result(result, out)
         ctx.log(f"wrote {path}")
     return result
+
+
+def validate_options(study: Study, options: dict | None):
+    """``options`` as the study's typed options; ``SettingError`` naming each bad option and its value."""
+    from pydantic import ValidationError
+
+    try:
+        return study.options.model_validate(options or {})
+    except ValidationError as exc:
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        known = ", ".join(study.options.model_fields) or "none"
+        raise SettingError(f"Bad options for study {study.name!r}: {problems}. Its options: {known} "
+                           f"(see medbench study {study.name} --help).") from None
+
+
+def _problem(error: dict) -> str:
+    where = ".".join(map(str, error["loc"]))
+    if error.get("type") == "missing":
+        return f"{where}: {error['msg']}"
+    return f"{where}={error['input']!r}: {error['msg']}"
 
 
 def _earlier(study: Study, path, dataset: str, size: int, options: dict | None):

@@ -206,6 +206,8 @@ class Study:
     version: str = "1"
     # recomputes a committed result's conclusions from what it stores (no training); None: full runs only
     rederive: Callable[[StudyResult, StudyContext], StudyOutcome] | None = None
+    # (dataset, size, options) -> a one-line duration estimate printed before a run; None: no estimate
+    estimate: Callable[[str, int, BaseModel], str | None] | None = None
 
 
 def provenance(ctx: StudyContext, started: float, started_at: str, command: list[str] | None = None

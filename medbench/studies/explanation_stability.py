@@ -683,6 +683,67 @@ def _claims(d: Details, opts: Options, admissions: list[Admission]) -> list[Clai
     return out
 
 
+# ----------------------------------------------------------------------------- duration estimate
+
+def _train_seconds(dataset: str, model_id: str) -> float | None:
+    """The committed training log's wall time of a zoo model, None without one."""
+    from ..paths import leaderboard_root
+
+    log = leaderboard_root() / "results" / dataset / f"{model_id}.train.jsonl"
+    try:
+        return float(json.loads(log.read_text().strip().splitlines()[-1])["wall_time_s"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _attribution_rate(dataset: str, size: int) -> float | None:
+    """Seconds per model and image of a committed result's whole run (its retrainings included, so an
+    upper bound): the dataset's own result, else the median over the others; None without one."""
+    from ..paths import leaderboard_root
+
+    rates = {}
+    for path in sorted((leaderboard_root() / "studies" / "explanation-stability").glob(f"*_{size}px.json")):
+        try:
+            doc = json.loads(path.read_text())
+            prov, details = doc["provenance"], doc["details"]
+            wall = float((prov.get("derived_from") or prov)["wall_time_s"])
+            rates[doc["dataset"]] = wall / (len(details["models"]) * len(details["indices"]))
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            continue
+    if dataset in rates:
+        return rates[dataset]
+    return float(np.median(list(rates.values()))) if rates else None
+
+
+def estimate(dataset: str, size: int, opts: Options) -> str | None:
+    """A one-line duration estimate for ``opts`` on ``dataset``: retrainings from the zoo's committed
+    training logs, the rest from the committed results' time per model and image; None without them."""
+    from ..zoo import list_models
+    from ..cli.estimate import fmt_duration
+
+    entries = [e for e in list_models(dataset) if e.size == size and (not opts.models or e.id in opts.models)]
+    retrain = [e for e in entries if retrain_block(e, opts) is None]
+    train_s = 0.0
+    for e in retrain:
+        per_run = _train_seconds(dataset, e.id)
+        if per_run is None:
+            return None
+        train_s += per_run * len(opts.retrain_seeds) * (opts.retrain_epochs or e.recipe.epochs) / e.recipe.epochs
+    rate = _attribution_rate(dataset, size)
+    if rate is None:
+        return None
+    attr_s = rate * len(entries) * opts.n_images * len(opts.methods) / len(METHODS)
+    if retrain:
+        plural = "s" if len(retrain) != 1 else ""
+        training = (f"{len(retrain)} model{plural} retrained with {len(opts.retrain_seeds)} more seeds "
+                    f"~{fmt_duration(train_s)} (cached ones in --work-dir cost nothing; --set retrain_seeds=[] "
+                    "skips them)")
+    else:
+        training = "no retraining"
+    return (f"expected duration: ~{fmt_duration(train_s + attr_s)} on one CPU thread: {training}; attributions "
+            f"of {len(entries)} models on {opts.n_images} images ~{fmt_duration(attr_s)}.")
+
+
 STUDY = Study(
     name="explanation-stability",
     title="Explanation stability",
@@ -709,4 +770,5 @@ STUDY = Study(
     options=Options,
     version="2",
     rederive=rederive,
+    estimate=estimate,
 )

@@ -16,9 +16,9 @@ from typing import Any
 
 from ..data import get_spec
 from ..errors import MedbenchError
+from ..paths import ENV_ZOO, env_folder
 from ..schema.entry import EntryError, ModelEntry, read_entry
 
-ENV_ZOO = "MEDBENCH_ZOO"
 
 
 class UnknownModelError(MedbenchError, KeyError):
@@ -32,9 +32,8 @@ class RegistryError(MedbenchError):
 
 def zoo_root() -> Path:
     """The registry folder: ``$MEDBENCH_ZOO``, the wheel's ``medbench/model_zoo``, or the checkout's ``model_zoo``."""
-    env = os.environ.get(ENV_ZOO)
-    if env:
-        root = Path(env).expanduser().resolve()
+    root = env_folder(ENV_ZOO)
+    if root is not None:
         if not root.is_dir():
             raise RegistryError(f"${ENV_ZOO} points to {root}, which is not a folder. Unset it or fix the path.")
         return root

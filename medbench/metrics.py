@@ -12,6 +12,7 @@ Accuracy and AUC equal ``medmnist.evaluator.getACC`` / ``getAUC`` on the same pr
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -360,6 +361,49 @@ def paired_bootstrap_mean_ba(
                            diff=percentile_interval(d, level),
                            p_a_not_greater=float((1 + (d <= 0).sum()) / (1 + len(d))),
                            p_a_not_less=float((1 + (d >= 0).sum()) / (1 + len(d))))
+
+
+def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes: int, *,
+                                n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """Balanced accuracy of every column of ``predictions`` (n x M) on every bootstrap resample (B x M).
+
+    Uses the resamples of :func:`bootstrap` (as ``paired_bootstrap_diff`` does), so differences of two
+    columns reproduce its paired distribution exactly (the site's rank tie groups).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    with _one_blas_thread():
+        return _bootstrap_ba(labels, predictions, num_classes, n_resamples, seed)
+
+
+def _one_blas_thread():
+    """Small float32 products run fastest on one BLAS thread (several threads on a busy machine were
+    ~10x slower); the sums are exact integers, so the result does not depend on it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _bootstrap_ba(labels: np.ndarray, predictions: np.ndarray, num_classes: int, n_resamples: int,
+                  seed: int) -> np.ndarray:
+    hit = (predictions == labels[:, None]).astype(np.float32)  # n x M
+    members = [idx for idx in (np.flatnonzero(labels == c) for c in range(num_classes)) if idx.size]
+
+    def every_column(w: np.ndarray) -> np.ndarray:
+        w = w.astype(np.float32)  # counts and sums stay exact integers (< 2**24)
+        total = np.zeros((len(w), hit.shape[1]))
+        present = np.zeros((len(w), 1))
+        for idx in members:  # classes partition the examples: one (B x n_c) @ (n_c x M) product each
+            support = w[:, idx].sum(axis=1, keepdims=True)
+            hits = w[:, idx] @ hit[idx]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total += np.where(support > 0, hits / np.maximum(support, 1), 0.0)
+            present += support > 0
+        return np.where(present > 0, total / np.maximum(present, 1), np.nan)
+
+    return bootstrap(every_column, len(labels), n_resamples=n_resamples, seed=seed)
 
 
 def percentile_interval(values: np.ndarray, level: float = CI_LEVEL) -> Interval:

@@ -303,7 +303,7 @@ def test_bad_record_files_are_reported_not_raised(tmp_path):
     assert records[(DATASET, MODEL, 28, THREAT)] == [rec]
     assert len(records.problems) == 2
     assert any("broken.json: not a valid attack record" in p for p in records.problems)
-    assert any("Other/" in p and "belongs in" in p for p in records.problems)
+    assert any("Other/" in p and f"move it to attacks/{DATASET}/" in p for p in records.problems)
 
 
 @pytest.mark.realdata

@@ -18,7 +18,15 @@ import yaml
 from medbench.protocol import load_protocol
 from medbench.site import build_site
 from medbench.site.export import csv_cell
-from medbench.site.marks import at_chance, below_chance, chance_level, corruption_errors, threat_label
+from medbench.site.marks import chance_level, chance_status, corruption_errors, threat_label
+
+
+def at_chance(*args):
+    return chance_status(*args) == "at"
+
+
+def below_chance(*args):
+    return chance_status(*args) == "below"
 from medbench.site.protocol_page import versions
 from medbench.svg import _VIRIDIS, colour, heatmap
 from site_synthetic import write_synthetic

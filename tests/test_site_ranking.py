@@ -6,7 +6,8 @@ import numpy as np
 
 from medbench.metrics import paired_bootstrap_diff
 from medbench.schema.result import EvaluationResult
-from medbench.site.ranking import OVERLAP, PAIRED, RankItem, bootstrap_balanced_accuracy, tie_groups
+from medbench.metrics import bootstrap_balanced_accuracy
+from medbench.site.ranking import OVERLAP, PAIRED, RankItem, tie_groups
 from site_synthetic import _result
 from medbench.site.table import _subset_labels
 

@@ -118,7 +118,8 @@ def best_known_sections(result, records: Iterable[VerifiedAttack]) -> tuple[dict
         if why is None:
             by_threat.setdefault(rec.threat, []).append(rec)
         else:
-            problems.append(f"attack record {rec.attack} ({rec.file_sha256[:12]}) for {result.model_id}: not used: {why}")
+            problems.append(f"attack record {rec.attack} ({rec.file_sha256[:12]}) for {result.model_id}: not used: "
+                            f"{why}")
     out = {}
     for threat, section in result.adversarial.items():
         try:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..schema import VerifiedAttack
 
-__all__ = ["RecordKey", "Records", "load_records", "record_path", "threat_slug", "write_record"]
+__all__ = ["RecordKey", "Records", "load_records", "read_record", "record_path", "threat_slug", "write_record"]
 
 RecordKey = tuple[str, str, int, str]  # (dataset, model_id, size, threat)
 
@@ -50,6 +50,20 @@ def write_record(root: str | os.PathLike, rec: VerifiedAttack) -> Path:
     return path
 
 
+def read_record(path: Path, raw: bytes | None = None) -> tuple[VerifiedAttack | None, str | None]:
+    """The record in ``path`` (its bytes ``raw`` when already read), or None and why it cannot be used."""
+    where = f"attacks/{path.parent.name}/{path.name}"
+    try:
+        rec = VerifiedAttack.model_validate_json(path.read_bytes() if raw is None else raw)
+    except (OSError, ValidationError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, (f"{where}: not a valid attack record ({first}); re-run `medbench submission validate` on "
+                      "its submission or delete it")
+    if rec.dataset != path.parent.name:
+        return None, f"{where}: records dataset {rec.dataset}, not its folder's; move it to attacks/{rec.dataset}/"
+    return rec, None
+
+
 def load_records(root: str | os.PathLike) -> Records:
     """Every record under ``<root>/attacks/``, grouped by (dataset, model_id, size, threat); files that are
     not valid records, or sit in another record's place, are skipped and named in ``.problems``."""
@@ -58,12 +72,9 @@ def load_records(root: str | os.PathLike) -> Records:
     problems = records.problems
     for path in sorted(folder.glob("*/*.json")):
         rel = path.relative_to(folder).as_posix()
-        try:
-            rec = VerifiedAttack.model_validate_json(path.read_bytes())
-        except (OSError, ValidationError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            problems.append(f"attacks/{rel}: not a valid attack record ({first}); re-run "
-                            "`medbench submission validate` on its submission or delete it")
+        rec, problem = read_record(path)
+        if rec is None:
+            problems.append(problem)
             continue
         if record_path(root, rec) != path:
             problems.append(f"attacks/{rel}: its content belongs in "

@@ -152,16 +152,13 @@ def build_dataset(task: DatasetTask) -> dict:
         for path, raw, sha in read(task.results):
             add_result(path, raw, sha, inputs)
     list(read(task.logs))
-    attack_shas = {}
-    for path, raw, sha in read(task.attacks):
-        attack_shas[path.name] = sha or ""
+    for path, raw, _ in read(task.attacks):
         add_attack_record(path, raw, inputs)
     values = {sha: v for sha, v in values.items() if sha and v is not None and _json_exact(v)}
     if values != known:
         write_json(entries, values)
-    task.registry, task.results, task.logs = ([InputFile(f.path, shas[f.name]) for f in files]
-                                              for files in (task.registry, task.results, task.logs))
-    task.attacks = [InputFile(f.path, attack_shas[f.name]) for f in task.attacks]
+    task.registry, task.results, task.logs, task.attacks = ([InputFile(f.path, shas[f.name]) for f in files] for files
+                                                            in (task.registry, task.results, task.logs, task.attacks))
     dates = [lr.result.provenance.started_at[:10] for lr in inputs.results.values() if lr.result.provenance.started_at]
     board = build_board(task.name, inputs) if task.name in DATASETS else None  # (adds the records' problems)
     summary = {"date": max(dates) if dates else None,

@@ -17,7 +17,7 @@ import io
 import json
 
 from ..data import DATASETS
-from .marks import at_chance, below_chance, chance_level, corruption_errors
+from .marks import chance_level, chance_status, corruption_errors
 from .table import DatasetBoard, Row, Track
 
 API_VERSION = 1
@@ -75,10 +75,9 @@ def row_record(row: Row, track: Track | None) -> dict:
             if t in row.best_known else None}
         for t, a in sorted(res.adversarial.items())}
     ch = chance_level(row.dataset)
-    rec["at_chance"] = {"clean": at_chance(row.clean_ba, *row.clean_ci, ch),
-                        **{t: at_chance(*row.robust(t), ch) for t in sorted(res.adversarial)}}
-    rec["below_chance"] = {"clean": below_chance(row.clean_ba, *row.clean_ci, ch),
-                           **{t: below_chance(*row.robust(t), ch) for t in sorted(res.adversarial)}}
+    status = {"clean": chance_status(row.clean_ba, *row.clean_ci, ch),
+              **{t: chance_status(*row.robust(t), ch) for t in sorted(res.adversarial)}}
+    rec["at_chance"], rec["below_chance"] = ({k: v == s for k, v in status.items()} for s in ("at", "below"))
     p = res.provenance
     rec["provenance"] = {
         "result_file": f"results/{row.dataset}/{lr.path.name}", "result_sha256": lr.sha256,

@@ -17,6 +17,7 @@ from ..data import DATASETS
 from ..safe_yaml import YamlError, load_yaml_text
 from ..schema.entry import EntryError, ModelEntry, parse_entry
 from ..schema.literature import LiteratureError, PublishedResult, parse_literature
+from ..attacks.records import read_record
 from ..schema.attack_record import VerifiedAttack
 from ..schema.result import EvaluationResult
 
@@ -77,19 +78,12 @@ def add_result(path: Path, raw: bytes | None, sha256: str | None, inputs: Inputs
 
 
 def add_attack_record(path: Path, raw: bytes | None, inputs: Inputs) -> None:
-    """Parse one verified attack record (``medbench submission validate`` writes them) into ``inputs``, or
-    report it."""
-    where = f"attacks/{path.parent.name}/{path.name}"
-    try:
-        rec = VerifiedAttack.model_validate_json(path.read_bytes() if raw is None else raw)
-    except (ValidationError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        inputs.problems.append(f"{where}: skipped: not a verified attack record ({first})")
-        return
-    if rec.dataset != path.parent.name:
-        inputs.problems.append(f"{where}: skipped: records dataset {rec.dataset}, not the folder's")
-        return
-    inputs.records.setdefault((rec.dataset, rec.model_id), []).append(rec)
+    """Parse one verified attack record (``medbench submission validate``) into ``inputs``, or report it."""
+    rec, problem = read_record(path, raw)
+    if rec is None:
+        inputs.problems.append(problem + " (skipped)")
+    else:
+        inputs.records.setdefault((rec.dataset, rec.model_id), []).append(rec)
 
 
 def load_literature(path: Path, inputs: Inputs) -> None:

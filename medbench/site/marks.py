@@ -34,16 +34,6 @@ def chance_status(value: float | None, low: float | None, high: float | None, ch
     return "at" if lo <= chance + 1e-12 else None
 
 
-def at_chance(value: float | None, low: float | None, high: float | None, chance: float) -> bool:
-    """True when the 95% interval of ``value`` contains chance (see :func:`chance_status`)."""
-    return chance_status(value, low, high, chance) == "at"
-
-
-def below_chance(value: float | None, low: float | None, high: float | None, chance: float) -> bool:
-    """True when the whole 95% interval of ``value`` lies below chance (see :func:`chance_status`)."""
-    return chance_status(value, low, high, chance) == "below"
-
-
 def headline(row, track) -> tuple[float | None, float | None, float | None]:
     """(value, low, high) of the number the track ranks by."""
     if track.rank_by == "clean":

@@ -6,19 +6,18 @@ between the leader and it contains 0, otherwise it starts the next group. Groups
 runs of consecutive entries, and every member of a group shares the leader's rank.
 
 The difference is a paired percentile bootstrap over the examples both entries were evaluated on
-(the resamples of :func:`medbench.metrics.paired_bootstrap_diff`), computed for all entries at once.
+(the resamples of :func:`medbench.metrics.bootstrap_balanced_accuracy`), computed for all entries at once.
 When the per-example labels are not known, the fallback is interval overlap: the entry joins the
 group while its 95% interval overlaps the leader's.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import CI_LEVEL, N_BOOTSTRAP, bootstrap, percentile_interval
+from ..metrics import CI_LEVEL, N_BOOTSTRAP, bootstrap_balanced_accuracy, percentile_interval
 
 PAIRED = "paired"
 OVERLAP = "overlap"
@@ -40,49 +39,6 @@ class Ranked:
     key: str
     rank: int  # competition rank of the tie group (1 + number of entries in better groups)
     group: int  # 0, 1, 2, ... in order
-
-
-def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes: int, *,
-                                n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
-    """Balanced accuracy of every column of ``predictions`` (n x M) on every bootstrap resample (B x M).
-
-    Uses the resamples of :func:`medbench.metrics.bootstrap` (as ``paired_bootstrap_diff`` does), so
-    differences of two columns reproduce its paired distribution exactly.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    predictions = np.asarray(predictions, dtype=np.int64)
-    with _one_blas_thread():
-        return _bootstrap_ba(labels, predictions, num_classes, n_resamples, seed)
-
-
-def _one_blas_thread():
-    """Small float32 products run fastest on one BLAS thread (several threads on a busy machine were
-    ~10x slower); the sums are exact integers, so the result does not depend on it."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
-def _bootstrap_ba(labels: np.ndarray, predictions: np.ndarray, num_classes: int, n_resamples: int,
-                  seed: int) -> np.ndarray:
-    hit = (predictions == labels[:, None]).astype(np.float32)  # n x M
-    members = [idx for idx in (np.flatnonzero(labels == c) for c in range(num_classes)) if idx.size]
-
-    def every_column(w: np.ndarray) -> np.ndarray:
-        w = w.astype(np.float32)  # counts and sums stay exact integers (< 2**24)
-        total = np.zeros((len(w), hit.shape[1]))
-        present = np.zeros((len(w), 1))
-        for idx in members:  # classes partition the examples: one (B x n_c) @ (n_c x M) product each
-            support = w[:, idx].sum(axis=1, keepdims=True)
-            hits = w[:, idx] @ hit[idx]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                total += np.where(support > 0, hits / np.maximum(support, 1), 0.0)
-            present += support > 0
-        return np.where(present > 0, total / np.maximum(present, 1), np.nan)
-
-    return bootstrap(every_column, len(labels), n_resamples=n_resamples, seed=seed)
 
 
 def _interval(diff: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:

@@ -77,19 +77,11 @@ class Row:
 
     def robust(self, threat: str) -> tuple[float | None, float | None, float | None]:
         """(robust balanced accuracy, CI low, CI high) under ``threat``."""
-        adv = self.result.adversarial.get(threat) if self.result else None
-        if adv is None:
-            return None, None, None
-        ci = adv.robust_balanced_accuracy_ci
-        return adv.robust_balanced_accuracy, ci.low if ci else None, ci.high if ci else None
+        return _with_ci(self.result.adversarial.get(threat) if self.result else None)
 
     def best(self, threat: str) -> tuple[float | None, float | None, float | None]:
-        """(best-known robust balanced accuracy, CI low, CI high) under ``threat``."""
-        bk = self.best_known.get(threat)
-        if bk is None:
-            return None, None, None
-        ci = bk.robust_balanced_accuracy_ci
-        return bk.robust_balanced_accuracy, ci.low if ci else None, ci.high if ci else None
+        """The same for the best known (AutoAttack lowered by the verified attack records)."""
+        return _with_ci(self.best_known.get(threat))
 
     @functools.cached_property  # (a model page asks three times)
     def adversarial(self) -> list:
@@ -128,6 +120,13 @@ class Row:
         if p:
             return f"{p.venue} {p.year}"
         return "baseline" if self.entry and self.entry.is_baseline else ""
+
+
+def _with_ci(section) -> tuple[float | None, float | None, float | None]:
+    if section is None:
+        return None, None, None
+    ci = section.robust_balanced_accuracy_ci
+    return section.robust_balanced_accuracy, ci.low if ci else None, ci.high if ci else None
 
 
 @dataclass

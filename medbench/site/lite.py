@@ -30,8 +30,7 @@ GUARDS = ("whitebox_beats_square", "whitebox_beats_fgsm")
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a result is not ordered: a short label ("not admitted", "evaluation unreliable", ...) and the
-    detail (the failed check's name and message)."""
+    """Why a result is not ordered: a short label ("not admitted", ...) and the failed check's message."""
 
     label: str
     detail: str
@@ -43,7 +42,8 @@ class Reason:
 @dataclass
 class LiteRow:
     model_id: str
-    clean_ba: float | None
+    clean_ba: float | None  # on the full test split
+    subset_clean_ba: float | None  # on the attack subset: the robust number's own images (robust <= this)
     robust_ba: float | None  # None: no Linf-2/255 result (a model that was not admitted is not attacked)
     ci_low: float | None
     ci_high: float | None
@@ -94,6 +94,7 @@ def _row(r: EvaluationResult, name: str, raw: bytes) -> LiteRow:
     adv = r.adversarial.get(HEADLINE)
     return LiteRow(
         model_id=r.model_id or name, clean_ba=r.clean.balanced_accuracy if r.clean else None,
+        subset_clean_ba=adv.clean_balanced_accuracy if adv else None,
         robust_ba=adv.robust_balanced_accuracy if adv else None,
         ci_low=adv.robust_balanced_accuracy_ci.low if adv else None,
         ci_high=adv.robust_balanced_accuracy_ci.high if adv else None,
@@ -112,8 +113,7 @@ def load_lite(root: Path, protocol: Protocol | None = None) -> LitePage:
     for path in sorted(Path(root).glob("*/*.json")) if Path(root).is_dir() else []:
         where = f"lite {path.parent.name}/{path.name}"
         try:
-            raw = path.read_bytes()
-            r = EvaluationResult.model_validate_json(raw)
+            r = EvaluationResult.model_validate_json(raw := path.read_bytes())
         except (ValidationError, OSError, ValueError) as exc:
             problems.append(f"{where}: skipped: not an EvaluationResult ({str(exc).splitlines()[0]})")
             continue

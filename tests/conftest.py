@@ -54,6 +54,13 @@ def torch_threads() -> int:
     return max(1, min(2, (os.cpu_count() or 1) // workers))
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core, plus one. A fair share of the suite waits rather than computes (CLI and
+    pool sub-processes starting, the Hub client's retry back-off, site files written): a third worker on two
+    cores runs while another waits."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_configure(config):
     if hasattr(config.option, "loadscopereorder"):  # keep the order below (xdist would sort files by test count)
         config.option.loadscopereorder = False

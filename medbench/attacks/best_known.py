@@ -82,7 +82,7 @@ def best_known(section: AdversarialResult, records: Iterable[VerifiedAttack], *,
 def autoattack_only(section: AdversarialResult) -> BestKnown:
     """The best known when no attack record applies: AutoAttack's own numbers (built from the already
     validated section without validating its per-example lists again)."""
-    broken = sum(not f for f in section.robust_flags)
+    broken = section.robust_flags.count(False)
     return BestKnown.model_construct(
         threat=section.threat, robust_accuracy=section.robust_accuracy,
         robust_balanced_accuracy=section.robust_balanced_accuracy,

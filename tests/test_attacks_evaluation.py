@@ -179,6 +179,46 @@ def test_killed_run_resumes_mid_attack_with_the_same_result(real_root, breast_mo
     assert out.exists() and not cells.exists()
 
 
+@pytest.mark.realdata
+def test_interrupted_chunk_resumes_after_its_last_finished_attack(real_root, breast_model, tmp_path, monkeypatch):
+    """Interrupted inside a chunk, after its first attack: the re-run starts that chunk at its second attack
+    (the first is not run again) and gives an uninterrupted run's result."""
+    from medbench.attacks.progress import AttackProgress
+
+    need_real(real_root, "breastmnist.npz")
+    kwargs = dict(threats="Linf", protocol=fast_protocol(24, 4, 30), batch_size=12, data_root=real_root,
+                  progress=False, checks=False)
+    started: list[tuple[str, str]] = []
+    start, done = AttackProgress.start, AttackProgress.done
+
+    def record(self, attack, n_attacked, n_chunk):
+        started.append((self.label, self._chunk, attack))
+        return start(self, attack, n_attacked, n_chunk)
+
+    def interrupt(self, attack, n_attacked, n_left):
+        if self.label.startswith("Linf-4/255") and self._chunk == 1:
+            raise KeyboardInterrupt  # after the chunk's first attack: its state is checkpointed already
+        return done(self, attack, n_attacked, n_left)
+
+    monkeypatch.setattr(AttackProgress, "start", record)
+    monkeypatch.setattr(AttackProgress, "done", interrupt)
+    out = tmp_path / "resumed.json"
+    with pytest.raises(KeyboardInterrupt):
+        benchmark(breast_model, "breastmnist", out=out, **kwargs)
+    first = [a for label, chunk, a in started if label.startswith("Linf-4/255") and chunk == 1]
+    assert first == ["apgd-ce"] and not out.exists()
+    assert list(Path(str(out) + ".cells").glob("partial/*/attacks/Linf-4_255/chunk00001.partial.npz"))
+
+    monkeypatch.setattr(AttackProgress, "done", done)
+    started.clear()
+    resumed = benchmark(breast_model, "breastmnist", out=out, **kwargs)
+    again = [a for label, chunk, a in started if label.startswith("Linf-4/255") and chunk == 1]
+    assert again == ["fab-t", "square"]  # apgd-ce is not run again on the interrupted chunk
+    fresh = benchmark(breast_model, "breastmnist", out=tmp_path / "fresh.json", **kwargs)
+    assert _comparable(resumed) == _comparable(fresh)
+    assert not list(tmp_path.glob("**/*.partial.npz"))
+
+
 # ----------------------------------------------------------------------------- robust vs standard
 
 @pytest.mark.realdata

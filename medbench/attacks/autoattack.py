@@ -153,15 +153,21 @@ def broken_by_names(config: AttackConfig, codes: np.ndarray) -> list[str | None]
 def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y: torch.Tensor,
                  on_attack: Callable[[str, int, int], None] | None = None, *,
                  on_start: Callable[[str, int, int], None] | None = None,
-                 clean_pred: torch.Tensor | None = None) -> ChunkOutcome:
+                 clean_pred: torch.Tensor | None = None, resume: dict[str, np.ndarray] | None = None,
+                 on_checkpoint: Callable[[dict[str, np.ndarray]], None] | None = None) -> ChunkOutcome:
     """Run the configured attacks on one chunk (float inputs in [0, 1] on the attack device).
 
     ``clean_pred``: the model's clean predictions for ``x`` when already known (the run's clean pass);
     otherwise they are computed here. ``on_start(attack, n_attacked, n_chunk)`` and
-    ``on_attack(attack, n_attacked, n_still_robust)`` report progress.
+    ``on_attack(attack, n_attacked, n_still_robust)`` report progress. ``on_checkpoint(state)`` receives
+    the chunk's state (numpy arrays) after every attack but the last; given back as ``resume``, the
+    attacks it holds are not run again and the outcome equals an uninterrupted run's (each attack seeds
+    its own random draws and sees the same still-robust points).
     """
     model = adversary.model
-    if clean_pred is None:
+    if resume is not None:
+        clean_pred = resume["clean_pred"]
+    elif clean_pred is None:
         with torch.no_grad():
             clean_pred = model(x).argmax(1)
     clean_pred = torch.as_tensor(clean_pred, device=y.device).long()
@@ -171,7 +177,19 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
     x_adv = x.clone()
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
+    done = 0
+    if resume is not None:
+        done = int(resume["done"])
+        robust = torch.as_tensor(resume["robust"], device=y.device).bool()
+        adv_pred = torch.as_tensor(resume["adv_pred"], device=y.device).long()
+        codes = torch.as_tensor(resume["codes"], device=y.device).to(torch.int8)
+        rows = torch.as_tensor(resume["rows"], device=x.device).long()
+        x_adv[rows] = torch.as_tensor(resume["x_rows"], device=x.device).to(x_adv.dtype)
+        wall = dict(zip(config.attacks, resume["attack_wall"].tolist()))
+        cpu = dict(zip(config.attacks, resume["attack_cpu"].tolist()))
     for i, attack in enumerate(config.attacks):
+        if i < done:
+            continue
         idx = torch.nonzero(robust).flatten()
         if on_start is not None:
             on_start(attack, int(idx.numel()), len(x))
@@ -186,6 +204,13 @@ def attack_chunk(adversary: AutoAttack, config: AttackConfig, x: torch.Tensor, y
             codes[hit] = 2 + i
             x_adv[hit] = xa.to(x_adv.device)[flipped]
         wall[attack], cpu[attack] = time.perf_counter() - t0, time.process_time() - c0
+        if on_checkpoint is not None and i + 1 < len(config.attacks):
+            rows = torch.nonzero(codes >= 2).flatten()
+            on_checkpoint(dict(done=np.int64(i + 1), clean_pred=clean_pred.cpu().numpy(), robust=robust.cpu().numpy(),
+                               adv_pred=adv_pred.cpu().numpy(), codes=codes.cpu().numpy(), rows=rows.cpu().numpy(),
+                               x_rows=x_adv[rows].cpu().numpy(),
+                               attack_wall=np.array([wall[a] for a in config.attacks[:i + 1]]),
+                               attack_cpu=np.array([cpu[a] for a in config.attacks[:i + 1]])))
         if on_attack is not None:
             on_attack(attack, int(idx.numel()), int(robust.sum()))
     with torch.no_grad():

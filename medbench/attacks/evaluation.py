@@ -108,11 +108,22 @@ def run_threat(ctx, norm: str, threat: dict[str, Any], prior: dict[str, Any] | N
             bar.chunk(i)
             saved = store.get(f"chunk{i:05d}")
             if saved is None:
-                t0 = time.perf_counter()
-                counter.count = 0
+                # after each attack but the last, the chunk's state is checkpointed too: a killed run
+                # loses at most the attack that was running on one chunk
+                partial = store.get(f"chunk{i:05d}.partial")
+                t0 = time.perf_counter() - (0.0 if partial is None else float(partial["spent"]))
+                counter.count = 0 if partial is None else int(partial["nonfinite"])
+                if partial is not None:
+                    bar.skip_attacks(int(partial["done"]))
+
+                def checkpoint(state, i=i, t0=t0):
+                    store.put(f"chunk{i:05d}.partial", **state, nonfinite=np.int64(counter.count),
+                              spent=np.float64(time.perf_counter() - t0))
+
                 x, y = _batch(ctx, idx)
                 out = attack_chunk(adversary, config, x, y, on_start=bar.start, on_attack=bar.done,
-                                   clean_pred=None if clean is None else torch.as_tensor(clean[idx]))
+                                   clean_pred=None if clean is None else torch.as_tensor(clean[idx]),
+                                   resume=partial, on_checkpoint=checkpoint)
                 saved = dict(clean_pred=out.clean_pred, adv_pred=out.adv_pred, robust=out.robust,
                              broken_by=out.broken_by, adv_logits=out.adv_logits,
                              max_perturbation=np.float64(out.max_perturbation),
@@ -121,6 +132,7 @@ def run_threat(ctx, norm: str, threat: dict[str, Any], prior: dict[str, Any] | N
                              attack_wall=np.array([out.attack_wall_s[a] for a in config.attacks]),
                              attack_cpu=np.array([out.attack_cpu_s[a] for a in config.attacks]))
                 store.put(f"chunk{i:05d}", **saved)
+                store.remove(f"chunk{i:05d}.partial")
             else:
                 bar.skip_chunk()
             parts.append(saved)

@@ -60,6 +60,10 @@ class AttackProgress:
         """A chunk restored from a checkpoint."""
         self.bar.update(len(self.attacks))
 
+    def skip_attacks(self, n: int) -> None:
+        """The first ``n`` attacks of the current chunk, restored from its checkpoint."""
+        self.bar.update(n)
+
     def start(self, attack: str, n_attacked: int, n_chunk: int) -> None:
         self._t0 = time.perf_counter()
         self._reach.setdefault(attack, []).append(n_attacked / max(1, n_chunk))

@@ -1,8 +1,9 @@
 """Per-chunk checkpoints of a long attack run, so a killed run resumes where it stopped.
 
 Each finished chunk is one ``.npz`` file (written atomically) in a folder under the run's state
-directory; ``meta.json`` holds what the chunks depend on (configuration, subset, chunk size). A
-folder whose ``meta.json`` differs is stale and is cleared, never mixed into a result.
+directory, and so is an unfinished chunk's state after each of its attacks (``<chunk>.partial``, removed
+when the chunk is done); ``meta.json`` holds what the chunks depend on (configuration, subset, chunk
+size). A folder whose ``meta.json`` differs is stale and is cleared, never mixed into a result.
 """
 
 from __future__ import annotations
@@ -47,3 +48,7 @@ class ChunkStore:
         tmp = self.folder / f"{name}.tmp.npz"
         np.savez(tmp, **arrays)
         tmp.replace(self._path(name))
+
+    def remove(self, name: str) -> None:
+        if self.folder is not None:
+            self._path(name).unlink(missing_ok=True)

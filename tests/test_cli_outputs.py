@@ -86,19 +86,44 @@ def test_attack_chunk_reuses_known_clean_predictions():
     assert calls[0] == 8 and len(calls) > 1  # without them: a clean forward first
 
 
-def test_attack_progress_eta_uses_measured_cost_per_attack():
+def test_attack_progress_eta_prices_passes_and_learns_from_each_attack():
+    import time
+    from types import SimpleNamespace
+
     from medbench.attacks import progress as P
 
-    P._COSTS.clear()
-    bar = P.AttackProgress("Linf-2/255 x", "Linf", ["apgd-ce", "square"], [10, 10], enabled=False)
+    P._RATIOS.clear()
+    unit = P.UnitCost(forward=(0.01, 0.001), backward=(0.02, 0.002))
+    cfg = SimpleNamespace(n_iter=10, n_restarts=1, n_target_classes=None, n_queries=100)
+    bar = P.AttackProgress("Linf-2/255 x", "Linf", ["apgd-ce", "square"], [10, 10], enabled=False, config=cfg, unit=unit)
+    assert "unknown until apgd-ce" in P.AttackProgress("x", "Linf", ["apgd-ce"], [10], enabled=False)._eta("apgd-ce", 10)
     bar.chunk(0)
-    assert "unknown until apgd-ce" in bar._eta("apgd-ce", 10)
-    P._COSTS[("Linf", "apgd-ce")] = 1.0
-    P._COSTS[("Linf", "square")] = 10.0
-    bar._reach = {"apgd-ce": [1.0], "square": [0.5]}
-    # now: apgd on 10 (10 s) + square on 5 expected (50 s) + chunk 2: apgd 10 (10 s) + square 5 (50 s)
-    assert bar._eta("apgd-ce", 10) == "ETA 2min"
+    bar.start("apgd-ce", 10, 10)
+    # before any attack ran: apgd on 10 (10 passes x 0.04 s) + square on all 10 (100 x 0.02 s), twice
+    left, provisional = bar.remaining_s("apgd-ce", 10)
+    assert left == pytest.approx(4.8, abs=0.05) and provisional
+    bar._t0 = time.perf_counter() - 0.8  # apgd-ce took twice its price
+    bar.done("apgd-ce", 10, 1)  # one point left for square
+    left, provisional = bar.remaining_s()
+    # square on 1 point (100 x 0.011 s) + chunk 2: apgd 2 x 0.4 s + square on 1 point 1.1 s
+    assert left == pytest.approx(1.1 + 0.8 + 1.1, abs=0.05) and provisional  # square has not run yet
+    bar.start("square", 1, 10)
+    bar._t0 = time.perf_counter() - 11.0  # ten times its price: a small batch costs nearly a large one
+    bar.done("square", 1, 1)
+    left, provisional = bar.remaining_s()
+    assert left == pytest.approx(0.8 + 11.0, abs=0.1) and not provisional  # not 11 s per point x 10 points
+    assert bar._eta(None, 0) == "ETA 12s"
     bar.__exit__(None, None, None)
+    P._RATIOS.clear()
+
+
+def test_unit_cost_is_measured_without_touching_the_model():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2)).eval()
+    from medbench.attacks.progress import measure_unit_cost
+
+    unit = measure_unit_cost(model, torch.rand(16, 1, 28, 28), torch.zeros(16, dtype=torch.long), repeats=1)
+    assert all(v >= 0 for v in (*unit.forward, *unit.backward)) and unit.seconds("b", 16) > 0
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_estimate_comes_from_committed_provenance():

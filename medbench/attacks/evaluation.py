@@ -21,7 +21,7 @@ from ..errors import MedbenchError
 from ..inference import NonFiniteCounter, to_float
 from ..schema import AdversarialResult, CurvePoint, Curves, Interval
 from .autoattack import attack_chunk, attack_config, broken_by_names, make_autoattack
-from .progress import AttackProgress
+from .progress import AttackProgress, measure_unit_cost
 from .curves import apgd_ce, fgsm, noise_predictions
 from .resume import ChunkStore
 from .subset import Subset, evaluation_subset
@@ -102,8 +102,12 @@ def run_threat(ctx, norm: str, threat: dict[str, Any], prior: dict[str, Any] | N
     parts: list[dict[str, np.ndarray]] = []
     clean = _clean_predictions(ctx)
     chunks = list(_chunks(Subset(subset.indices[attacked], subset.info), bs)) if attacked.any() else []
+    unit = None
+    if ctx.progress and chunks:  # prices the attack runs ahead for the ETA (a few passes, no state changed)
+        x0, y0 = _batch(ctx, chunks[0][1])
+        unit = measure_unit_cost(ctx.model, x0, y0)
     with AttackProgress(f"{threat['label']} {spec.name}", norm, list(config.attacks), [len(c) for _, c in chunks],
-                        enabled=ctx.progress) as bar:
+                        enabled=ctx.progress, config=config, unit=unit) as bar:
         for i, idx in chunks:
             bar.chunk(i)
             saved = store.get(f"chunk{i:05d}")

@@ -44,7 +44,7 @@ def adaptive_m_sharpness(model: nn.Module, inputs: torch.Tensor, targets: torch.
     m-sharpness).
 
     The maximum is estimated by ``steps`` steps of projected, normalised gradient ascent on
-    ``d = T_w^-1 e`` (step ``2 * rho / steps``) from a seeded random point on the sphere
+    ``d = T_w^-1 e`` (steps of length ``rho``) from a seeded random point on the sphere
     ``||d|| = rho``; the largest increase seen counts, and ``d = 0`` is among the points seen, so the
     result is ``>= 0`` (a lower bound of the true maximum). Batches come from a seeded permutation of
     the samples: ``n_batches`` of them (default: all full batches, or the one partial batch when there
@@ -121,6 +121,8 @@ def _measuring(model: nn.Module, params: list[torch.Tensor]):
 def _ascent(model, params, origin, scale, x, y, rho, steps, generator, loss_fn) -> float:
     """The largest loss increase seen by projected gradient ascent in the adaptive ball (one batch)."""
     with torch.no_grad():
+        for p, w in zip(params, origin):
+            p.copy_(w)
         base = float(loss_fn(model(x), y))
     start = _normalised([torch.randn(w.shape, generator=generator, dtype=w.dtype) for w in origin])
     delta = [d * rho for d in start]
@@ -130,12 +132,12 @@ def _ascent(model, params, origin, scale, x, y, rho, steps, generator, loss_fn) 
             for p, w, t, d in zip(params, origin, scale, delta):
                 p.copy_(w + t * d)
         loss = loss_fn(model(x), y)
-        best = max(best, float(loss) - base)
+        best = max(best, float(loss.detach()) - base)
         if step == steps:
             break
         grads = torch.autograd.grad(loss, params, materialize_grads=True)
         ascent = [t * g for t, g in zip(scale, grads)]  # the gradient with respect to d
-        length = 2 * rho / steps / (_norm(ascent) + NORM_EPS)
+        length = rho / (_norm(ascent) + NORM_EPS)
         delta = [d + length * a for d, a in zip(delta, ascent)]
         shrink = min(1.0, rho / (_norm(delta) + NORM_EPS))
         delta = [d * shrink for d in delta]

@@ -1,11 +1,11 @@
-"""Sharpness of a model's training loss: adaptive m-sharpness (Kwon et al., ICML 2021) and the top
-Hessian eigenvalue (power iteration on Hessian-vector products).
+"""Sharpness of a model's training loss: adaptive m-sharpness (Kwon et al., ICML 2021) and the
+top Hessian eigenvalue (power iteration on Hessian-vector products).
 
-Both measure the model in eval mode (BatchNorm normalises with its running statistics and leaves them
-as they are; dropout is off), restore its weights and train/eval mode afterwards, and are
+Both measure the model in eval mode (BatchNorm normalises with its running statistics and leaves
+them as they are; dropout is off), restore its weights and train/eval mode afterwards, and are
 deterministic for a given ``seed`` (on one torch build and thread count). ``inputs`` are what the
-model takes (MedMNIST images as floats in [0, 1], see ``medbench.inference.to_float``); ``loss_fn``
-maps ``(outputs, targets)`` to the mean loss of the batch.
+model takes (MedMNIST images as floats in [0, 1], see ``medbench.inference.to_float``);
+``loss_fn`` maps ``(outputs, targets)`` to the mean loss of the batch.
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ def adaptive_m_sharpness(model: nn.Module, inputs: torch.Tensor, targets: torch.
 
     The maximum is estimated by ``steps`` steps of projected, normalised gradient ascent on
     ``d = T_w^-1 e`` (steps of length ``rho``) from a seeded random point on the sphere
-    ``||d|| = rho``; the largest increase seen counts, and ``d = 0`` is among the points seen, so the
-    result is ``>= 0`` (a lower bound of the true maximum). Batches come from a seeded permutation of
-    the samples: ``n_batches`` of them (default: all full batches, or the one partial batch when there
-    are fewer than ``m`` samples). Defaults ``rho``, ``eta``: ASAM's (Kwon et al., CIFAR-10).
-    Raises ``ValueError`` for a non-positive ``rho``, ``m`` or ``steps``, or a negative ``eta``.
+    ``||d|| = rho``; the largest increase seen counts, and ``d = 0`` is among the points seen, so
+    the result is ``>= 0`` (a lower bound of the true maximum). Batches come from a seeded
+    permutation of the samples: ``n_batches`` of them (default: all full batches, or the one
+    partial batch when there are fewer than ``m`` samples). Defaults: ``rho``, ``eta`` are ASAM's
+    training values (Kwon et al., CIFAR-10), ``m`` medbench's training batch size. Raises
+    ``ValueError`` for a non-positive ``rho``, ``m`` or ``steps``, or a negative ``eta``.
     """
     if rho <= 0 or m < 1 or steps < 1 or eta < 0:
         raise ValueError(f"need rho > 0, m >= 1, steps >= 1 and eta >= 0; got rho={rho}, m={m}, "
@@ -69,27 +70,31 @@ def adaptive_m_sharpness(model: nn.Module, inputs: torch.Tensor, targets: torch.
 
 
 def top_hessian_eigenvalue(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
-                           n_samples: int | None = 1024, batch_size: int = 256, iterations: int = 100,
-                           tol: float = 1e-4, seed: int = 0,
+                           n_samples: int | None = 1024, batch_size: int = 256,
+                           iterations: int = 100, tol: float = 1e-4, seed: int = 0,
                            loss_fn: Loss = F.cross_entropy) -> TopEigenvalue:
-    """The eigenvalue of largest magnitude (at a minimum: the top one) of the Hessian, with respect to
-    the trainable parameters, of the mean loss over ``n_samples`` samples (a seeded subset; all when
-    ``None`` or larger than the data), by power iteration from a seeded random vector.
+    """The eigenvalue of largest magnitude (at a minimum: the top one) of the Hessian, with
+    respect to the trainable parameters, of the mean loss over ``n_samples`` samples (a seeded
+    subset; all when ``None`` or larger than the data), by power iteration from a seeded random
+    vector.
 
-    Hessian-vector products use double backward, ``batch_size`` samples at a time (the products are
-    weighted by batch size, so the result does not depend on ``batch_size`` beyond rounding). Stops
-    when two successive Rayleigh quotients differ by at most ``tol`` times the latest one, or after
-    ``iterations``. Raises ``ValueError`` for non-positive ``batch_size``, ``iterations`` or ``tol``.
+    Hessian-vector products use double backward, ``batch_size`` samples at a time (weighted by
+    batch size, so the result does not depend on ``batch_size`` beyond rounding). Stops when two
+    successive Rayleigh quotients differ by at most ``tol`` times the latest one, or after
+    ``iterations``. Raises ``ValueError`` for a non-positive ``batch_size``, ``iterations`` or
+    ``tol``.
     """
     if batch_size < 1 or iterations < 1 or tol <= 0:
         raise ValueError(f"need batch_size >= 1, iterations >= 1 and tol > 0; got {batch_size}, "
                          f"{iterations}, {tol}.")
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(targets), generator=generator)[:n_samples]
-    chunks = [(inputs[idx], targets[idx], len(idx) / len(chosen)) for idx in chosen.split(batch_size)]
+    chunks = [(inputs[idx], targets[idx], len(idx) / len(chosen))
+              for idx in chosen.split(batch_size)]
     params = [p for p in model.parameters() if p.requires_grad]
     with _measuring(model, params):
-        vector = _normalised([torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params])
+        vector = _normalised([torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                              for p in params])
         value = None
         for iteration in range(1, iterations + 1):
             product = _hessian_vector_product(model, params, chunks, vector, loss_fn)
@@ -119,7 +124,7 @@ def _measuring(model: nn.Module, params: list[torch.Tensor]):
 
 
 def _ascent(model, params, origin, scale, x, y, rho, steps, generator, loss_fn) -> float:
-    """The largest loss increase seen by projected gradient ascent in the adaptive ball (one batch)."""
+    """The largest loss increase seen by projected gradient ascent in the adaptive ball."""
     with torch.no_grad():
         for p, w in zip(params, origin):
             p.copy_(w)
@@ -149,7 +154,7 @@ def _hessian_vector_product(model, params, chunks, vector, loss_fn) -> list[torc
     for x, y, weight in chunks:
         loss = loss_fn(model(x), y)
         grads = torch.autograd.grad(loss, params, create_graph=True, materialize_grads=True)
-        curved = [g.requires_grad for g in grads]  # False: that gradient does not depend on the weights
+        curved = [g.requires_grad for g in grads]  # False: a gradient constant in the weights
         if not any(curved):
             continue
         parts = torch.autograd.grad([g for g, keep in zip(grads, curved) if keep], params,

@@ -34,8 +34,13 @@ def grad(w: np.ndarray) -> np.ndarray:
     return A @ w - B
 
 
+def set_settings(config: dict) -> dict:
+    """The SAM-family hyper-parameters that ``config`` sets."""
+    return {name: config[name] for name in SHARPNESS_SETTINGS if config[name] is not None}
+
+
 def one_step(cls, **settings) -> np.ndarray:
-    """One two-step update of ``cls`` around plain SGD on the quadratic, as the training recipe runs it."""
+    """One two-step update of ``cls`` around plain SGD on the quadratic, as a recipe runs it."""
     weight = torch.nn.Parameter(torch.tensor(W0[:2]))
     bias = torch.nn.Parameter(torch.tensor(W0[2:]))
     opt = cls([weight, bias], torch.optim.SGD([weight, bias], lr=LR), **settings)
@@ -78,8 +83,8 @@ def test_gsam_step_removes_alpha_times_the_orthogonal_part_of_the_clean_gradient
     g, g_p = sam_point(rho)
     g_orth = g - (g @ g_p) / (g_p @ g_p) * g_p  # Zhuang et al.: decomposition along g_p
     assert abs(g_orth @ g_p) < 1e-12 and np.linalg.norm(g_orth) > 1e-2
-    np.testing.assert_allclose(one_step(GSAM, rho=rho, alpha=alpha), W0 - LR * (g_p - alpha * g_orth),
-                               rtol=1e-9)
+    expected = W0 - LR * (g_p - alpha * g_orth)
+    np.testing.assert_allclose(one_step(GSAM, rho=rho, alpha=alpha), expected, rtol=1e-9)
 
 
 def test_wsam_step_is_the_clean_step_plus_the_decoupled_weighted_sharpness():
@@ -103,13 +108,13 @@ def test_settings_are_validated(cls, settings, message):
 
 
 @pytest.mark.parametrize(("method", "defaults"), [
-    ("sam", {"rho": 0.05}), ("asam", {"rho": 0.5, "eta": 0.01}), ("gsam", {"rho": 0.05, "alpha": 0.4}),
-    ("wsam", {"rho": 0.05, "gamma": 0.9}),
+    ("sam", {"rho": 0.05}), ("asam", {"rho": 0.5, "eta": 0.01}),
+    ("gsam", {"rho": 0.05, "alpha": 0.4}), ("wsam", {"rho": 0.05, "gamma": 0.9}),
 ])
 def test_train_config_takes_each_optimizers_paper_defaults(method, defaults):
     cfg = TrainConfig(method=method, **TINY)
-    assert {name: getattr(cfg, name) for name in SHARPNESS_SETTINGS if getattr(cfg, name) is not None} == defaults
-    assert set(SHARPNESS_SETTINGS) <= set(cfg.to_dict())  # every optimizer setting is a config field
+    assert set_settings(cfg.to_dict()) == defaults
+    assert set(SHARPNESS_SETTINGS) <= set(cfg.to_dict())  # every optimizer setting is a field
 
 
 def test_train_config_refuses_settings_of_another_method_and_bad_values():
@@ -136,33 +141,36 @@ def test_a_few_steps_on_breastmnist_lower_the_loss(real_root, method):
     cfg = TrainConfig(method=method, **TINY)
     torch.manual_seed(0)
     model = build_model(cfg, "breastmnist")
-    recipe = build_recipe(model, cfg, torch.ones(2), np.array([0.5, 0.5]), torch.Generator().manual_seed(0))
-
-    losses = [recipe.step(x, y) for _ in range(30)]  # each: the batch loss before that step's update
+    recipe = build_recipe(model, cfg, torch.ones(2), np.array([0.5, 0.5]),
+                          torch.Generator().manual_seed(0))
+    losses = [recipe.step(x, y) for _ in range(30)]  # each: the loss before that step's update
     assert losses[-1] < losses[0] - 0.1
     assert all(np.isfinite(losses))
 
 
 def _entry_file(tmp_path, method: str = "sam"):
     cfg = TrainConfig(method=method, epochs=1, **TINY)
-    entry = {"id": "Baseline_Tiny_SAM", "dataset": "breastmnist", "size": 28, "task": "binary-class",
-             "architecture": "smallcnn", "architecture_kwargs": {"width": 4},
-             "preprocessing": {"mean": [0.5], "std": [0.5]}, "recipe": recipe_block(cfg), "license": "Apache-2.0",
-             "date_added": "2026-11-22",
+    source = {"kind": "bundled", "filename": "Baseline_Tiny_SAM.safetensors"}
+    entry = {"id": "Baseline_Tiny_SAM", "dataset": "breastmnist", "size": 28,
+             "task": "binary-class", "architecture": "smallcnn", "architecture_kwargs": {"width": 4},
+             "preprocessing": {"mean": [0.5], "std": [0.5]}, "recipe": recipe_block(cfg),
+             "license": "Apache-2.0", "date_added": "2026-11-22",
              "weights": {"sha256": "0" * 64, "size_bytes": 1, "num_parameters": 1,
-                         "sources": [{"kind": "bundled", "filename": "Baseline_Tiny_SAM.safetensors"}]}}
+                         "sources": [source]}}
     path = tmp_path / "Baseline_Tiny_SAM.yaml"
     path.write_text(yaml.safe_dump(entry))
     return path
 
 
 @pytest.mark.parametrize(("method", "says"), [
-    ("asamm", ["'asamm' is not a training method", "Did you mean asam", "Known: erm, pgd-at, trades, sam, asam"]),
+    ("asamm", ["'asamm' is not a training method", "Did you mean asam",
+               "Known: erm, pgd-at, trades, sam, asam"]),
     ("lookahead", ["'lookahead' is not a training method", "gsam, wsam, auc-m"]),
 ])
 def test_cli_refuses_an_unknown_method_by_name(tmp_path, method, says):
     with pytest.raises(SystemExit) as info:
-        main(["train", str(_entry_file(tmp_path)), "--method", method, "--out", str(tmp_path / "run")])
+        main(["train", str(_entry_file(tmp_path)), "--method", method, "--out",
+              str(tmp_path / "run")])
     for text in says:
         assert text in str(info.value.code)
     assert not (tmp_path / "run").exists()  # refused before any training
@@ -174,6 +182,7 @@ def test_cli_refuses_an_unknown_method_by_name(tmp_path, method, says):
     (["--hyper", "rho=abc"], "valid number"),
     (["--hyper", "rho"], "expected NAME=VALUE"),
     (["--hyper", "beta=6"], "'beta' is not a SAM-family hyper-parameter"),
+    (["--method", "erm", "--hyper", "rho=0.1"], "'erm' is not of the SAM family"),
 ])
 def test_cli_refuses_bad_hyperparameters_with_a_message(tmp_path, args, says):
     with pytest.raises(SystemExit) as info:
@@ -188,16 +197,17 @@ def test_cli_refuses_bad_hyperparameters_with_a_message(tmp_path, args, says):
     ("gsam", [], {"rho": 0.05, "alpha": 0.4}),
     ("wsam", ["gamma=0.8", "rho=0.1"], {"rho": 0.1, "gamma": 0.8}),
 ])
-def test_cli_trains_a_new_method_from_a_sam_entry(real_root, tmp_path, capsys, method, hyper, expected):
+def test_cli_trains_a_new_method_from_a_sam_entry(real_root, tmp_path, capsys, method, hyper,
+                                                  expected):
     need_real(real_root, "breastmnist.npz")
     torch.set_num_threads(1)
     extra = [arg for item in hyper for arg in ("--hyper", item)]
-    rc = main(["train", str(_entry_file(tmp_path)), "--method", method, *extra, "--out", str(tmp_path / "run"),
-               "--quiet", "--data-root", str(real_root)])
+    rc = main(["train", str(_entry_file(tmp_path)), "--method", method, *extra,
+               "--out", str(tmp_path / "run"), "--quiet", "--data-root", str(real_root)])
     out = capsys.readouterr().out
-    assert rc == 0 and f"({'breastmnist'}, {method})" in out
-    assert "reproduced" not in out and "bit-identical" not in out  # another recipe: no hash comparison
+    assert rc == 0 and f"(breastmnist, {method})" in out
+    assert "reproduced" not in out and "bit-identical" not in out  # another recipe: no hash check
     log = tmp_path / "run" / f"Baseline_Tiny_SAM-{method}.train.jsonl"
     start = json.loads(log.read_text().splitlines()[0])["config"]
     assert start["method"] == method and start["epochs"] == 1
-    assert {name: start[name] for name in SHARPNESS_SETTINGS if start[name] is not None} == expected
+    assert set_settings(start) == expected

@@ -49,15 +49,16 @@ C = np.array([0.8, -1.2, 0.4])
 def test_top_hessian_eigenvalue_of_a_quadratic_is_the_largest_eigenvalue_of_a(seed):
     a = spd(seed, eigenvalues=np.random.default_rng(seed + 10).uniform(0.1, 4.0, 3))
     model = Quadratic(np.array([0.3, 0.1, -0.7]))
-    top = top_hessian_eigenvalue(model, *DATA, loss_fn=quadratic_loss(a, C), batch_size=5, iterations=500,
-                                 tol=1e-12, seed=seed)
+    top = top_hessian_eigenvalue(model, *DATA, loss_fn=quadratic_loss(a, C), batch_size=5,
+                                 iterations=500, tol=1e-12, seed=seed)
     assert top.converged
     assert top.value == pytest.approx(np.linalg.eigvalsh(a).max(), rel=1e-6)
 
 
 def test_hessian_power_iteration_reports_when_it_did_not_converge():
     a = spd(0, eigenvalues=(1.0, 0.999, 0.1))  # nearly tied: slow
-    top = top_hessian_eigenvalue(Quadratic(C), *DATA, loss_fn=quadratic_loss(a, C), iterations=3, tol=1e-12)
+    top = top_hessian_eigenvalue(Quadratic(C), *DATA, loss_fn=quadratic_loss(a, C), iterations=3,
+                                 tol=1e-12)
     assert not top.converged and top.iterations == 3
 
 
@@ -68,7 +69,7 @@ def test_m_sharpness_is_zero_for_a_constant_loss():
 
 
 def test_m_sharpness_is_larger_for_a_sharper_quadratic_and_near_its_closed_form_at_a_minimum():
-    """At the minimum c, the adaptive maximum is 0.5 rho^2 lambda_max(T A T) with T = diag(|c| + eta)."""
+    """At the minimum c the adaptive maximum is 0.5 rho^2 lambda_max(T A T), T = diag(|c| + eta)."""
     rho, eta = 0.5, 0.01
     model = Quadratic(C)
     a = spd(3)
@@ -120,8 +121,8 @@ def test_measures_on_a_real_model_are_seeded_and_leave_the_model_as_it_was(breas
     before = {k: v.clone() for k, v in model.state_dict().items()}
     kw = dict(m=64, steps=3, n_batches=2)
     sharp = [adaptive_m_sharpness(model, x, y, seed=s, **kw) for s in (0, 0, 1)]
-    top = [top_hessian_eigenvalue(model, x, y, n_samples=128, batch_size=64, iterations=5, seed=s).value
-           for s in (0, 0, 1)]
+    top = [top_hessian_eigenvalue(model, x, y, n_samples=128, batch_size=64, iterations=5,
+                                  seed=s).value for s in (0, 0, 1)]
     assert sharp[0] == sharp[1] > 0 and sharp[2] != sharp[0]
     assert top[0] == top[1] and top[2] != top[0] and top[0] > 0
     assert model.training  # the mode is restored
@@ -134,6 +135,6 @@ def test_hessian_eigenvalue_does_not_depend_on_the_batch_size(breast_batch):
     torch.set_num_threads(1)
     x, y = breast_batch
     model = _bn_model().double()
-    values = [top_hessian_eigenvalue(model, x.double(), y, n_samples=64, batch_size=b, iterations=4).value
-              for b in (64, 16)]
+    values = [top_hessian_eigenvalue(model, x.double(), y, n_samples=64, batch_size=b,
+                                     iterations=4).value for b in (64, 16)]
     assert values[0] == pytest.approx(values[1], rel=1e-8)

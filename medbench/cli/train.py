@@ -31,12 +31,12 @@ def register(sub) -> None:
                                                  "(default: ./runs)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (the hash then differs)")
     p.add_argument("--method", default=None,
-                   help="train this method instead of the recipe's, with its paper defaults (keeps the "
-                        "architecture, epochs, batch size, schedule and seed); saved as <ModelId>-<method>. "
-                        "Any of medbench's training methods, e.g. sam, asam, gsam, wsam")
+                   help="train this method instead of the recipe's, with its paper defaults (keeps "
+                        "the architecture, epochs, batch size, schedule and seed); saved as "
+                        "<ModelId>-<method>. Any of medbench's training methods, e.g. sam, asam, gsam, wsam")
     p.add_argument("--hyper", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a SAM-family hyper-parameter (rho; eta for asam, alpha for gsam, gamma for wsam); "
-                        "repeatable")
+                   help="set a SAM-family hyper-parameter (rho; eta for asam, alpha for gsam, "
+                        "gamma for wsam); repeatable")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_args(p)
@@ -44,7 +44,7 @@ def register(sub) -> None:
 
 
 def check_method(text: str) -> str:
-    """``text`` if it names a training method, else ``SystemExit`` with the nearest names and the list."""
+    """``text`` if it names a training method, else ``SystemExit`` naming the nearest ones."""
     import difflib
 
     from ..train.config import METHODS
@@ -53,7 +53,8 @@ def check_method(text: str) -> str:
         return text
     close = difflib.get_close_matches(text, METHODS, n=2)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    raise SystemExit(f"error: --method {text!r} is not a training method.{hint} Known: {', '.join(METHODS)}.")
+    raise SystemExit(f"error: --method {text!r} is not a training method.{hint} "
+                     f"Known: {', '.join(METHODS)}.")
 
 
 def configure(cfg, method: str | None, hyper: list[str]):
@@ -81,8 +82,11 @@ def configure(cfg, method: str | None, hyper: list[str]):
         return cfg
     try:
         return cfg.with_settings(**updates)
-    except (ValidationError, ValueError) as err:
-        raise SystemExit(f"error: --hyper {' '.join(hyper)}: {err}") from None
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg']}" for e in err.errors())
+        raise SystemExit(f"error: --hyper: {problems}.") from None
+    except ValueError as err:
+        raise SystemExit(f"error: --hyper: {err}") from None
 
 
 def load_entry(ref: str, dataset: str | None):

@@ -13,9 +13,9 @@ SELECTIONS = ("auc", "balanced_accuracy", "balanced_accuracy+robust", "last")  #
 # the logit margin that maximises validation balanced accuracy, folded into the output layer's bias
 # (for ranking losses such as AUC-M, whose scores are ordered but not centred on 0.5).
 THRESHOLDS = ("argmax", "val_balanced_accuracy")
-# What a run keeps when it switches method (TrainConfig.with_method); every other field is the method's.
-RUN_FIELDS = ("architecture", "architecture_kwargs", "mean", "std", "epochs", "batch_size", "lr_milestones",
-              "lr_gamma", "seed", "val_eps", "val_steps", "threshold")
+# What a run keeps when it switches method (TrainConfig.with_method); other fields are the method's.
+RUN_FIELDS = ("architecture", "architecture_kwargs", "mean", "std", "epochs", "batch_size",
+              "lr_milestones", "lr_gamma", "seed", "val_eps", "val_steps", "threshold")
 # TrainConfig fields that are hyper-parameters of a SAM-family optimizer (named as in its Settings).
 SHARPNESS_SETTINGS = tuple(dict.fromkeys(name for cls in SHARPNESS_AWARE.values()
                                          for name in cls.Settings.model_fields))
@@ -32,8 +32,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                "eps": 3 / 255, "steps": 5, "beta": 6.0},
     # The SAM family (sam, asam, gsam, wsam) around the same base optimizer; each optimizer's own
     # hyper-parameters (rho; eta, alpha, gamma) default to its paper's values, from its Settings model.
-    **{name: {"optimizer": "adam", "lr": 1e-3, "selection": "balanced_accuracy", **cls.Settings().model_dump()}
-       for name, cls in SHARPNESS_AWARE.items()},
+    **{name: {"optimizer": "adam", "lr": 1e-3, "selection": "balanced_accuracy",
+              **cls.Settings().model_dump()} for name, cls in SHARPNESS_AWARE.items()},
     # Yuan et al. (LibAUC): CE pre-training (Adam 1e-3, half the epochs), then the AUC-margin loss,
     # margin 1, PESG lr 0.1, epoch decay 2e-3; selected on val AUC.
     "auc-m": {"optimizer": "pesg", "lr": 0.1, "selection": "auc", "margin": 1.0, "epoch_decay": 2e-3,
@@ -130,11 +130,13 @@ class TrainConfig:
         by the method's optimizer ``Settings``. Raises ``ValueError`` for a name the method does not
         take, ``pydantic.ValidationError`` (a ``ValueError``) for a bad value."""
         cls = SHARPNESS_AWARE.get(self.method)
-        known = list(cls.Settings.model_fields) if cls else []
+        if cls is None:
+            raise ValueError(f"method {self.method!r} is not of the SAM family "
+                             f"({', '.join(SHARPNESS_AWARE)}): it takes no {', '.join(settings)}.")
+        known = list(cls.Settings.model_fields)
         unknown = sorted(set(settings) - set(known))
         if unknown:
-            raise ValueError(f"method {self.method!r} takes {', '.join(known) or 'no such settings'}, "
-                             f"not {', '.join(unknown)}.")
+            raise ValueError(f"method {self.method!r} takes {', '.join(known)}, not {', '.join(unknown)}.")
         checked = cls.Settings(**{**{name: getattr(self, name) for name in known}, **settings})
         return replace(self, **checked.model_dump())
 

@@ -91,7 +91,8 @@ def build_recipe(model: nn.Module, cfg: TrainConfig, weight: torch.Tensor, prior
 
     if cfg.method in SHARPNESS_AWARE:
         cls = SHARPNESS_AWARE[cfg.method]
-        sam = cls(model.parameters(), opt, **{name: getattr(cfg, name) for name in cls.Settings.model_fields})
+        settings = {name: getattr(cfg, name) for name in cls.Settings.model_fields}
+        sam = cls(model.parameters(), opt, **settings)
 
         def step(x, y):
             loss = ce(model(x), y)

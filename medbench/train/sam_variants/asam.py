@@ -14,7 +14,7 @@ __all__ = ["ASAM", "ASAMSettings"]
 
 
 class ASAMSettings(SAMSettings):
-    rho: Annotated[float, Field(gt=0)] = 0.5  # the paper's CIFAR-10 value with SGD (SAM there: 0.05)
+    rho: Annotated[float, Field(gt=0)] = 0.5  # the paper's CIFAR-10 value (SGD; SAM there: 0.05)
     eta: Annotated[float, Field(ge=0)] = 0.01  # the paper's (and the official code's) eta
 
 

@@ -3,7 +3,8 @@
 Per batch: ``loss(w).backward(); opt.first_step(); loss(w + e).backward(); opt.second_step()``.
 ``first_step`` keeps the gradient ``g`` at ``w`` and moves the weights to ``w + e``
 (:meth:`SharpnessAware.perturbation`); ``second_step`` moves them back to ``w`` and hands the
-gradients at ``w`` and at ``w + e`` to :meth:`SharpnessAware.update`, which steps the base optimizer.
+gradients at ``w`` and at ``w + e`` to :meth:`SharpnessAware.update`, which steps the base
+optimizer.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 class SharpnessAware:
-    """A sharpness-aware update around ``base`` (any ``torch.optim.Optimizer`` over the same params).
+    """A sharpness-aware update around ``base``, a ``torch.optim.Optimizer`` over the same params.
 
     ``settings`` are keyword arguments checked by the class's ``Settings`` model (pydantic;
     a bad value raises ``pydantic.ValidationError``, a ``ValueError``). Parameters that have no
-    gradient at ``w`` are neither perturbed nor updated by this step.
+    gradient at ``w`` are not perturbed.
     """
 
     Settings: ClassVar[type[OptimizerSettings]] = OptimizerSettings
@@ -49,7 +50,8 @@ class SharpnessAware:
         self._clean: list[torch.Tensor] = []
         self._eps: list[torch.Tensor] = []
 
-    def perturbation(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    def perturbation(self, params: list[torch.Tensor],
+                     grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """The ascent step ``e`` for each parameter, given the gradients at ``w``."""
         raise NotImplementedError
 

@@ -19,8 +19,8 @@ class GSAMSettings(SAMSettings):
 
 
 class GSAM(SAM):
-    """Surrogate-gap guided SAM: the ascent step is SAM's; the clean gradient ``g`` is split into its
-    part along the perturbed gradient ``g_p`` and the orthogonal rest
+    """Surrogate-gap guided SAM: the ascent step is SAM's; the clean gradient ``g`` is split into
+    its part along the perturbed gradient ``g_p`` and the orthogonal rest
     ``g_orth = g - (<g, g_p> / ||g_p||^2) g_p``, and the base optimizer descends along
     ``g_p - alpha * g_orth`` (minimises the perturbed loss, and ascends on the surrogate gap only
     orthogonally to it).

@@ -13,12 +13,12 @@ __all__ = ["SAM", "SAMSettings"]
 
 
 class SAMSettings(OptimizerSettings):
-    rho: Annotated[float, Field(gt=0)] = 0.05  # the paper's default radius (its CIFAR/ImageNet runs)
+    rho: Annotated[float, Field(gt=0)] = 0.05  # the paper's default radius
 
 
 class SAM(SharpnessAware):
-    """Sharpness-Aware Minimization: ``e = rho * g / ||g||`` (one ascent step on the L2 ball of radius
-    ``rho``), then the base optimizer descends along the gradient taken at ``w + e``.
+    """Sharpness-Aware Minimization: ``e = rho * g / ||g||`` (one ascent step on the L2 ball of
+    radius ``rho``), then the base optimizer descends along the gradient taken at ``w + e``.
 
     Default ``rho = 0.05`` (Foret et al.).
     """

@@ -1,5 +1,5 @@
-"""WSAM: Yue, Jiang, Ye, Gao, Liu, Zhang, "Sharpness-Aware Minimization Revisited: Weighted Sharpness
-as a Regularization Term", KDD 2023 (arXiv:2305.15817)."""
+"""WSAM: Yue, Jiang, Ye, Gao, Liu, Zhang, "Sharpness-Aware Minimization Revisited: Weighted
+Sharpness as a Regularization Term", KDD 2023 (arXiv:2305.15817)."""
 
 from __future__ import annotations
 

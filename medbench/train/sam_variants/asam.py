@@ -24,7 +24,7 @@ class ASAM(SAM):
     base optimizer then descends along the gradient at ``w + e`` (as SAM).
 
     Defaults ``rho = 0.5``, ``eta = 0.01``: Kwon et al.'s CIFAR-10 setting with SGD (their CIFAR-100
-    and ImageNet runs use rho = 1.0). ``T_w`` applies to every parameter, the paper's element-wise
+    runs use rho = 1.0). ``T_w`` applies to every parameter, the paper's element-wise
     operator; the authors' code leaves parameters not named ``weight`` (biases) unscaled.
     """
 

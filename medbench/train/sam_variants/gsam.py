@@ -25,8 +25,9 @@ class GSAM(SAM):
     ``g_p - alpha * g_orth`` (minimises the perturbed loss, and ascends on the surrogate gap only
     orthogonally to it).
 
-    Defaults ``rho = 0.05`` (SAM's), ``alpha = 0.4``. ``rho`` stays constant: the paper's schedule
-    that decays ``rho_t`` with the learning rate is not applied.
+    Defaults ``rho = 0.05`` (SAM's), ``alpha = 0.4`` (the paper's value as issue 28 cites it; the
+    authors' PyTorch CIFAR-10 example uses 0.2). ``rho`` stays constant: the paper's schedule that
+    decays ``rho_t`` with the learning rate is not applied.
     """
 
     Settings = GSAMSettings

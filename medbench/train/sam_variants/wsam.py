@@ -23,8 +23,8 @@ class WSAM(SAM):
     gradient ``g``, then each parameter moves by ``-lr * gamma / (1 - gamma) * (g_p - g)`` (``lr``
     its group's current learning rate, ``g_p`` the gradient at ``w + e``).
 
-    Defaults ``rho = 0.05``, ``gamma = 0.9`` (the authors' code; the paper finds gamma in
-    [0.8, 0.95] stable).
+    Defaults ``rho = 0.05``, ``gamma = 0.9``: those of the authors' implementation (atorch's
+    ``WeightedSAM``), which also makes the decoupled update its default.
     """
 
     Settings = WSAMSettings

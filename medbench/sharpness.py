@@ -50,11 +50,12 @@ def adaptive_m_sharpness(model: nn.Module, inputs: torch.Tensor, targets: torch.
     permutation of the samples: ``n_batches`` of them (default: all full batches, or the one
     partial batch when there are fewer than ``m`` samples). Defaults: ``rho``, ``eta`` are ASAM's
     training values (Kwon et al., CIFAR-10), ``m`` medbench's training batch size. Raises
-    ``ValueError`` for a non-positive ``rho``, ``m`` or ``steps``, or a negative ``eta``.
+    ``ValueError`` for a non-positive ``rho``, ``m``, ``steps`` or ``n_batches``, or a negative
+    ``eta``.
     """
-    if rho <= 0 or m < 1 or steps < 1 or eta < 0:
-        raise ValueError(f"need rho > 0, m >= 1, steps >= 1 and eta >= 0; got rho={rho}, m={m}, "
-                         f"steps={steps}, eta={eta}.")
+    if rho <= 0 or m < 1 or steps < 1 or eta < 0 or (n_batches is not None and n_batches < 1):
+        raise ValueError(f"need rho > 0, m >= 1, steps >= 1, eta >= 0 and n_batches >= 1; got "
+                         f"rho={rho}, m={m}, steps={steps}, eta={eta}, n_batches={n_batches}.")
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(targets), generator=generator)
     batches = list(order.split(m))
@@ -81,12 +82,12 @@ def top_hessian_eigenvalue(model: nn.Module, inputs: torch.Tensor, targets: torc
     Hessian-vector products use double backward, ``batch_size`` samples at a time (weighted by
     batch size, so the result does not depend on ``batch_size`` beyond rounding). Stops when two
     successive Rayleigh quotients differ by at most ``tol`` times the latest one, or after
-    ``iterations``. Raises ``ValueError`` for a non-positive ``batch_size``, ``iterations`` or
-    ``tol``.
+    ``iterations``. Raises ``ValueError`` for a non-positive ``n_samples``, ``batch_size``,
+    ``iterations`` or ``tol``.
     """
-    if batch_size < 1 or iterations < 1 or tol <= 0:
-        raise ValueError(f"need batch_size >= 1, iterations >= 1 and tol > 0; got {batch_size}, "
-                         f"{iterations}, {tol}.")
+    if batch_size < 1 or iterations < 1 or tol <= 0 or (n_samples is not None and n_samples < 1):
+        raise ValueError(f"need n_samples >= 1, batch_size >= 1, iterations >= 1 and tol > 0; got "
+                         f"{n_samples}, {batch_size}, {iterations}, {tol}.")
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(targets), generator=generator)[:n_samples]
     chunks = [(inputs[idx], targets[idx], len(idx) / len(chosen))

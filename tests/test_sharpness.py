@@ -89,10 +89,18 @@ def test_m_sharpness_respects_the_adaptive_ball():
     assert large == pytest.approx(4 * small, rel=0.05)
 
 
-@pytest.mark.parametrize("kwargs", [{"rho": 0.0}, {"m": 0}, {"steps": 0}, {"eta": -1.0}])
+@pytest.mark.parametrize("kwargs", [{"rho": 0.0}, {"m": 0}, {"steps": 0}, {"eta": -1.0},
+                                    {"n_batches": 0}])
 def test_m_sharpness_refuses_bad_options(kwargs):
     with pytest.raises(ValueError, match="need rho > 0"):
         adaptive_m_sharpness(Quadratic(C), *DATA, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"n_samples": 0}, {"batch_size": 0}, {"iterations": 0},
+                                    {"tol": 0.0}])
+def test_hessian_eigenvalue_refuses_bad_options(kwargs):
+    with pytest.raises(ValueError, match="need n_samples >= 1"):
+        top_hessian_eigenvalue(Quadratic(C), *DATA, **kwargs)
 
 
 @pytest.fixture(scope="module")

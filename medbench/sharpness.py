@@ -94,7 +94,7 @@ def top_hessian_eigenvalue(model: nn.Module, inputs: torch.Tensor, targets: torc
               for idx in chosen.split(batch_size)]
     params = [p for p in model.parameters() if p.requires_grad]
     with _measuring(model, params):
-        vector = _normalised([torch.randn(p.shape, generator=generator, dtype=p.dtype)
+        vector = _normalised([torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
                               for p in params])
         value = None
         for iteration in range(1, iterations + 1):
@@ -130,7 +130,8 @@ def _ascent(model, params, origin, scale, x, y, rho, steps, generator, loss_fn) 
         for p, w in zip(params, origin):
             p.copy_(w)
         base = float(loss_fn(model(x), y))
-    start = _normalised([torch.randn(w.shape, generator=generator, dtype=w.dtype) for w in origin])
+    start = _normalised([torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+                         for w in origin])
     delta = [d * rho for d in start]
     best = 0.0
     for step in range(steps + 1):

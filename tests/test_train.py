@@ -14,7 +14,7 @@ from medbench.train import METHODS, TrainConfig, train
 from medbench.train.entry import config_from_recipe, recipe_block
 from medbench.train.loop import best_threshold, fold_threshold, selection_key
 from medbench.train.losses import AUCMLoss
-from medbench.train.optim import SAM
+from medbench.train.sam_variants import SAM
 from medbench.models.weights import sha256sum
 
 from conftest import need_real

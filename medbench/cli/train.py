@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   medbench train Baseline_ResNet8_ERM --dataset breastmnist --out results/runs/
   medbench train model_zoo/breastmnist/Baseline_ResNet8_TRADES.yaml --out results/runs/
   medbench train Baseline_ResNet8_SAM --dataset breastmnist --epochs 2   (a short smoke run)
+  medbench train Baseline_ResNet8_SAM --dataset breastmnist --method asam --hyper rho=1.0
 """
 
 
@@ -29,10 +30,63 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs", help="output folder for <ModelId>.safetensors and <ModelId>.train.jsonl "
                                                  "(default: ./runs)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (the hash then differs)")
+    p.add_argument("--method", default=None,
+                   help="train this method instead of the recipe's, with its paper defaults (keeps "
+                        "the architecture, epochs, batch size, schedule and seed); saved as "
+                        "<ModelId>-<method>. Any of medbench's training methods, e.g. sam, asam, gsam, wsam")
+    p.add_argument("--hyper", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a SAM-family hyper-parameter (rho; eta for asam, alpha for gsam, "
+                        "gamma for wsam); repeatable")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_args(p)
     p.set_defaults(func=_run)
+
+
+def check_method(text: str) -> str:
+    """``text`` if it names a training method, else ``SystemExit`` naming the nearest ones."""
+    import difflib
+
+    from ..train.config import METHODS
+
+    if text in METHODS:
+        return text
+    close = difflib.get_close_matches(text, METHODS, n=2)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise SystemExit(f"error: --method {text!r} is not a training method.{hint} "
+                     f"Known: {', '.join(METHODS)}.")
+
+
+def configure(cfg, method: str | None, hyper: list[str]):
+    """``cfg`` with ``--method`` and ``--hyper`` applied (a new, validated TrainConfig).
+
+    Raises ``SystemExit`` with a one-line message for an item that is not NAME=VALUE, a name the
+    method does not take, or a value its pydantic ``Settings`` refuses.
+    """
+    from pydantic import ValidationError
+
+    from ..train.config import SHARPNESS_SETTINGS
+
+    if method is not None:
+        cfg = cfg.with_method(check_method(method))
+    updates = {}
+    for item in hyper:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"error: --hyper {item!r}: expected NAME=VALUE, e.g. rho=0.1.")
+        if name not in SHARPNESS_SETTINGS:
+            raise SystemExit(f"error: --hyper {item!r}: {name!r} is not a SAM-family hyper-parameter "
+                             f"({', '.join(SHARPNESS_SETTINGS)}).")
+        updates[name] = value
+    if not updates:
+        return cfg
+    try:
+        return cfg.with_settings(**updates)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg']}" for e in err.errors())
+        raise SystemExit(f"error: --hyper: {problems}.") from None
+    except ValueError as err:
+        raise SystemExit(f"error: --hyper: {err}") from None
 
 
 def load_entry(ref: str, dataset: str | None):
@@ -59,17 +113,22 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.method is not None:
+        check_method(args.method)
     entry = load_entry(args.entry, args.dataset)
     cfg = config_from_entry(entry)
     if args.epochs is not None:
         cfg.epochs = args.epochs
-    result = train(cfg, entry.dataset, args.out, name=entry.id, size=entry.size, data_root=args.data_root,
+    cfg = configure(cfg, args.method, args.hyper)
+    changed = args.method is not None or bool(args.hyper)
+    name = f"{entry.id}-{cfg.method}" if args.method is not None else entry.id
+    result = train(cfg, entry.dataset, args.out, name=name, size=entry.size, data_root=args.data_root,
                    progress=not args.quiet)
-    print(f"{entry.id} ({entry.dataset}): best epoch {result.best_epoch}/{cfg.epochs}, "
+    print(f"{name} ({entry.dataset}, {cfg.method}): best epoch {result.best_epoch}/{cfg.epochs}, "
           + ", ".join(f"{k} {v:.4f}" for k, v in result.best_val.items()))
     print(f"weights {result.weights_path}  sha256 {result.weights_sha256}")
     print(f"log     {result.log_path}  ({result.wall_time_s:.1f}s)")
-    if args.epochs is None:
+    if args.epochs is None and not changed:
         same = result.weights_sha256 == entry.weights.sha256
         print("reproduced: the sha256 matches the registry entry" if same else
               f"not bit-identical to the registry entry (sha256 {entry.weights.sha256}); torch version, CPU "

@@ -13,7 +13,7 @@ Example entry (``model_zoo/breastmnist/Baseline_SmallCNN_ERM.yaml``)::
     architecture_kwargs: {width: 16}
     preprocessing: {mean: [0.5], std: [0.25]}        # applied inside the model; inputs are in [0, 1]
     recipe:
-      method: erm                                    # erm | pgd-at | trades | sam | auc-m
+      method: erm                                    # erm | pgd-at | trades | sam | asam | gsam | wsam | auc-m
       epochs: 30
       optimizer: adam
       lr: 0.003
@@ -66,7 +66,7 @@ REPO_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 LOOPBACK_HOSTS = ("localhost",)
 ALLOW_LOOPBACK_ENV = "MEDBENCH_ALLOW_LOOPBACK"  # set only by the test suite (its loopback Hub); never by default
 
-Method = Literal["erm", "pgd-at", "trades", "sam", "auc-m"]
+Method = Literal["erm", "pgd-at", "trades", "sam", "asam", "gsam", "wsam", "auc-m"]
 ADVERSARIAL_METHODS = ("pgd-at", "trades")
 Key = Text(64)
 Scalar = Union[bool, int, float, Text(200)]

@@ -13,7 +13,7 @@ from .config import TrainConfig
 
 # TrainConfig fields stored under recipe.hyperparameters (scalars only; lists as comma-separated text).
 HYPERPARAMETERS = ("class_weights", "momentum", "lr_milestones", "lr_gamma", "step_size", "val_eps", "val_steps",
-                   "beta", "rho", "margin", "epoch_decay", "pretrain_epochs", "threshold")
+                   "beta", "rho", "eta", "alpha", "gamma", "margin", "epoch_decay", "pretrain_epochs", "threshold")
 SELECTION_PREFIX = "best val "
 
 

@@ -1,4 +1,7 @@
-"""Optimizers implemented here: SAM (Foret et al. 2021) and PESG (Guo et al. / LibAUC) for AUC-M."""
+"""PESG (Guo et al. / LibAUC) for AUC-M, and BatchNorm statistics frozen for a second forward pass.
+
+SAM and its variants live in :mod:`medbench.train.sam_variants`.
+"""
 
 from __future__ import annotations
 
@@ -8,52 +11,9 @@ import torch
 from torch import nn
 
 
-class SAM:
-    """Sharpness-Aware Minimization around a base optimizer.
-
-    Usage per batch: ``loss(model).backward(); sam.first_step(); loss(model).backward(); sam.second_step()``.
-    ``first_step`` moves the weights to ``w + rho * g / ||g||``; ``second_step`` restores ``w`` and
-    applies the base optimizer with the gradient taken at the perturbed point.
-    """
-
-    def __init__(self, params, base: torch.optim.Optimizer, rho: float = 0.05):
-        if rho <= 0:
-            raise ValueError(f"SAM needs rho > 0, got {rho}")
-        self.params = [p for p in params if p.requires_grad]
-        self.base = base
-        self.rho = rho
-        self._eps: list[torch.Tensor | None] = []
-
-    @torch.no_grad()
-    def first_step(self) -> None:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        norm = torch.norm(torch.stack([g.norm(2) for g in grads]), 2) if grads else torch.tensor(0.0)
-        scale = self.rho / (norm + 1e-12)
-        self._eps = []
-        for p in self.params:
-            if p.grad is None:
-                self._eps.append(None)
-                continue
-            e = p.grad * scale
-            p.add_(e)
-            self._eps.append(e)
-        self.zero_grad()
-
-    @torch.no_grad()
-    def second_step(self) -> None:
-        for p, e in zip(self.params, self._eps):
-            if e is not None:
-                p.sub_(e)
-        self.base.step()
-        self.zero_grad()
-
-    def zero_grad(self) -> None:
-        self.base.zero_grad(set_to_none=True)
-
-
 @contextmanager
 def frozen_batchnorm_stats(model: nn.Module):
-    """BatchNorm layers keep their running statistics (for SAM's second forward pass)."""
+    """BatchNorm layers keep their running statistics (for the SAM family's second forward pass)."""
     saved = []
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -18,7 +18,8 @@ from torch import nn
 from .adversarial import pgd_ce, pgd_linf
 from .config import TrainConfig
 from .losses import AUCMLoss, trades_kl
-from .optim import PESG, SAM, frozen_batchnorm_stats
+from .optim import PESG, frozen_batchnorm_stats
+from .sam_variants import OPTIMIZERS as SHARPNESS_AWARE
 
 Step = Callable[[torch.Tensor, torch.Tensor], float]
 
@@ -88,8 +89,10 @@ def build_recipe(model: nn.Module, cfg: TrainConfig, weight: torch.Tensor, prior
             return float(loss.detach())
         return Recipe(step, [opt])
 
-    if cfg.method == "sam":
-        sam = SAM(model.parameters(), opt, rho=cfg.rho)
+    if cfg.method in SHARPNESS_AWARE:
+        cls = SHARPNESS_AWARE[cfg.method]
+        settings = {name: getattr(cfg, name) for name in cls.Settings.model_fields}
+        sam = cls(model.parameters(), opt, **settings)
 
         def step(x, y):
             loss = ce(model(x), y)

@@ -109,7 +109,7 @@ def test_settings_are_validated(cls, settings, message):
 
 @pytest.mark.parametrize(("method", "defaults"), [
     ("sam", {"rho": 0.05}), ("asam", {"rho": 0.5, "eta": 0.01}),
-    ("gsam", {"rho": 0.05, "alpha": 0.4}), ("wsam", {"rho": 0.05, "gamma": 0.9}),
+    ("gsam", {"rho": 0.05, "alpha": 0.2}), ("wsam", {"rho": 0.05, "gamma": 0.9}),
 ])
 def test_train_config_takes_each_optimizers_paper_defaults(method, defaults):
     cfg = TrainConfig(method=method, **TINY)
@@ -194,7 +194,7 @@ def test_cli_refuses_bad_hyperparameters_with_a_message(tmp_path, args, says):
 @pytest.mark.realdata
 @pytest.mark.parametrize(("method", "hyper", "expected"), [
     ("asam", ["rho=1.0"], {"rho": 1.0, "eta": 0.01}),
-    ("gsam", [], {"rho": 0.05, "alpha": 0.4}),
+    ("gsam", [], {"rho": 0.05, "alpha": 0.2}),
     ("wsam", ["gamma=0.8", "rho=0.1"], {"rho": 0.1, "gamma": 0.8}),
 ])
 def test_cli_trains_a_new_method_from_a_sam_entry(real_root, tmp_path, capsys, method, hyper,

@@ -15,7 +15,7 @@ __all__ = ["GSAM", "GSAMSettings"]
 
 
 class GSAMSettings(SAMSettings):
-    alpha: Annotated[float, Field(ge=0)] = 0.4  # weight of the ascent on the surrogate gap
+    alpha: Annotated[float, Field(ge=0)] = 0.2  # weight of the ascent on the surrogate gap
 
 
 class GSAM(SAM):
@@ -25,9 +25,9 @@ class GSAM(SAM):
     ``g_p - alpha * g_orth`` (minimises the perturbed loss, and ascends on the surrogate gap only
     orthogonally to it).
 
-    Defaults ``rho = 0.05`` (SAM's), ``alpha = 0.4`` (the paper's value as issue 28 cites it; the
-    authors' PyTorch CIFAR-10 example uses 0.2). ``rho`` stays constant: the paper's schedule that
-    decays ``rho_t`` with the learning rate is not applied.
+    Defaults ``rho = 0.05`` (SAM's) and ``alpha = 0.2`` (the authors' PyTorch example,
+    juntang-zhuang/GSAM ``example/train.py``; the paper tunes it per task). ``rho`` stays constant: the
+    paper's schedule that decays ``rho_t`` with the learning rate is not applied.
     """
 
     Settings = GSAMSettings

@@ -1,6 +1,6 @@
 """Reliability diagrams and risk-coverage curves of several conditions (e.g. clean and corrupted) on
-one figure, drawn with matplotlib (headless) in the style of :mod:`medbench.plots`; the file's suffix
-picks the format (SVG for the site)."""
+one figure, drawn with matplotlib (headless) in the style of :mod:`medbench.plots`; the file's
+suffix picks the format (SVG for the site)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _check(curves: Mapping) -> None:
 
 def plot_reliability(diagrams: Mapping[str, ReliabilityDiagram], path: str | Path, *,
                      title: str = "reliability (equal-mass bins)") -> Path:
-    """Outcome rate against mean confidence per bin for each named diagram (marker area ~ bin count),
+    """Outcome rate against mean confidence per bin for each named diagram (marker area ~ count),
     with the diagonal of perfect calibration; writes ``path`` and returns it. Raises ValueError when
     ``diagrams`` is empty."""
     import numpy as np
@@ -58,8 +58,9 @@ def plot_reliability(diagrams: Mapping[str, ReliabilityDiagram], path: str | Pat
         filled = diagram.count > 0
         colour = COLOURS[i % len(COLOURS)]
         area = 12 + 60 * diagram.count[filled] / max(1, diagram.count.max())
-        ax.plot(diagram.confidence[filled], diagram.accuracy[filled], color=colour, lw=1.2, zorder=2, label=name)
-        ax.scatter(diagram.confidence[filled], diagram.accuracy[filled], s=np.asarray(area), color=colour, zorder=3)
+        x, y = diagram.confidence[filled], diagram.accuracy[filled]
+        ax.plot(x, y, color=colour, lw=1.2, zorder=2, label=name)
+        ax.scatter(x, y, s=np.asarray(area), color=colour, zorder=3)
     ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
     ax.set_xlabel("mean confidence", fontsize=9)
     ax.set_ylabel("observed accuracy (outcome rate)", fontsize=9)
@@ -73,7 +74,8 @@ def plot_risk_coverage(curves: Mapping[str, RiskCoverage], path: str | Path, *,
     _check(curves)
     plt, fig, ax = _figure()
     for i, (name, curve) in enumerate(curves.items()):
-        ax.step(curve.coverage, curve.risk, where="post", color=COLOURS[i % len(COLOURS)], lw=1.2, label=name)
+        ax.step(curve.coverage, curve.risk, where="post", color=COLOURS[i % len(COLOURS)], lw=1.2,
+                label=name)
     ax.set_xlim(0, 1), ax.set_ylim(bottom=0)
     ax.set_xlabel("coverage", fontsize=9)
     ax.set_ylabel("risk (error rate of the kept examples)", fontsize=9)

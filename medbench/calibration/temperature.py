@@ -18,8 +18,8 @@ __all__ = ["T_MAX", "T_MIN", "fit_temperature", "logits_nll"]
 
 
 def logits_nll(logits: np.ndarray, labels: np.ndarray, task: str) -> float:
-    """Mean NLL computed from logits (log-softmax; log-sigmoid per label for multi-label, averaged over
-    labels), without clipping."""
+    """Mean NLL computed from logits (log-softmax; log-sigmoid per label for multi-label, averaged
+    over labels), without clipping."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels)
     if task == metrics.MULTILABEL:
@@ -36,7 +36,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, task: str) -> float:
     """
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     if logits.ndim != 2 or len(logits) == 0 or len(logits) != len(labels):
-        raise ValueError(f"Expected non-empty logits (N x K) and N labels; got {logits.shape} and {labels.shape}.")
+        raise ValueError(f"Expected non-empty logits (N x K) and N labels; got {logits.shape} and "
+                         f"{labels.shape}.")
     found = minimize_scalar(lambda log_t: logits_nll(logits / np.exp(log_t), labels, task),
                             bounds=(np.log(T_MIN), np.log(T_MAX)), method="bounded",
                             options={"xatol": 1e-6})

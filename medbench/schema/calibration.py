@@ -26,7 +26,8 @@ class PerLabel(Strict):
 
 
 class Reliability(Strict):
-    """Reliability-diagram bins of the ECE: mean confidence, outcome rate (None: empty bin) and count."""
+    """Reliability-diagram bins of the ECE: mean confidence, outcome rate (None: empty bin) and
+    count."""
 
     confidence: list[float | None]
     accuracy: list[float | None]
@@ -34,7 +35,8 @@ class Reliability(Strict):
 
 
 class CalibrationScores(Strict):
-    """Calibration and selective prediction of one set of probabilities (multi-label: means over labels)."""
+    """Calibration and selective prediction of one set of probabilities (multi-label: means over
+    labels)."""
 
     ece: Estimate  # equal-mass bins
     brier: Estimate
@@ -47,8 +49,8 @@ class CalibrationScores(Strict):
 
 
 class TemperatureScaled(CalibrationScores):
-    """The same scores after temperature scaling fitted on validation logits; reported beside the raw
-    scores, never instead of them."""
+    """The same scores after temperature scaling fitted on validation logits; reported beside the
+    raw scores, never instead of them."""
 
     temperature: float = Field(gt=0)
     n_fit: int  # validation examples the temperature was fitted on

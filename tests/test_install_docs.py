@@ -28,10 +28,10 @@ def test_the_readme_installs_what_evaluating_needs_and_nothing_more():
     assert line == "pip install -e .", line  # no [dev]: pytest, selenium, ray and captum are not a user's
     base = _names(PYPROJECT["project"]["dependencies"])
     assert {"torch", "pyautoattack", "medmnist"} <= base
-    assert not base & {"ray", "selenium", "captum", "pytest", "pytest-xdist", "html5lib"}, base
+    assert not base & {"ray", "selenium", "captum", "pytest", "pytest-xdist", "html5lib", "netcal", "torchmetrics"}, base
     extras = {k: _names(v) for k, v in PYPROJECT["project"]["optional-dependencies"].items()}
     assert extras["ray"] == {"ray"} and extras["studies"] == {"captum"}
-    assert {"pytest", "selenium", "ray", "captum"} <= extras["dev"]
+    assert {"pytest", "selenium", "ray", "captum", "netcal", "torchmetrics"} <= extras["dev"]
 
 
 def test_the_home_page_gives_the_readme_install_command():

@@ -3,6 +3,8 @@
 from .adversarial import AdversarialResult, AttackConfig, BestKnown, BreakSource, CurvePoint, Curves, SubsetInfo
 from .attack_record import AttackSubmission, Break, VerifiedAttack
 from .base import Interval, Strict
+from .calibration import (CalibrationMetrics, CalibrationScores, Estimate, PerLabel, Reliability,
+                          TemperatureScaled)
 from .checks import CheckVerdict
 from .corruption import CorruptionCell, CorruptionResults, RelativeError
 from .entry import BundledSource, EntryError, HubSource, MirrorSource, ModelEntry, Paper, Preprocessing, Recipe, Reported, Weights, parse_entry, read_entry  # noqa: E501
@@ -15,3 +17,5 @@ __all__ = [
 ]
 __all__ += ["BundledSource", "EntryError", "HubSource", "MirrorSource", "ModelEntry", "Paper", "Preprocessing",
             "Recipe", "Reported", "Weights", "parse_entry", "read_entry"]
+__all__ += ["CalibrationMetrics", "CalibrationScores", "Estimate", "PerLabel", "Reliability",
+            "TemperatureScaled"]

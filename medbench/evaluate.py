@@ -176,7 +176,40 @@ def run_clean(ctx: EvalContext) -> dict[str, Any]:
         bootstrap_resamples=clean["bootstrap_resamples"],
         bootstrap_seed=clean["bootstrap_seed"],
         predictions=M.predictions(probs, ctx.spec.task).tolist(),
+        calibration=clean_calibration(ctx, logits),
     )}
+
+
+def calibration_options(ctx: EvalContext) -> dict[str, Any] | None:
+    """``calibration_summary`` keywords from the protocol (its ``calibration`` block, the clean bootstrap); None
+    when the protocol measures no calibration (versions before 4)."""
+    cal, clean = ctx.protocol.get("calibration"), ctx.protocol["clean"]
+    if not cal:
+        return None
+    return dict(n_bins=cal["bins"], coverage=cal["coverage"], seed=clean["bootstrap_seed"],
+                n_resamples=clean["bootstrap_resamples"], level=clean["ci_level"])
+
+
+def clean_calibration(ctx: EvalContext, logits: np.ndarray):
+    """Calibration on the test split, with the temperature fitted on the protocol's temperature split (one more
+    forward pass over it); None when the protocol measures none."""
+    from .calibration import calibration_summary
+
+    options = calibration_options(ctx)
+    if options is None:
+        return None
+    fit = load_dataset(ctx.spec.name, ctx.protocol["calibration"]["temperature_split"], ctx.size, ctx.data_root)
+    fit_logits = predict_logits(ctx.model, fit.images, batch_size=ctx.batch_size, device=ctx.device,
+                                progress=ctx.progress, desc=f"temperature fit {ctx.spec.name}")
+    return calibration_summary(ctx.labels, logits, ctx.spec.task, val_logits=fit_logits, val_labels=fit.labels,
+                               **options)
+
+
+def fitted_temperature(ctx: EvalContext) -> tuple[float, int] | None:
+    """(T, examples it was fitted on) of the clean pass's temperature scaling, when the run has one."""
+    clean = ctx.results.get("clean")
+    scaled = clean.calibration.temperature_scaled if clean is not None and clean.calibration else None
+    return None if scaled is None else (scaled.temperature, scaled.n_fit)
 
 
 def _finite(x: float) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .safe_yaml import load_yaml_text
 
-CURRENT_VERSION = "3"
+CURRENT_VERSION = "4"
 LITE_VERSION = "lite2"  # the lite track's protocol: a cheap screening evaluation, never ranked with the full one
 
 

@@ -178,7 +178,20 @@ def run_threat(ctx, norm: str, threat: dict[str, Any], prior: dict[str, Any] | N
         wall_time_s=round(float(sum(float(p["wall"]) for p in parts)), 3),
         nested_from=None if prior is None else prior["threat"],
         carried_over=None if prior is None else int((~attacked).sum()),
+        calibration=_attack_calibration(ctx, threat, y, adv_logits) if finite_scores else None,
     ), outcome
+
+
+def _attack_calibration(ctx, threat: dict[str, Any], labels: np.ndarray, adv_logits: np.ndarray):
+    """Calibration at a headline threat's final inputs on the subset (the clean pass's temperature for the scaled
+    numbers); None for other threats and when the protocol measures none."""
+    from ..calibration import calibration_summary
+    from ..evaluate import calibration_options, fitted_temperature
+
+    options = calibration_options(ctx)
+    if options is None or not threat.get("headline"):
+        return None
+    return calibration_summary(labels, adv_logits, ctx.spec.task, temperature=fitted_temperature(ctx), **options)
 
 
 def _concat(arrays: list[np.ndarray], n: int, prior: dict[str, Any] | None, key: str,

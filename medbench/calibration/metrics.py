@@ -293,17 +293,28 @@ def per_label_scores(labels: np.ndarray, probs: np.ndarray, task: str, *, n_bins
 
 def bootstrap_calibration(labels: np.ndarray, probs: np.ndarray, task: str, *, n_bins: int = N_BINS,
                           coverage: float = COVERAGE, n_resamples: int = metrics.N_BOOTSTRAP,
-                          seed: int = 0) -> np.ndarray:
+                          seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
     """The :data:`SCORE_NAMES` metrics (label means) on every resample of
     :func:`medbench.metrics.bootstrap` (B x 6), so a given ``seed`` pairs them with the other
-    metrics' resamples. Equal-mass bins are recomputed on each resample."""
+    metrics' resamples. Equal-mass bins are recomputed on each resample.
+
+    ``groups`` (ints 0..G-1, one per example): resample the G groups instead of the examples, each
+    drawn with all its examples (e.g. a test image with its corrupted copies, which are not
+    independent draws)."""
     scores = example_scores(labels, probs, task)
 
     def statistic(w: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             return weighted_scores(scores, w, n_bins=n_bins, coverage=coverage).mean(axis=1)
 
-    return metrics.bootstrap(statistic, len(scores.label), n_resamples=n_resamples, seed=seed)
+    if groups is None:
+        return metrics.bootstrap(statistic, len(scores.label), n_resamples=n_resamples, seed=seed)
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != (len(scores.label),) or groups.min(initial=0) < 0:
+        raise ValueError("groups needs one non-negative group number per example")
+    chunk = int(max(1, min(100, 2e7 // max(1, len(groups)))))  # (B x N) weights stay under ~160 MB
+    return metrics.bootstrap(lambda w: statistic(w[:, groups]), int(groups.max()) + 1, n_resamples=n_resamples,
+                             seed=seed, chunk=chunk)
 
 
 # ----------------------------------------------------------------------------- curves

@@ -118,8 +118,10 @@ def run(ctx) -> dict[str, Any]:
     spec, task = ctx.spec, ctx.spec.task
     params, sets = corrupted_sets(spec, ctx.size, ctx.split, ctx.protocol, progress=ctx.progress)
     cells: list[CorruptionCell] = []
+    logits_by_severity: dict[int, list[np.ndarray]] = {}  # (for calibration, when the protocol measures it)
     for name, severity, out in cell_logits({"model": ctx.model}, params, sets, batch_size=ctx.batch_size,
                                            device=ctx.device, progress=ctx.progress):
+        logits_by_severity.setdefault(severity, []).append(np.asarray(out["model"]))
         m = M.compute_metrics(ctx.labels, M.probabilities(out["model"], task), task)
         cells.append(CorruptionCell(corruption=name, severity=severity, accuracy=m.accuracy,
                                     balanced_accuracy=m.balanced_accuracy, auc=None if math.isnan(m.auc) else m.auc))
@@ -154,5 +156,28 @@ def run(ctx) -> dict[str, Any]:
         relative_robustness=headline / clean_ba if clean_ba else float("nan"),
         parameters_sha256=parameters_sha256(params),
         cache_manifest_sha256=sets.manifest_sha256,
+        calibration=corrupted_calibration(ctx, logits_by_severity),
         **relative,
     )}
+
+
+def corrupted_calibration(ctx, logits_by_severity: dict[int, list[np.ndarray]]) -> dict | None:
+    """Calibration on every corrupted copy of the test split, pooled over the corruptions: per severity and over
+    all severities ("all"); the clean pass's temperature is applied for the scaled numbers. The bootstrap
+    resamples test images, each with all its corrupted copies. None when the protocol measures none."""
+    from ..calibration import calibration_summary
+    from ..evaluate import calibration_options, fitted_temperature
+
+    options = calibration_options(ctx)
+    if options is None or not logits_by_severity:
+        return None
+    n = len(ctx.labels)
+
+    def pooled(blocks: list[np.ndarray]):
+        return calibration_summary(np.concatenate([ctx.labels] * len(blocks)), np.concatenate(blocks),
+                                   ctx.spec.task, groups=np.tile(np.arange(n), len(blocks)),
+                                   temperature=fitted_temperature(ctx), **options)
+
+    out = {str(s): pooled(blocks) for s, blocks in sorted(logits_by_severity.items())}
+    out["all"] = pooled([b for s in sorted(logits_by_severity) for b in logits_by_severity[s]])
+    return out

@@ -4,7 +4,7 @@ from .adversarial import AdversarialResult, AttackConfig, BestKnown, BreakSource
 from .attack_record import AttackSubmission, Break, VerifiedAttack
 from .base import Interval, Strict
 from .calibration import (CalibrationMetrics, CalibrationScores, Estimate, PerLabel, Reliability,
-                          TemperatureScaled)
+                          RiskCurve, TemperatureScaled)
 from .checks import CheckVerdict
 from .corruption import CorruptionCell, CorruptionResults, RelativeError
 from .entry import BundledSource, EntryError, HubSource, MirrorSource, ModelEntry, Paper, Preprocessing, Recipe, Reported, Weights, parse_entry, read_entry  # noqa: E501
@@ -17,5 +17,5 @@ __all__ = [
 ]
 __all__ += ["BundledSource", "EntryError", "HubSource", "MirrorSource", "ModelEntry", "Paper", "Preprocessing",
             "Recipe", "Reported", "Weights", "parse_entry", "read_entry"]
-__all__ += ["CalibrationMetrics", "CalibrationScores", "Estimate", "PerLabel", "Reliability",
+__all__ += ["CalibrationMetrics", "CalibrationScores", "Estimate", "PerLabel", "Reliability", "RiskCurve",
             "TemperatureScaled"]

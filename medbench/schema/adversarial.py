@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import Interval, Strict
+from .calibration import CalibrationMetrics
 
 
 class SubsetInfo(Strict):
@@ -56,6 +57,9 @@ class AdversarialResult(Strict):
     # points were carried over unattacked (their example lies inside this ball too), and how many
     nested_from: str | None = Field(default=None, exclude_if=lambda v: v is None)  # absent when not nested
     carried_over: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    # protocol 4+, headline threats: calibration at the attack's final inputs (the adversarial example where one
+    # was found, else the clean image) on the evaluation subset
+    calibration: CalibrationMetrics | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class CurvePoint(Strict):

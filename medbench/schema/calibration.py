@@ -34,6 +34,13 @@ class Reliability(Strict):
     count: list[int]
 
 
+class RiskCurve(Strict):
+    """Risk-coverage curve read at fixed coverages: the error rate of the most confident share kept."""
+
+    coverage: list[float]
+    risk: list[float]
+
+
 class CalibrationScores(Strict):
     """Calibration and selective prediction of one set of probabilities (multi-label: means over
     labels)."""
@@ -46,6 +53,7 @@ class CalibrationScores(Strict):
     balanced_accuracy_at_coverage: Estimate
     per_label: PerLabel | None = None
     reliability: Reliability | None = None  # None for multi-label (one diagram per label)
+    risk_coverage: RiskCurve | None = None  # None for multi-label
 
 
 class TemperatureScaled(CalibrationScores):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from .base import Strict
+from .calibration import CalibrationMetrics
 
 
 class CorruptionCell(Strict):
@@ -46,3 +47,6 @@ class CorruptionResults(Strict):
     be_rbe_note: str | None = None  # why there are no BE / rBE at all (no pinned reference, none given, ...)
     parameters_sha256: str | None = None  # of the corruption parameters used
     cache_manifest_sha256: str | None = None  # of the corrupted-set manifest that was evaluated
+    # protocol 4+: calibration on every corrupted image of a severity ("1".."5") and of all severities ("all"),
+    # pooled over the corruptions; intervals resample the test images (each with all its corrupted copies)
+    calibration: dict[str, CalibrationMetrics] | None = Field(default=None, exclude_if=lambda v: v is None)

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from .adversarial import AdversarialResult, Curves
 from .base import Interval, Strict
+from .calibration import CalibrationMetrics
 from .checks import CheckVerdict
 from .corruption import CorruptionResults
 
@@ -27,6 +28,8 @@ class CleanMetrics(Strict):
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
     predictions: list[int] | list[list[int]]  # per test example, for paired comparisons
+    # protocol 4+: calibration and selective prediction on the test split (temperature fitted on the val split)
+    calibration: CalibrationMetrics | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class ReusedSection(Strict):

@@ -15,7 +15,7 @@ import medbench
 from medbench.models.architectures import build_architecture
 from medbench.corruptions.evaluation import be_rbe, pinned_reference
 from medbench.errors import MedbenchError
-from medbench.protocol import load_protocol
+from medbench.protocol import CURRENT_VERSION, load_protocol
 from medbench.schema import EvaluationResult
 from medbench.submission.accept import find_reference
 from medbench.submission.schema import SubmissionError
@@ -73,7 +73,7 @@ def _tiny():
 
 def test_benchmark_refuses_a_reference_that_is_not_the_pinned_model():
     other = RESULTS / "breastmnist" / "Baseline_ResNet8_AUCM.json"
-    with pytest.raises(MedbenchError, match=r"'Baseline_ResNet8_AUCM', but protocol 3 pins 'Baseline_ResNet8_ERM'"):
+    with pytest.raises(MedbenchError, match=rf"'Baseline_ResNet8_AUCM', but protocol {CURRENT_VERSION} pins 'Baseline_ResNet8_ERM'"):
         medbench.benchmark(_tiny(), "breastmnist", threats="corruptions", reference=other, progress=False)
     with pytest.raises(MedbenchError, match="is for pneumoniamnist, not breastmnist"):
         medbench.benchmark(_tiny(), "breastmnist", threats="corruptions", progress=False,
@@ -107,7 +107,7 @@ def test_a_missing_pinned_reference_is_a_clear_error(folders):
     registry, results = folders
     (results / "breastmnist" / "Baseline_ResNet8_ERM.json").unlink()
     with pytest.raises(SubmissionError, match=r"reference for breastmnist \(Baseline_ResNet8_ERM, pinned by "
-                                              r"protocol 3\) has no result.*Fix: evaluate it first"):
+                                              rf"protocol {CURRENT_VERSION}\) has no result.*Fix: evaluate it first"):
         find_reference(registry, results, "breastmnist", 28)
     (registry / "breastmnist" / "Baseline_ResNet8_ERM.yaml").unlink()
     clear_cache()  # the registry is read once per process

@@ -112,7 +112,7 @@ def check_graph(proto, input_shape: tuple[int, ...], num_classes: int, *,
     problems += external
     total = sum(sizes.values())
     if total > limits.max_initializer_bytes:
-        biggest = ", ".join(f"'{name}' {size} bytes" for name, size in Counter(sizes).most_common(3))
+        biggest = ", ".join(f"{label} {size} bytes" for label, size in Counter(sizes).most_common(3))
         problems.append(f"initializers take {total} bytes, above the limit of {limits.max_initializer_bytes} "
                         f"(largest: {biggest}). Fix: submit a smaller model (CI evaluates it on a CPU).")
     problems += _input_problems(graph, input_shape) + _output_problems(graph, num_classes)

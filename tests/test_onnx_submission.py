@@ -22,7 +22,7 @@ from conftest import REPO, need_real
 from medbench.cli import main as cli_main
 from medbench.data import load_dataset
 from medbench.models.onnx_convert import PARITY_ATOL, onnxruntime_difference
-from medbench.models.onnx_graph import MAX_INITIALIZER_BYTES, OnnxGraphError, OnnxLimits, check_graph, read_onnx
+from medbench.models.onnx_graph import ALLOWED_OPS, MAX_INITIALIZER_BYTES, OnnxGraphError, OnnxLimits, check_graph, read_onnx
 from medbench.models.weights import save_weights, sha256sum
 from medbench.submission import ReproduceSettings, validate_submission
 from medbench.zoo.loader import load_entry_model
@@ -127,10 +127,10 @@ def test_prepare_writes_a_pinned_graph_a_probe_and_a_valid_yaml(prepared, traine
     assert data["weights"]["sha256"] == sha and data["weights"]["size_bytes"] == onnx_file.stat().st_size
     assert data["weights"]["sources"] == [{"kind": "bundled", "filename": f"{MODEL_ID}.onnx"}]
     assert data["preprocessing"] == {"mean": [0.5], "std": [0.25]}
-    # the graph's batch axis is dynamic, and no op of the custom activations escaped the standard set
+    # the graph's batch axis is dynamic; the residual Add, HardSwish and x * sigmoid(1.702 x) are standard ops
     proto = read_onnx(onnx_file)
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param
-    assert {"HardSigmoid", "Sigmoid", "Mul"} & {n.op_type for n in proto.graph.node}
+    assert {"Conv", "Add", "HardSwish", "Sigmoid", "Mul"} <= set(probe["ops"]) <= ALLOWED_OPS
 
 
 def test_local_folder_validates_and_ci_mode_refuses_the_bundled_file(prepared, registry, real_root):
@@ -144,6 +144,33 @@ def test_local_folder_validates_and_ci_mode_refuses_the_bundled_file(prepared, r
     assert passed["matches onnxruntime"].measured <= PARITY_ATOL
     ci = validate_submission(path, registry=registry, data_root=real_root, settings=SETTINGS)
     assert not ci.passed and "outside submissions/" in ci.to_text()
+
+
+def test_cli_validate_local_exit_code(prepared, registry, real_root, capsys):
+    argv = ["submission", "validate", str(prepared / f"{MODEL_ID}.yaml"), "--registry", str(registry),
+            "--data-root", str(real_root), "--subset-size", "32"]
+    assert cli_main(argv + ["--local"]) == 0, capsys.readouterr().out
+    assert "matches onnxruntime" in capsys.readouterr().out
+    assert cli_main(argv) == 1  # without --local: CI's rules (submissions/ folder, a Hub source)
+
+
+def test_graph_served_by_the_hub_passes_ci_validation(prepared, registry, real_root, tmp_path, monkeypatch):
+    """The pull request's form: the .onnx file on the Hub at a commit, the YAML in submissions/."""
+    from hub_server import HubServer
+
+    data = yaml.safe_load((prepared / f"{MODEL_ID}.yaml").read_text())
+    with HubServer() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        rev = hub.add_file("lab/onnx", f"{DATASET}/{MODEL_ID}.onnx", (prepared / f"{MODEL_ID}.onnx").read_bytes())
+        data["weights"]["sources"] = [{"kind": "hub", "repo_id": "lab/onnx", "filename": f"{DATASET}/{MODEL_ID}.onnx",
+                                       "revision": rev}]
+        path = tmp_path / "submissions" / f"{MODEL_ID}.yaml"
+        path.parent.mkdir()
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        report = validate_submission(path, registry=registry, data_root=real_root, settings=SETTINGS)
+    assert report.passed, report.to_text()
+    assert {"sources", "sha256 and size", "onnx graph", "matches onnxruntime"} <= {
+        c.name for c in report.checks if c.status == "pass"}
 
 
 def test_converted_model_equals_onnxruntime_on_real_images_and_gradients_flow(prepared, trained, real_root):

@@ -175,7 +175,8 @@ def _bad_url(url: str) -> str | None:
 def _check_sources(report: Report, sub: Submission, local: bool = False) -> None:
     kinds = [s.kind for s in sub.weights.sources]
     if local and "bundled" in kinds:
-        report.add("weights", "sources", True, "local check: " + ", ".join(s.describe() for s in sub.weights.sources))
+        report.add("weights", "sources", True, "local check (--local), so the bundled file is accepted; a pull request "
+                   "needs a Hub source: " + ", ".join(s.describe() for s in sub.weights.sources))
         report.notes.append("Local check (--local): before the pull request, upload the file to the Hugging Face "
                             "Hub and replace the bundled source by a hub source (repo_id, filename, revision).")
     elif "bundled" in kinds:

@@ -199,6 +199,30 @@ def test_converted_model_equals_onnxruntime_on_real_images_and_gradients_flow(pr
     assert loss_adv > loss_clean
 
 
+def test_importing_onnx2torch_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    code = ("import sys; from medbench.models.onnx_convert import import_onnx2torch; import_onnx2torch(); "
+            "print(sorted(n for n in sys.modules if n.split('.')[0] == 'torchvision'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_onnx_architecture_and_format_go_together():
+    from medbench.schema.entry import EntryError, parse_entry
+
+    data = yaml.safe_load((REPO / "model_zoo" / DATASET / "Baseline_SmallCNN_ERM.yaml").read_text())
+    with pytest.raises(EntryError, match="weights.format onnx needs architecture: onnx"):
+        parse_entry({**data, "weights": {**data["weights"], "format": "onnx"}})
+    with pytest.raises(EntryError, match="needs weights.format: onnx"):
+        parse_entry({**data, "architecture": "onnx", "architecture_kwargs": {}})
+    with pytest.raises(EntryError, match="architecture_kwargs must be empty"):
+        parse_entry({**data, "architecture": "onnx", "weights": {**data["weights"], "format": "onnx"}})
+    assert parse_entry({**data, "architecture": "onnx", "architecture_kwargs": {},
+                        "weights": {**data["weights"], "format": "onnx"}}).is_onnx
+
+
 # ----------------------------------------------------------------------------- hostile graphs
 
 def _classifier(extra_nodes=(), extra_inits=(), opsets=(("", 17),)) -> onnx.ModelProto:

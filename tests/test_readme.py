@@ -5,8 +5,9 @@ as ``results/erm.json`` land there), on the real MedMNIST files. Long runs are s
 ``evaluate`` gets a reduced protocol (``--set``: a 16-point attack subset, 2 attack iterations, one
 corruption; the lite track too, whose full protocol tests/test_lite.py runs), ``data download`` reads from
 a local mirror of the real files. Examples that need a file the reader supplies
-(``submissions/my-model.yaml``), change the repository (``submission accept``) or train for minutes
-(``train``) are checked dry: the arguments parse and the named entry or file resolves.
+(``submissions/my-model.yaml``, the reader's own model module for ``submission prepare``), change the
+repository (``submission accept``) or train for minutes (``train``) are checked dry: the arguments parse
+and the named entry or file resolves.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def _argv(cmd: str, tmp: Path, mirror: Path) -> tuple[list[str], str]:
     """The argv to run for an example, and how: 'run' it, or a 'dry' parse-and-resolve check."""
     argv = [PLACEHOLDERS.get(a, a) for a in shlex.split(cmd)[1:]]
     if argv[:2] == ["submission", "accept"] or argv[0] == "train":
+        return argv, "dry"
+    if argv[:2] == ["submission", "prepare"]:  # imports the reader's own module (tests/test_onnx_submission.py runs it)
         return argv, "dry"
     if argv[0] == "study" and argv[1] != "list":  # trains models for minutes: each study's own test runs it
         return argv, "dry"

@@ -1,4 +1,5 @@
-"""``medbench submission``: validate submission files (CI on pull requests) and accept them into the zoo."""
+"""``medbench submission``: prepare an ONNX submission, validate submission files (CI on pull requests) and
+accept them into the zoo."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from .common import add_data_args
 
 DESCRIPTION = """Submissions by pull request (see submissions/README.md).
 
+prepare: export your own model (any architecture) to ONNX on your machine, check the file the way CI
+does and write a folder with the .onnx file, its sha256, probe.json and a filled-in submission YAML.
+
 validate: schema, unique id, licence, links, paths, size limits; weights reachable with the pinned
-sha256 and size, safetensors, strict load, parameter count; admission checks; with --reproduce the
+sha256 and size, safetensors, strict load, parameter count (ONNX: graph checks, conversion, logits
+equal to onnxruntime's); admission checks; --local checks a prepared folder before uploading; with --reproduce the
 claimed numbers are re-measured (clean: full test split, within 0.5 points; robust: a stratified
 subset, the claim inside its 95% bootstrap interval). Exit code 0 only when every check passes.
 An attack submission (submissions/attacks/<name>.yaml with its .npz, see submissions/attacks/README.md)
@@ -22,6 +27,8 @@ accept: validate, run the full protocol, move the entry into model_zoo/<dataset>
 leaderboard/results/<dataset>/<id>.json and rebuild the site."""
 
 EXAMPLES = """examples:
+  medbench submission prepare mymodels.net:build --dataset breastmnist --id Smith2026Onnx --out onnx_out
+  medbench submission validate onnx_out/Smith2026Onnx.yaml --local
   medbench submission validate submissions/Smith2026Trades.yaml
   medbench submission validate submissions/*.yaml --reproduce --report report.md
   medbench submission validate submissions/attacks/Smith2026FMN.yaml --records leaderboard
@@ -40,6 +47,9 @@ def register(sub) -> None:
     v.add_argument("files", nargs="+", metavar="FILE",
                    help="submissions/<ModelId>.yaml or submissions/attacks/<name>.yaml file(s)")
     v.add_argument("--reproduce", action="store_true", help="re-measure the claimed numbers")
+    v.add_argument("--local", action="store_true",
+                   help="check a folder written by `prepare` before uploading: the YAML may lie anywhere and its "
+                        "weights may be the bundled file next to it (CI never uses this)")
     v.add_argument("--report", metavar="FILE.md", help="write the markdown report (pull-request comment) here")
     v.add_argument("--subset-size", type=int, default=200,
                    help="stratified test subset for the robust re-measurement and admission checks (default 200)")
@@ -55,6 +65,7 @@ def register(sub) -> None:
                         "--records, else <leaderboard>/results)")
     _common(v)
     v.set_defaults(func=_validate)
+    _register_prepare(cmds)
     a = cmds.add_parser("accept", help="move a validated submission into the zoo, evaluate it, rebuild the site",
                         description="Accept a submission: full protocol run, registry entry, results, site.")
     a.add_argument("file", metavar="FILE", help="submissions/<ModelId>.yaml")
@@ -86,7 +97,7 @@ def _validate(args: argparse.Namespace) -> int:
             report = _validate_attack(f, args)
         else:
             report = validate_submission(f, registry=args.registry, reproduce=args.reproduce, settings=settings,
-                                         data_root=args.data_root, device=args.device)
+                                         data_root=args.data_root, device=args.device, local=args.local)
             print(report.to_text())
         reports.append(report)
     if args.report:
@@ -99,6 +110,62 @@ def _validate(args: argparse.Namespace) -> int:
     ok = all(r.passed for r in reports)
     print(f"{sum(r.passed for r in reports)}/{len(reports)} submission(s) pass", file=sys.stderr)
     return 0 if ok else 1
+
+
+PREPARE_DESCRIPTION = """Export your model to ONNX and write a submission folder (runs your code, on your machine).
+
+FACTORY is MODULE:FUNCTION, imported from the current folder (or PYTHONPATH): a function with no
+arguments that returns your trained torch.nn.Module. The model takes float images in [0, 1] of the
+dataset's shape (N x C x H x W, or N x C x D x H x W for 3D) and returns logits N x K; put the
+normalisation inside forward.
+
+The model is exported with torch.onnx.export (opset 17, dynamic batch axis) and the file is checked
+as CI will: standard ONNX ops from medbench's allowlist only (no custom domains, no If/Loop/Scan, no
+external data, size limits), onnx2torch conversion, and logits equal to onnxruntime's within 1e-4 on
+the first 64 test images (uniform noise when the data is absent). A refusal names every offending
+node. OUT receives:
+  <ID>.onnx     the graph to upload to the Hugging Face Hub
+  <ID>.sha256   its sha256 (the same as `sha256sum <ID>.onnx`)
+  probe.json    input and output shapes, opset, op counts, parameters, the onnxruntime difference
+  <ID>.yaml     the submission (weights measured; fill in the TODO fields and the claimed numbers)
+Then: medbench submission validate OUT/<ID>.yaml --local (admission checks on the converted model)."""
+
+
+def _register_prepare(cmds) -> None:
+    p = cmds.add_parser("prepare", help="export your model to ONNX and write a submission folder",
+                        description=PREPARE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="example:\n  medbench submission prepare mymodels.net:build --dataset breastmnist "
+                               "--id Smith2026Onnx --out onnx_out")
+    p.add_argument("factory", metavar="FACTORY", help="MODULE:FUNCTION returning your trained nn.Module")
+    p.add_argument("--dataset", required=True, help="MedMNIST flag the model is trained on, e.g. breastmnist")
+    p.add_argument("--id", required=True, dest="model_id", help="submission id, Author2026Keyword (Smith2026Onnx)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
+    p.add_argument("--size", type=int, default=28, help="image size the model takes (default 28)")
+    p.add_argument("--license", default="Apache-2.0", help="SPDX id of the model's licence (default Apache-2.0)")
+    p.add_argument("--mean", type=float, nargs="+", default=None,
+                   help="normalisation mean your module applies (recorded in the YAML only; default 0)")
+    p.add_argument("--std", type=float, nargs="+", default=None,
+                   help="normalisation std your module applies (recorded in the YAML only; default 1)")
+    add_data_args(p)
+    p.set_defaults(func=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ..errors import MedbenchError
+    from ..submission.prepare import prepare_onnx_submission
+
+    try:
+        done = prepare_onnx_submission(args.factory, args.dataset, args.out, model_id=args.model_id, size=args.size,
+                                       license=args.license, mean=args.mean, std=args.std, data_root=args.data_root)
+    except MedbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {done.onnx_path} ({done.size_bytes} bytes, sha256 {done.sha256}, {done.num_parameters} parameters, "
+          f"opset {done.opset})")
+    print(f"  logits equal onnxruntime's within {done.max_abs_difference:.3g} on {done.parity_images}")
+    print(f"  {done.yaml_path}: fill in the TODO fields, then")
+    print(f"  medbench submission validate {done.yaml_path} --local")
+    return 0
 
 
 def _validate_attack(path: str, args: argparse.Namespace):

@@ -47,6 +47,8 @@ def register_architecture(name: str | None = None, *, ranges: dict[str, Range] |
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"Architecture {key!r} is registered twice.")
+        if key == "onnx":  # medbench.schema.entry.ONNX_ARCHITECTURE: entries whose weights file is the graph
+            raise ValueError("the architecture name 'onnx' is reserved for ONNX graphs (weights.format: onnx).")
         params = _builder_params(fn)
         unknown = set(ranges or {}) - set(params)
         if unknown:

@@ -12,19 +12,13 @@ by :data:`MAX_TIMM_PARAMETERS`, so ``embed_dim: 100000`` is refused without allo
 Why the import shim: timm 1.x imports torchvision at import time, and not only in ``timm.data``:
 ``timm.layers.create_norm`` and ``timm.layers.norm_act`` import ``torchvision.ops.misc.FrozenBatchNorm2d``,
 and every ``timm.models`` module imports ``timm.data`` (for its constants), whose ``__init__`` imports
-``torchvision.transforms`` and ``torchvision.datasets``. medbench never imports torchvision (the PyPI
-wheel beside the CPU torch fails to import: ``operator torchvision::nms does not exist``), and building a
-model uses none of those names. So while timm is imported, ``torchvision`` and its submodules resolve to
-inert placeholders (any use raises :class:`TorchvisionUnavailable`); they are removed from
-``sys.modules`` afterwards, so a later real ``import torchvision`` is unaffected. When torchvision is
-already imported (by the user), timm uses it as it is.
+``torchvision.transforms`` and ``torchvision.datasets``; building a model uses none of those names, so
+timm is imported inside :func:`medbench.models.torchvision_shim.without_torchvision`.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.abc
-import importlib.machinery
 import sys
 import types
 from typing import Annotated, Literal
@@ -36,6 +30,7 @@ from torch import nn
 
 from ..errors import MedbenchError
 from .kwargs import ArchitectureKwargs
+from .torchvision_shim import TorchvisionUnavailable, without_torchvision  # noqa: F401  (re-exported)
 
 PREFIX = "timm/"
 MAX_TIMM_PARAMETERS = 50_000_000  # a CPU benchmark; medbench.submission.static caps submissions further
@@ -103,10 +98,6 @@ FORBIDDEN = {
 }
 
 
-class TorchvisionUnavailable(MedbenchError, RuntimeError):
-    """A torchvision name was used through timm; medbench does not import torchvision."""
-
-
 class UnknownTimmModelError(MedbenchError, KeyError):
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -114,66 +105,16 @@ class UnknownTimmModelError(MedbenchError, KeyError):
 
 # ----------------------------------------------------------------------------- importing timm
 
-class _PlaceholderMeta(type):
-    def __getattr__(cls, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _placeholder(f"{cls.__qualname__}.{name}")
-
-    def __call__(cls, *args, **kwargs):
-        raise TorchvisionUnavailable(f"{cls.__qualname__} is part of torchvision, which medbench does not import "
-                                     "(timm's data pipeline is not used; medbench feeds tensors in [0, 1]).")
-
-
-def _placeholder(qualname: str) -> type:
-    return _PlaceholderMeta(qualname.rsplit(".", 1)[-1], (), {"__qualname__": qualname, "__module__": "torchvision"})
-
-
-class _PlaceholderModule(types.ModuleType):
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        value = _placeholder(f"{self.__name__}.{name}")
-        setattr(self, name, value)
-        return value
-
-
-class _TorchvisionPlaceholders(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _PlaceholderModule(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
 def import_timm() -> types.ModuleType:
     """``import timm`` without importing torchvision (see the module docstring)."""
     if "timm" in sys.modules:
         return sys.modules["timm"]
-    if "torchvision" in sys.modules:  # the user's own import: timm uses it as it is
-        import timm
-
-        return timm
-    finder = _TorchvisionPlaceholders()
-    sys.meta_path.insert(0, finder)
-    try:
+    with without_torchvision():
         try:
             import timm
         except ImportError as exc:
             raise MedbenchError(f"timm architectures need the timm package ({exc}); install it with "
                                 "`pip install timm`.") from None
-    finally:
-        sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            if isinstance(sys.modules[name], _PlaceholderModule):
-                del sys.modules[name]
     return timm
 
 

@@ -68,6 +68,7 @@ ALLOW_LOOPBACK_ENV = "MEDBENCH_ALLOW_LOOPBACK"  # set only by the test suite (it
 
 Method = Literal["erm", "pgd-at", "trades", "sam", "asam", "gsam", "wsam", "auc-m"]
 ADVERSARIAL_METHODS = ("pgd-at", "trades")
+ONNX_ARCHITECTURE = "onnx"  # the architecture of an entry whose weights file is an ONNX graph
 Key = Text(64)
 Scalar = Union[bool, int, float, Text(200)]
 
@@ -147,12 +148,16 @@ Source = Annotated[Union[HubSource, MirrorSource, BundledSource], Field(discrimi
 
 
 class Weights(Strict):
-    """The weights file: safetensors, pinned by sha256 and size, with sources tried in order."""
+    """The weights file, pinned by sha256 and size, with sources tried in order: safetensors for a registered
+    architecture, or (``format: onnx``, ``architecture: onnx``) a whole ONNX graph, converted on load."""
 
-    format: Literal["safetensors"] = "safetensors"
+    format: Literal["safetensors", "onnx"] = Field("safetensors", description=(
+        "safetensors (weights of a registered architecture) or onnx (the whole model as an ONNX graph; "
+        "the entry's architecture is then `onnx`)"))
     sha256: Text(64) = Field(pattern=SHA256_RE, description="sha256 of the file, 64 lowercase hex digits")
     size_bytes: int = Field(gt=0, description="size of the file in bytes")
-    num_parameters: int = Field(gt=0, description="number of parameters of the built model (checked on load)")
+    num_parameters: int = Field(gt=0, description="number of parameters of the built model (checked on load); "
+                                "onnx: floating-point initializer elements of the graph")
     sources: list[Source] = Field(min_length=1, max_length=10, description="where to get the file, tried in order")
 
 
@@ -307,10 +312,28 @@ class ModelEntry(Strict):
             if n not in (1, spec.n_channels):
                 raise ValueError(f"preprocessing.{name} has {n} values; {self.dataset} has {spec.n_channels} "
                                  "channel(s): give one value or one per channel")
+        self._check_onnx()
         if self.paper is None and not self.is_baseline:
             raise ValueError(f"paper is required for non-baseline entries ({self.id!r}); "
                              "only Baseline_<Arch>_<Recipe> ids may omit it")
         return self
+
+    def _check_onnx(self) -> None:
+        onnx_file, onnx_arch = self.weights.format == "onnx", self.architecture == ONNX_ARCHITECTURE
+        if onnx_file and not onnx_arch:
+            raise ValueError(f"weights.format onnx needs architecture: {ONNX_ARCHITECTURE} (the graph is the "
+                             f"architecture), got {self.architecture!r}")
+        if onnx_arch and not onnx_file:
+            raise ValueError(f"architecture {ONNX_ARCHITECTURE!r} needs weights.format: onnx (an .onnx file); "
+                             "safetensors weights need a registered architecture")
+        if onnx_arch and self.architecture_kwargs:
+            raise ValueError("architecture_kwargs must be empty for an ONNX model (the graph fixes the architecture), "
+                             f"got {sorted(self.architecture_kwargs)}")
+
+    @property
+    def is_onnx(self) -> bool:
+        """Whether the weights file is a whole ONNX graph (converted with onnx2torch on load)."""
+        return self.weights.format == "onnx"
 
     @property
     def is_baseline(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -16,20 +17,26 @@ from ..zoo.loader import declared_normalisation, estimate_model_parameters, norm
 from .report import Report
 
 
-def load_checked_model(report: Report, entry: ModelEntry) -> nn.Module | None:
+def load_checked_model(report: Report, entry: ModelEntry, *, folder: Path | None = None,
+                       data_root: str | Path | None = None) -> nn.Module | None:
     """Check the architecture, fetch, verify and load the entry's weights, recording each step.
 
     The parameter count is estimated on the ``meta`` device before anything is downloaded or allocated:
-    a model above the hard cap, or larger than it declares, is never built.
-    Returns the model (eval mode) or None.
+    a model above the hard cap, or larger than it declares, is never built. An ONNX entry goes through
+    :func:`medbench.submission.onnx_model.load_checked_onnx` (``data_root``: its onnxruntime comparison).
+    ``folder``: where bundled (local) files live. Returns the model (eval mode) or None.
     """
+    if entry.is_onnx:
+        from .onnx_model import load_checked_onnx
+
+        return load_checked_onnx(report, entry, folder=folder, data_root=data_root)
     n = _check_architecture(report, entry)
     if n is None:
         report.skip("weights", "download", "skipped: fix the architecture or its size first (nothing was downloaded)")
         return None
     label = f"{entry.id} ({entry.dataset})"
     try:
-        path = fetch_weights(entry.weights, label=label)
+        path = fetch_weights(entry.weights, folder=folder, label=label)
     except WeightsUnavailableError as exc:
         _report_fetch_failure(report, entry, exc)
         return None

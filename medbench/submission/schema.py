@@ -92,14 +92,20 @@ def check_location(path: str | Path, folder: str = SUBMISSIONS_DIR) -> None:
                               f"Fix: move it to {folder}/{path.name}.")
 
 
-def load_yaml(path: str | Path, folder: str = SUBMISSIONS_DIR) -> Any:
+def load_yaml(path: str | Path, folder: str = SUBMISSIONS_DIR, *, local: bool = False) -> Any:
     """Read a submission file as plain data (location checked, size-limited, safe YAML without aliases).
 
     ``folder``: where such files live (``submissions``, or ``submissions/attacks`` for attack files).
+    ``local``: the author's own check before uploading; the file may lie in any folder (still no symlink).
     Raise :class:`SubmissionError`; messages name the file as ``<folder>/<name>`` and never quote its content.
     """
     path = Path(path)
-    check_location(path, folder)
+    if local:
+        if path.is_symlink() or not path.is_file():
+            raise SubmissionError(f"{path.name} is not a regular file. Fix: give the path of the YAML file "
+                                  "`medbench submission prepare` wrote.")
+    else:
+        check_location(path, folder)
     name = display_path(path, folder)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:

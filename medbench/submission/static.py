@@ -28,10 +28,12 @@ _HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
 _URL_FIELDS = ("url",)
 
 
-def check_static(report: Report, data: Any, path: Path, registry: Path, threat_labels: dict[str, list[str]]) -> Submission | None:
+def check_static(report: Report, data: Any, path: Path, registry: Path, threat_labels: dict[str, list[str]], *,
+                 local: bool = False) -> Submission | None:
     """Run every file-only check into ``report``; return the parsed submission (None if the schema fails).
 
     ``threat_labels`` maps a dataset to the protocol's threat labels for it (empty: no adversarial track).
+    ``local``: the author's check before uploading, which accepts a bundled file next to the YAML.
     """
     _check_paths(report, data)
     try:
@@ -51,7 +53,7 @@ def check_static(report: Report, data: Any, path: Path, registry: Path, threat_l
                f"{sub.dataset} at {sub.size} px ({sub.task}); the schema checked dataset, size, task and channels")
     _check_licence(report, sub)
     _check_links(report, sub)
-    _check_sources(report, sub)
+    _check_sources(report, sub, local)
     _check_sizes(report, sub)
     _check_claims(report, sub, threat_labels.get(sub.dataset, []))
     return sub
@@ -170,12 +172,18 @@ def _bad_url(url: str) -> str | None:
     return None
 
 
-def _check_sources(report: Report, sub: Submission) -> None:
+def _check_sources(report: Report, sub: Submission, local: bool = False) -> None:
     kinds = [s.kind for s in sub.weights.sources]
-    if "bundled" in kinds:
+    if local and "bundled" in kinds:
+        report.add("weights", "sources", True, "local check (--local), so the bundled file is accepted; a pull request "
+                   "needs a Hub source: " + ", ".join(s.describe() for s in sub.weights.sources))
+        report.notes.append("Local check (--local): before the pull request, upload the file to the Hugging Face "
+                            "Hub and replace the bundled source by a hub source (repo_id, filename, revision).")
+    elif "bundled" in kinds:
         report.add("weights", "sources", False, "bundled weights are not accepted in a submission",
-                   fix="Upload the safetensors file to the Hugging Face Hub and give a hub source "
-                       "(repo_id, filename, revision); pull requests carry no binary files.")
+                   fix="Upload the weights file to the Hugging Face Hub and give a hub source "
+                       "(repo_id, filename, revision); pull requests carry no binary files. To check a local "
+                       "folder before uploading, run `medbench submission validate <yaml> --local`.")
     elif "hub" not in kinds:
         report.add("weights", "sources", False, "no Hugging Face Hub source",
                    fix="Add a {kind: hub, repo_id, filename, revision} source; mirrors are optional fallbacks.")

@@ -21,21 +21,26 @@ from .static import check_static
 
 def validate_submission(path: str | Path, *, registry: str | Path | None = None, reproduce: bool = False,
                         protocol: Protocol | None = None, settings: ReproduceSettings = ReproduceSettings(),
-                        data_root: str | Path | None = None, device: str | None = None) -> Report:
-    """Check one submission file; ``reproduce`` also re-measures the claimed numbers."""
+                        data_root: str | Path | None = None, device: str | None = None,
+                        local: bool = False) -> Report:
+    """Check one submission file; ``reproduce`` also re-measures the claimed numbers.
+
+    ``local``: the author's check before uploading: the file may lie in any folder and its weights may
+    be a bundled file next to it (CI never sets it; a pull request needs a Hub source in submissions/).
+    """
     report, _ = _validate(Path(path), registry=registry, reproduce=reproduce, protocol=protocol, settings=settings,
-                          data_root=data_root, device=device)
+                          data_root=data_root, device=device, local=local)
     return report
 
 
-def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root, device
+def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root, device, local=False
               ) -> tuple[Report, tuple[Submission, nn.Module] | None]:
     """Run every stage; any exception nobody anticipated becomes one failed check (never a traceback)."""
     report = Report(path=Path(path).name)
     try:
         report.path = display_path(path)
         return _stages(report, path, registry=registry, reproduce=reproduce, protocol=protocol, settings=settings,
-                       data_root=data_root, device=device)
+                       data_root=data_root, device=device, local=local)
     except Exception as exc:  # noqa: BLE001 - a hostile file must get a report, whatever it triggers
         stage = report.checks[-1].stage if report.checks else "schema"
         text = f"{type(exc).__name__}: {exc}"
@@ -46,19 +51,20 @@ def _validate(path: Path, *, registry, reproduce, protocol, settings, data_root,
         return report, None
 
 
-def _stages(report: Report, path: Path, *, registry, reproduce, protocol, settings, data_root, device
+def _stages(report: Report, path: Path, *, registry, reproduce, protocol, settings, data_root, device, local
             ) -> tuple[Report, tuple[Submission, nn.Module] | None]:
     from ..zoo import zoo_root
 
     proto = protocol or load_protocol()
     try:
-        data = load_yaml(path)
+        data = load_yaml(path, local=local)
     except SubmissionError as exc:
         problem, _, fix = str(exc).partition(" Fix: ")
         report.add("schema", "file", False, problem,
                    fix=fix[:1].upper() + fix[1:] if fix else "Commit one UTF-8 YAML file, submissions/<ModelId>.yaml.")
         return report, None
-    sub = check_static(report, data, path, Path(registry) if registry else zoo_root(), threat_labels(proto))
+    sub = check_static(report, data, path, Path(registry) if registry else zoo_root(), threat_labels(proto),
+                       local=local)
     if sub is None:
         for stage in ("weights", "model", "admission", "reproduce"):
             report.skip(stage, stage, "skipped: the file does not satisfy the schema")
@@ -67,7 +73,8 @@ def _stages(report: Report, path: Path, *, registry, reproduce, protocol, settin
         model = None
         report.skip("weights", "download", "skipped: the declared size is above the limits")
     else:
-        model = load_checked_model(report, sub.to_entry())
+        model = load_checked_model(report, sub.to_entry(), folder=path.absolute().parent if local else None,
+                                   data_root=data_root)
     if model is None:
         report.skip("admission", "admission checks", "skipped: no model could be loaded")
         report.skip("reproduce", "claimed numbers", "skipped: no model could be loaded")

@@ -92,7 +92,10 @@ def load_entry_model(entry: ModelEntry, *, folder: str | os.PathLike | None = No
     """Build ``entry``'s model, load its verified weights strictly, return it on ``device`` in eval mode.
 
     ``folder`` is where bundled weights live (for entries outside the registry, e.g. submissions).
+    An ONNX entry's graph is checked (:mod:`medbench.models.onnx_graph`) before onnx2torch converts it.
     """
+    if entry.is_onnx:
+        return load_onnx_entry(entry, folder=folder).to(torch.device(device)).eval()
     model = build_model(entry)
     check_parameter_count(model, entry)
     path = fetch_weights(entry.weights, folder=Path(folder) if folder is not None else None,
@@ -104,6 +107,20 @@ def load_entry_model(entry: ModelEntry, *, folder: str | os.PathLike | None = No
                            "model was trained with.")
     load_state_strict(model, state, source=str(path))
     return model.to(torch.device(device)).eval()
+
+
+def load_onnx_entry(entry: ModelEntry, *, folder: str | os.PathLike | None = None) -> nn.Module:
+    """The verified ``.onnx`` file of ``entry``, checked, converted and its parameter count compared; eval mode."""
+    from ..models.onnx_convert import load_onnx_model
+
+    path = fetch_weights(entry.weights, folder=Path(folder) if folder is not None else None,
+                         label=f"{entry.id} ({entry.dataset})")
+    spec = get_spec(entry.dataset)
+    model, summary = load_onnx_model(path, spec.input_shape(entry.size), spec.num_classes)
+    if summary.num_parameters != entry.weights.num_parameters:
+        raise WeightsError(f"{entry.id} ({entry.dataset}): the ONNX graph has {summary.num_parameters} parameters "
+                           f"but the entry says {entry.weights.num_parameters}. Fix weights.num_parameters.")
+    return model
 
 
 def load_model(model_id: str, dataset: str, *, device: str | torch.device = "cpu") -> nn.Module:

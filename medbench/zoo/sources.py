@@ -4,7 +4,7 @@
   cache; ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HOME`` / ``HF_HUB_CACHE`` are read at call time.
   A file that fails verification is removed from that cache only if this call put it there.
 - mirror: stdlib ``urllib`` into a temporary file, moved into medbench's cache
-  (``<cache_root>/weights/<sha256>.safetensors``) only once verified.
+  (``<cache_root>/weights/<sha256>.<format>``) only once verified.
 - bundled: a file next to the entry's YAML inside the installed package.
 """
 
@@ -116,7 +116,7 @@ def _fetch_bundled(src: BundledSource, weights: Weights, folder: Path | None, lo
 
 
 def _fetch_mirror(src: MirrorSource, weights: Weights, folder: Path | None, local_only: bool) -> Path:
-    target = weights_cache_dir() / f"{weights.sha256}.safetensors"
+    target = weights_cache_dir() / f"{weights.sha256}.{weights.format}"
     if target.is_file() and check_file(target, weights) is None:
         return target
     if local_only:

@@ -222,8 +222,9 @@ def test_view_state_lives_in_the_address(server, browser):
     form.find_element(By.CSS_SELECTOR, "details.columns summary").click()
     form.find_element(By.CSS_SELECTOR, "details.columns input[value='auc']").click()  # hide AUC
     assert not d.find_element(By.CSS_SELECTOR, "th[data-col='auc']").is_displayed()
-    form.find_element(By.CSS_SELECTOR, "details.columns input[value='arch']").click()  # show a default-hidden one
-    assert d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
+    assert d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()  # shown by default (RobustBench too)
+    form.find_element(By.CSS_SELECTOR, "details.columns input[value='arch']").click()
+    assert not d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
 
     url = d.current_url
     d.get("about:blank")
@@ -232,7 +233,7 @@ def test_view_state_lives_in_the_address(server, browser):
     assert d.find_element(By.CSS_SELECTOR, "form.filters input[name='q']").get_attribute("value") == "Synth"
     assert d.find_element(By.XPATH, "//th[@data-col='clean']").get_attribute("aria-sort") == "descending"
     assert not d.find_element(By.CSS_SELECTOR, "th[data-col='auc']").is_displayed()
-    assert d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
+    assert not d.find_element(By.CSS_SELECTOR, "th[data-col='arch']").is_displayed()
 
     d.find_element(By.XPATH, "//th[@data-col='rank']/button").click()  # back to rank order: shading returns
     assert "resorted" not in d.find_element(By.CSS_SELECTOR, "table.board").get_attribute("class")
@@ -441,3 +442,164 @@ def test_image_sizes_are_selectable_tracks(tmp_path, browser):
         assert all(s.is_displayed() for s in nojs.find_elements(By.CSS_SELECTOR, "section.track"))
     finally:
         nojs.quit()
+
+
+# --- a leaderboard a researcher would use: context columns, whole names, the ranked number in view ---
+
+def _board_pages(committed_site, server) -> list[str]:
+    """A committed board (real results) and the synthetic one (14 models, papers, long names)."""
+    return [f"{committed_site}/breastmnist/index.html", f"{server[0]}/dermamnist/index.html"]
+
+
+def test_board_shows_architecture_extra_data_and_a_paper_link(server, browser):
+    d = browser
+    _emulate(d, 1400, False)
+    d.get(f"{server[0]}/dermamnist/index.html")
+    for col in ("arch", "extra", "venue"):
+        assert d.find_element(By.CSS_SELECTOR, f"table.board th[data-col='{col}']").is_displayed(), col
+    links = d.execute_script(
+        "const i = Array.from(document.querySelectorAll('table.board thead th')).findIndex(h => h.dataset.col === 'venue');"
+        "return Array.from(document.querySelectorAll('table.board tbody tr')).map(r => r.cells[i].querySelector('a'))"
+        ".filter(a => a).map(a => [a.getAttribute('href'), a.getAttribute('target'), a.textContent, a.innerText])")
+    assert links, "no row links its paper"
+    for href, target, text, shown in links:
+        assert href.startswith("https://") and target is None  # the same tab
+        assert "paper" in text and "A study of" in text  # what a screen reader announces
+        assert "MICCAI" in shown  # what the eye sees: the venue
+    assert _axe(d, ("link-name", "label-content-name-mismatch")) == []
+
+
+_MID_WORD_JS = """
+const bad = [];
+let wrapped = 0;
+for (const a of document.querySelectorAll('table.board tbody th.model a')) {
+  if (a.offsetParent === null) continue;
+  const chars = [];
+  const walk = document.createTreeWalker(a, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode())
+    for (let i = 0; i < n.length; i++) {
+      const r = document.createRange(); r.setStart(n, i); r.setEnd(n, i + 1);
+      const box = r.getClientRects()[0];
+      if (box && box.width) chars.push([n.data[i], box.top]);
+    }
+  if (chars.length && chars[chars.length - 1][1] > chars[0][1] + 2) wrapped++;
+  for (let i = 1; i < chars.length; i++)
+    if (chars[i][1] > chars[i - 1][1] + 2 && !/[_\\s]/.test(chars[i - 1][0]))
+      bad.push(a.textContent + ': breaks between ' + chars[i - 1][0] + ' and ' + chars[i][0]);
+}
+return [document.querySelectorAll('table.board tbody th.model a').length, wrapped, bad];
+"""
+
+
+def test_model_names_never_break_inside_a_word(committed_site, server, browser):
+    d, seen_wrapped = browser, 0
+    for width in (390, 1400):
+        _emulate(d, width, False)
+        for url in _board_pages(committed_site, server):
+            d.get(url)
+            n, wrapped, bad = d.execute_script(_MID_WORD_JS)
+            assert n and bad == [], f"{url} at {width} px: {bad}"
+            seen_wrapped += wrapped
+    assert seen_wrapped, "no name wrapped at all, so this checked nothing"
+
+
+_RANKED_JS = """
+const t = Array.from(document.querySelectorAll('table.board')).find(t => t.offsetParent !== null);
+const head = t.querySelector('thead th.ranked').getBoundingClientRect();
+const vw = document.documentElement.clientWidth;
+const scroll = t.closest('.scroll');
+scroll.scrollLeft = scroll.scrollWidth;
+const row = t.tBodies[0].rows[0], rank = row.cells[0].getBoundingClientRect(), model = row.cells[1].getBoundingClientRect();
+return {label: t.querySelector('thead th.ranked').textContent, head: [head.left, head.right], vw: vw,
+        scrolled: scroll.scrollLeft, left: scroll.getBoundingClientRect().left, rank: [rank.left, rank.right],
+        model: [model.left, model.right]};
+"""
+
+
+def test_ranked_column_in_view_on_a_phone(committed_site, server, browser):
+    """At 390 px the column the board is ranked by is on screen without scrolling; when the table scrolls
+    sideways, rank and model stay in view side by side."""
+    d = browser
+    _emulate(d, 390, False)
+    for url in _board_pages(committed_site, server):
+        d.get(url)
+        o = d.execute_script(_RANKED_JS)
+        assert "2/255" in o["label"], o
+        assert 0 <= o["head"][0] and o["head"][1] <= o["vw"], f"{url}: ranked column off screen: {o}"
+        assert o["scrolled"] > 0, f"{url}: the table does not scroll at 390 px, so this checks nothing: {o}"
+        assert o["rank"][0] >= o["left"] - 1 and o["model"][0] >= o["rank"][1] - 1 and o["model"][1] < o["vw"], o
+
+
+_STUDY_TABLES_JS = """
+document.querySelectorAll('main details').forEach(x => x.open = true);
+const out = [];
+let n = 0;
+for (const t of document.querySelectorAll('main table')) {
+  const sc = t.parentElement, name = t.caption ? t.caption.textContent.slice(0, 60) : t.className;
+  if (!sc.classList.contains('scroll') || !['auto', 'scroll'].includes(getComputedStyle(sc).overflowX)) {
+    out.push(name + ': not in a scroll container'); continue;
+  }
+  n++;
+  // the cells of the first column (a row under a rowspan starts further right)
+  const cells = Array.from(t.rows).map(r => r.cells[0]).filter(c => c && c.colSpan === 1 && c.offsetLeft < 2);
+  const loose = cells.filter(c => getComputedStyle(c).position !== 'sticky');
+  if (loose.length) out.push(name + ': first column not sticky (' + loose.length + ' cells)');
+  const box = sc.getBoundingClientRect();
+  sc.scrollLeft = sc.scrollWidth;
+  for (const c of cells.slice(0, 3)) {
+    const r = c.getBoundingClientRect();
+    if (r.left < box.left - 1) out.push(name + ': first column scrolls away');
+    if (sc.scrollWidth > sc.clientWidth && r.width > 0.6 * sc.clientWidth) out.push(name + ': first column is ' + Math.round(r.width) + ' px wide');
+  }
+}
+return [n, out];
+"""
+
+
+def test_study_pages_are_usable_on_a_phone(committed_site, browser):
+    pages = sorted((REPO / "site" / "studies").glob("*.html"))
+    assert len(pages) >= 3
+    d = browser
+    _emulate(d, 390, False)
+    problems = []
+    for page in pages:
+        d.get(f"{committed_site}/studies/{page.name}")
+        n, found = d.execute_script(_STUDY_TABLES_JS)
+        o = d.execute_script(_OVERFLOW_JS)
+        problems += [f"{page.name}: {p}" for p in found]
+        if o["page"] > 0 or o["bad"]:
+            problems.append(f"{page.name} overflows the page by {o['page']} px: {o['bad']}")
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_number_has_an_interval_or_a_unit(committed_site, browser):
+    d = browser
+    _emulate(d, 1400, False)
+    d.get(f"{committed_site}/breastmnist/index.html")
+    cells = d.execute_script(
+        "const t = document.querySelector('table.board'), h = Array.from(t.tHead.rows[0].cells);"
+        "const col = k => h.findIndex(c => c.dataset.col === k);"
+        "return ['auc', 'corr'].map(k => [h[col(k)].textContent, h[col(k)].title,"
+        " Array.from(t.tBodies[0].rows).map(r => r.cells[col(k)].querySelectorAll('small').length)]);")
+    (auc_head, _, auc_ci), (corr_head, corr_title, corr_ci) = cells
+    assert "(%)" in auc_head and auc_ci and all(auc_ci)  # every committed result holds the AUC's interval
+    assert "(%)" in corr_head and "no interval computed" in corr_title and not any(corr_ci)
+    d.get(f"{committed_site}/breastmnist/Baseline_ResNet8_PGDAT.html")
+    corr = d.find_element(By.CSS_SELECTOR, "section[aria-labelledby='corr']").text
+    assert "BE (ratio)" in corr and "rBE (ratio)" in corr and "ratios without a unit" in corr
+
+
+def test_home_lists_datasets_with_results_first(committed_site, browser):
+    d = browser
+    for width in (390, 1400):
+        _emulate(d, width, False)
+        d.get(f"{committed_site}/index.html")
+        rows = d.execute_script("return Array.from(document.querySelectorAll('table.datasets tbody tr'))"
+                                ".map(r => +r.cells[6].textContent)")
+        waiting = d.find_element(By.CSS_SELECTOR, "details.none-yet")
+        assert rows and all(n > 0 for n in rows)  # every row has results, with the count
+        assert f"{18 - len(rows)} datasets have no results yet" in waiting.text
+        assert waiting.size["height"] < 40, "the datasets without results take more than one line"
+        waiting.find_element(By.TAG_NAME, "summary").click()
+        assert len(waiting.find_elements(By.CSS_SELECTOR, "p a[href$='/index.html']")) == 18 - len(rows)
+        assert "no results yet" not in d.find_element(By.CSS_SELECTOR, "table.datasets").text

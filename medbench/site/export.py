@@ -75,7 +75,7 @@ def row_record(row: Row, track: Track | None) -> dict:
             if t in row.best_known else None}
         for t, a in sorted(res.adversarial.items())}
     ch = chance_level(row.dataset)
-    status = {"clean": chance_status(row.clean_ba, *row.clean_ci, ch),
+    status = {"clean": chance_status(row.clean_ba, *row.clean_ci(), ch),
               **{t: chance_status(*row.robust(t), ch) for t in sorted(res.adversarial)}}
     rec["at_chance"], rec["below_chance"] = ({k: v == s for k, v in status.items()} for s in ("at", "below"))
     p = res.provenance
@@ -149,7 +149,7 @@ def csv_part(board: DatasetBoard) -> dict:
     for t in board.tracks:
         for r in t.rows:
             res, rep = r.result, (r.entry.reported if r.entry else None)
-            lo, hi = r.clean_ci
+            lo, hi = r.clean_ci()
             vals = [r.dataset, t.size, t.protocol, r.rank, r.group, r.model_id,
                     ";".join(f.code for f in r.flags), r.clean_ba, lo, hi,
                     res.clean.accuracy if res.clean else None, r.clean_auc, r.corruption_ba,

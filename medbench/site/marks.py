@@ -37,7 +37,7 @@ def chance_status(value: float | None, low: float | None, high: float | None, ch
 def headline(row, track) -> tuple[float | None, float | None, float | None]:
     """(value, low, high) of the number the track ranks by."""
     if track.rank_by == "clean":
-        return (row.clean_ba, *row.clean_ci)
+        return (row.clean_ba, *row.clean_ci())
     return row.robust(track.rank_by)
 
 

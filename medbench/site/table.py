@@ -59,10 +59,10 @@ class Row:
         r = self.result
         return r.clean.balanced_accuracy if r and r.clean else None
 
-    @property
-    def clean_ci(self) -> tuple[float | None, float | None]:
+    def clean_ci(self, metric: str = "balanced_accuracy") -> tuple[float | None, float | None]:
+        """The 95% interval of a clean metric (``balanced_accuracy``, ``accuracy``, ``auc``), or Nones."""
         r = self.result
-        ci = r.clean.ci.get("balanced_accuracy") if r and r.clean else None
+        ci = r.clean.ci.get(metric) if r and r.clean else None
         return (ci.low, ci.high) if ci else (None, None)
 
     @property
@@ -266,7 +266,7 @@ def _rank_track(track: Track, all_results: list[EvaluationResult]) -> None:
     if track.rank_by == "clean":
         for r in candidates:
             if r.clean_ba is not None:
-                lo, hi = r.clean_ci
+                lo, hi = r.clean_ci()
                 items.append(RankItem(r.model_id, r.clean_ba, lo, hi))
         track.tie_note = ("Tie groups: entries whose 95% bootstrap intervals of clean balanced accuracy overlap the "
                           "group leader's (per-example test labels are not stored in the results).")

@@ -603,3 +603,30 @@ def test_home_lists_datasets_with_results_first(committed_site, browser):
         waiting.find_element(By.TAG_NAME, "summary").click()
         assert len(waiting.find_elements(By.CSS_SELECTOR, "p a[href$='/index.html']")) == 18 - len(rows)
         assert "no results yet" not in d.find_element(By.CSS_SELECTOR, "table.datasets").text
+
+
+def test_model_page_shows_calibration_figures_clean_and_corrupted(committed_site, browser):
+    """Protocol 4 results: the reliability diagram and the risk-coverage curve, clean and corrupted on one figure
+    each, visible and inside the page at phone and desktop widths; the board's calibration columns start hidden."""
+    d = browser
+    page = f"{committed_site}/breastmnist/Baseline_ResNet8_PGDAT.html"
+    for width in (390, 1400):
+        _emulate(d, width, False)
+        d.get(page)
+        section = d.find_elements(By.CSS_SELECTOR, "section[aria-labelledby='cal']")
+        if not section:
+            pytest.skip("the committed result has no calibration (protocol < 4)")
+        figures = section[0].find_elements(By.CSS_SELECTOR, "figure svg")
+        assert len(figures) == 2
+        vw = d.execute_script("return document.documentElement.clientWidth")
+        for svg in figures:
+            box = d.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.right, r.height]", svg)
+            assert box[2] > 100 and box[0] >= -1 and box[1] <= vw + 1, (width, box)
+        legends = [t.get_attribute("textContent") for t in figures[1].find_elements(By.CSS_SELECTOR, "text.legend")]
+        assert legends[:2] == ["clean", "corrupted (all copies)"]
+        assert "ECE" in section[0].text and "temperature" in section[0].text.lower()
+    d.get(f"{committed_site}/breastmnist/index.html")
+    hidden = d.execute_script("return Array.from(document.querySelectorAll('table.board th[data-col=ece]'))"
+                              ".map(th => th.offsetParent === null)")
+    assert hidden and all(hidden)
+    assert [e for e in d.get_log("browser") if e["level"] == "SEVERE"] == []

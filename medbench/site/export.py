@@ -30,6 +30,10 @@ def _errors(cor) -> dict:
             "per_corruption_errors": {k: {"be": be, "rbe": rbe} for k, (be, rbe) in err["per_corruption"].items()}}
 
 
+def _calibration(section) -> dict | None:  # protocol 4+: ECE, Brier, NLL, AURC, selective accuracy, with intervals
+    return section.calibration.model_dump(mode="json") if section.calibration else None
+
+
 def row_record(row: Row, track: Track | None) -> dict:
     """The API record of one row (registry labels + the result's numbers + provenance)."""
     e, res, lr = row.entry, row.result, row.loaded
@@ -52,7 +56,7 @@ def row_record(row: Row, track: Track | None) -> dict:
     clean = res.clean
     rec["clean"] = None if clean is None else {
         "n": clean.n, "balanced_accuracy": clean.balanced_accuracy, "accuracy": clean.accuracy, "auc": clean.auc,
-        "ci": {k: [v.low, v.high] for k, v in sorted(clean.ci.items())}}
+        "ci": {k: [v.low, v.high] for k, v in sorted(clean.ci.items())}, "calibration": _calibration(clean)}
     cor = res.corruptions
     rec["corruptions"] = None if cor is None else {
         "suite": cor.suite, "balanced_accuracy": cor.balanced_accuracy, "auc": cor.auc,
@@ -61,14 +65,15 @@ def row_record(row: Row, track: Track | None) -> dict:
         "reference_model": cor.reference_model, "be_defined": cor.be_defined, "be_undefined": cor.be_undefined,
         "rbe_defined": cor.rbe_defined, "rbe_undefined": cor.rbe_undefined,
         "rbe_min_reference_gap": cor.rbe_min_reference_gap, "be_rbe_note": cor.be_rbe_note,
-        "relative_errors": [r.model_dump(mode="json") for r in cor.relative_errors]}
+        "relative_errors": [r.model_dump(mode="json") for r in cor.relative_errors],
+        "calibration": {k: v.model_dump(mode="json") for k, v in (cor.calibration or {}).items()} or None}
     rec["adversarial"] = {
         t: {"robust_balanced_accuracy": a.robust_balanced_accuracy,
             "ci": [a.robust_balanced_accuracy_ci.low, a.robust_balanced_accuracy_ci.high]
             if a.robust_balanced_accuracy_ci else None,
             "robust_accuracy": a.robust_accuracy, "auc_under_attack": a.auc_under_attack,
             "clean_balanced_accuracy_on_subset": a.clean_balanced_accuracy,
-            "subset_n": a.subset.n, "subset_sha256": a.subset.indices_sha256,
+            "subset_n": a.subset.n, "subset_sha256": a.subset.indices_sha256, "calibration": _calibration(a),
             "attacks": a.config.attacks, "norm": a.config.norm, "eps": a.config.eps,
             # AutoAttack lowered by the verified attack records, each source with its provenance
             "best_known": row.best_known[t].model_dump(mode="json", exclude={"threat", "robust_flags", "broken_by"})
@@ -120,7 +125,8 @@ def join_record_lines(lines: list[str], medbench_version: str) -> str:
 
 CSV_COLUMNS = ["dataset", "size", "protocol_version", "rank", "tie_group", "model_id", "flags",
                "clean_balanced_accuracy", "clean_balanced_accuracy_ci_low", "clean_balanced_accuracy_ci_high",
-               "clean_accuracy", "clean_auc", "corruption_balanced_accuracy", "relative_robustness"]
+               "clean_accuracy", "clean_auc", "corruption_balanced_accuracy", "relative_robustness",
+               "clean_ece", "clean_ece_ci_low", "clean_ece_ci_high", "corrupted_ece", "clean_aurc"]
 
 # Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -153,7 +159,7 @@ def csv_part(board: DatasetBoard) -> dict:
             vals = [r.dataset, t.size, t.protocol, r.rank, r.group, r.model_id,
                     ";".join(f.code for f in r.flags), r.clean_ba, lo, hi,
                     res.clean.accuracy if res.clean else None, r.clean_auc, r.corruption_ba,
-                    res.corruptions.relative_robustness if res.corruptions else None]
+                    res.corruptions.relative_robustness if res.corruptions else None, *r.calibration_numbers()]
             for th in threats:
                 vals += list(r.robust(th))
             vals += [r.architecture, r.method, r.extra_data, r.venue,

@@ -66,12 +66,8 @@ def top_group(board) -> Top | None:
 
 
 def corruption_errors(cor) -> dict:
-    """BE and rBE where the record marks them defined; nothing otherwise.
-
-    Records of protocol 2 and later list every corruption's BE / rBE in ``relative_errors`` (None
-    with the reason where undefined, e.g. a reference whose corrupted error barely exceeds its clean
-    error). Older records carry no such list and their rBE can explode, so nothing is shown.
-    """
+    """BE and rBE where the record marks them defined (protocol 2+ lists each corruption's in ``relative_errors``,
+    None with the reason where undefined); nothing for older records, whose rBE can explode."""
     out = {"be": None, "rbe": None, "per_corruption": {}, "undefined": {}}
     per = getattr(cor, "relative_errors", None) if cor is not None else None
     if not per:
@@ -91,12 +87,8 @@ def corruption_errors(cor) -> dict:
 _THREAT = re.compile(r"\b(Linf|L2)[- ](\d[\d./]*)")
 
 
+@functools.lru_cache(maxsize=4096)  # (a few distinct texts, on every row of every page)
 def threat_label(text) -> str:
     """One spelling of threats on every page: "Linf-2/255" -> "L∞ 2/255", "L2-0.25" -> "L2 0.25"."""
-    return _threat_label(str(text))
-
-
-@functools.lru_cache(maxsize=4096)  # (a few distinct texts, on every row of every page)
-def _threat_label(text: str) -> str:
-    text = _THREAT.sub(lambda m: ("L∞" if m.group(1) == "Linf" else "L2") + " " + m.group(2), text)
+    text = _THREAT.sub(lambda m: ("L∞" if m.group(1) == "Linf" else "L2") + " " + m.group(2), str(text))
     return re.sub(r"\bLinf\b", "L∞", text)

@@ -1,11 +1,7 @@
 """What the site says besides the numbers: task labels, the repository and the data's date."""
 
-TASK_LABEL = {
-    "multi-class": "multi-class",
-    "binary-class": "binary",
-    "multi-label, binary-class": "multi-label",
-    "ordinal-regression": "ordinal",
-}
+TASK_LABEL = {"multi-class": "multi-class", "binary-class": "binary", "multi-label, binary-class": "multi-label",
+              "ordinal-regression": "ordinal"}
 
 
 # The project's public repository: the one place the site's repository, pull-request and citation

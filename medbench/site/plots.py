@@ -5,13 +5,10 @@ from __future__ import annotations
 from markupsafe import Markup
 
 from .. import svg
+from ..calibration.figures import calibration_figures
 from ..schema.result import EvaluationResult
 from .marks import chance_level, threat_label
 from .table import Track
-
-
-def chance(dataset: str) -> float:
-    return chance_level(dataset)
 
 
 def _point_class(method: str) -> str:
@@ -31,7 +28,7 @@ def track_scatters(track: Track) -> list[Markup]:
         if pts:
             out.append(svg.scatter(pts, xlabel="clean balanced accuracy (%)", ylabel=ylabel,
                                    title=f"{track.dataset}: clean vs {threat_label(name)} balanced accuracy, {len(pts)} models",
-                                   chance=chance(track.dataset)))
+                                   chance=chance_level(track.dataset)))
     return out
 
 
@@ -40,9 +37,9 @@ def _eps_label(x: float) -> str:
 
 
 def model_figures(res: EvaluationResult) -> dict[str, Markup]:
-    """Heatmap, eps curves (APGD-CE, FGSM), noise curve and per-class recall bars, where measured."""
+    """Heatmap, eps curves (APGD-CE, FGSM), noise curve, per-class recall bars and calibration, where measured."""
     figs: dict[str, Markup | None] = dict.fromkeys(("heatmap", "eps", "noise", "recall"))
-    ch = chance(res.dataset)
+    ch = chance_level(res.dataset)
     if res.corruptions and res.corruptions.cells:
         rows = list(dict.fromkeys(c.corruption for c in res.corruptions.cells))
         cols = sorted({c.severity for c in res.corruptions.cells})
@@ -73,4 +70,4 @@ def model_figures(res: EvaluationResult) -> dict[str, Markup]:
         names = list(res.clean.per_class_recall)
         figs["recall"] = svg.bars(names, [res.clean.per_class_recall[n] for n in names],
                                   title="clean recall per class (%)", chance=None)
-    return figs
+    return {**figs, **calibration_figures(res)}

@@ -70,6 +70,12 @@ class Row:
         r = self.result
         return r.clean.auc if r and r.clean else None
 
+    def calibration_numbers(self) -> list[float | None]:
+        """Clean ECE with its interval, ECE on every corrupted copy, clean AURC (Nones before protocol 4)."""
+        r = self.result
+        c, k = (r.clean.calibration if r and r.clean else None), (r.corruptions.calibration if r and r.corruptions else None)
+        return [c.ece.value, c.ece.ci.low, c.ece.ci.high, k["all"].ece.value if k else None, c.aurc.value] if c else [None] * 5
+
     @property
     def corruption_ba(self) -> float | None:
         r = self.result

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import MedbenchError
 from .onnx_graph import GraphSummary, OnnxLimits, check_graph, read_onnx
-from .torchvision_shim import without_torchvision
+from .torchvision_shim import import_without_torchvision
 
 __all__ = ["PARITY_ATOL", "PARITY_IMAGES", "OnnxConversionError", "OnnxParityError", "check_parity", "convert_onnx",
            "import_onnx2torch", "load_onnx_model", "onnxruntime_difference"]
@@ -36,17 +36,8 @@ class OnnxParityError(MedbenchError, ValueError):
 
 def import_onnx2torch() -> types.ModuleType:
     """``import onnx2torch`` without importing torchvision (its NMS and RoiAlign converters need it)."""
-    import sys
-
-    if "onnx2torch" in sys.modules:
-        return sys.modules["onnx2torch"]
-    with without_torchvision():
-        try:
-            import onnx2torch
-        except ImportError as exc:
-            raise MedbenchError(f"ONNX models need onnx2torch ({exc}); install medbench again "
-                                "(`pip install -e .`).") from None
-    return onnx2torch
+    return import_without_torchvision("onnx2torch", "ONNX models need onnx2torch; install medbench again "
+                                                    "(`pip install -e .`)")
 
 
 def convert_onnx(proto) -> nn.Module:

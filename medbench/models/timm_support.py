@@ -19,7 +19,6 @@ timm is imported inside :func:`medbench.models.torchvision_shim.without_torchvis
 from __future__ import annotations
 
 import difflib
-import sys
 import types
 from typing import Annotated, Literal
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from ..errors import MedbenchError
 from .kwargs import ArchitectureKwargs
-from .torchvision_shim import TorchvisionUnavailable, without_torchvision  # noqa: F401  (re-exported)
+from .torchvision_shim import TorchvisionUnavailable, import_without_torchvision, without_torchvision  # noqa: F401  (re-exported)
 
 PREFIX = "timm/"
 MAX_TIMM_PARAMETERS = 50_000_000  # a CPU benchmark; medbench.submission.static caps submissions further
@@ -107,15 +106,8 @@ class UnknownTimmModelError(MedbenchError, KeyError):
 
 def import_timm() -> types.ModuleType:
     """``import timm`` without importing torchvision (see the module docstring)."""
-    if "timm" in sys.modules:
-        return sys.modules["timm"]
-    with without_torchvision():
-        try:
-            import timm
-        except ImportError as exc:
-            raise MedbenchError(f"timm architectures need the timm package ({exc}); install it with "
-                                "`pip install timm`.") from None
-    return timm
+    return import_without_torchvision("timm", "timm architectures need the timm package; install it with "
+                                              "`pip install timm`")
 
 
 # ----------------------------------------------------------------------------- names and kwargs

@@ -12,6 +12,7 @@ the context does nothing and the package uses it as it is.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -20,7 +21,7 @@ from typing import Iterator
 
 from ..errors import MedbenchError
 
-__all__ = ["TorchvisionUnavailable", "without_torchvision"]
+__all__ = ["TorchvisionUnavailable", "without_torchvision", "import_without_torchvision"]
 
 
 class TorchvisionUnavailable(MedbenchError, RuntimeError):
@@ -81,3 +82,15 @@ def without_torchvision() -> Iterator[None]:
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             if isinstance(sys.modules[name], _PlaceholderModule):
                 del sys.modules[name]
+
+
+def import_without_torchvision(name: str, install_hint: str) -> types.ModuleType:
+    """``import name`` inside :func:`without_torchvision` (once per process); a :class:`MedbenchError` ending
+    with ``install_hint`` when the package is missing."""
+    if name in sys.modules:
+        return sys.modules[name]
+    with without_torchvision():
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            raise MedbenchError(f"{install_hint} ({exc})") from None

@@ -13,6 +13,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from medbench import calibration, metrics
 from medbench.calibration import metrics as cm
+from medbench.calibration import plots as calplots
 from tests.conftest import need_real
 
 BINARY, MULTICLASS, ORDINAL = "binary-class", "multi-class", "ordinal-regression"
@@ -349,13 +350,13 @@ def test_plots_draw_every_condition_to_svg(tmp_path):
                 for name, p in conditions.items()}
     curves = {name: calibration.risk_coverage_curve(labels, p, MULTICLASS)
               for name, p in conditions.items()}
-    for path in (calibration.plot_reliability(diagrams, tmp_path / "rel.svg"),
-                 calibration.plot_risk_coverage(curves, tmp_path / "rc.svg")):
+    for path in (calplots.plot_reliability(diagrams, tmp_path / "rel.svg"),
+                 calplots.plot_risk_coverage(curves, tmp_path / "rc.svg")):
         text = path.read_text()
         assert text.lstrip().startswith("<?xml") and "<svg" in text
         assert "clean" in text and "gaussian noise, severity 3" in text
     with pytest.raises(ValueError, match="Nothing to plot"):
-        calibration.plot_risk_coverage({}, tmp_path / "empty.svg")
+        calplots.plot_risk_coverage({}, tmp_path / "empty.svg")
 
 
 def test_importing_calibration_imports_neither_torchmetrics_nor_torchvision():

@@ -35,10 +35,10 @@ ATTACK_KINDS = ("Linf", "L2", "curves")
 
 # medbench source files (relative to the package; a trailing "/" is a whole folder) whose code
 # computes each kind of cell. Shared: model building and loading, data, metrics, inference, the
-# checks, the protocol files, the result schema, and this package's cell computation.
+# checks, the protocol files, the result schema, calibration (protocol 4+), and this package's cell computation.
 COMMON_SOURCES = (
     "evaluate.py", "engine.py", "inference.py", "metrics.py", "data.py", "models/", "checks.py",
-    "protocol.py", "paths.py", "download.py", "safe_yaml.py", "zoo/", "schema/", "protocols/",
+    "protocol.py", "paths.py", "download.py", "safe_yaml.py", "zoo/", "schema/", "protocols/", "calibration/",
     "matrix/compute.py", "matrix/assemble.py",
 )
 SOURCES: dict[str, tuple[str, ...]] = {

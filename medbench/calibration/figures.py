@@ -40,13 +40,15 @@ def calibration_figures(result) -> dict[str, Markup]:
                                  [(i, c) for i, c in enumerate(rel.confidence) if c is not None]))
     figs["reliability"] = svg.line_chart(
         [str(i + 1) for i in range(bins)], series,
-        xlabel=f"bin of the calibrated probability (equal mass: 1/{bins} of the images each), lowest to highest",
+        xlabel=f"probability bin, low to high (1/{bins} of the images each)",
         ylabel="rate (%)", chance=None,
         title="reliability: observed rate vs mean confidence per bin (calibrated: the two lines meet)")
     coverage = conditions[0][1].risk_coverage.coverage
+    shown = [i for i, c in enumerate(coverage) if abs(c * 10 - round(c * 10)) < 1e-9]  # 0.1, 0.2, ..., 1 (readable)
     figs["risk_coverage"] = svg.line_chart(
-        [f"{c:g}" for c in coverage],
-        [svg.Series(name, f"k{k}", list(enumerate(cal.risk_coverage.risk))) for k, (name, cal) in enumerate(conditions)],
-        xlabel="coverage: share of the most confident images kept", ylabel="error rate (%)", chance=None,
+        [f"{coverage[i]:g}" for i in shown],
+        [svg.Series(name, f"k{k}", [(j, cal.risk_coverage.risk[i]) for j, i in enumerate(shown)])
+         for k, (name, cal) in enumerate(conditions)],
+        xlabel="coverage (most confident share kept)", ylabel="error rate (%)", chance=None,
         title="risk-coverage: error rate of the images kept as the least confident are set aside")
     return figs

@@ -372,13 +372,13 @@ def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num
     """
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
-    with _one_blas_thread():
+    with one_blas_thread():
         return _bootstrap_ba(labels, predictions, num_classes, n_resamples, seed)
 
 
-def _one_blas_thread():
-    """Small float32 products run fastest on one BLAS thread (several threads on a busy machine were
-    ~10x slower); the sums are exact integers, so the result does not depend on it."""
+def one_blas_thread():
+    """A context with one BLAS thread. Small float32 products run fastest so (several threads on a busy machine
+    were ~10x slower), and float64 sums then come out the same whatever the machine's thread count."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - scikit-learn brings it

@@ -66,6 +66,14 @@ def calibration_summary(labels: np.ndarray, logits: np.ndarray, task: str, *, n_
     """
     if (val_logits is None) != (val_labels is None):
         raise ValueError("Temperature scaling needs both val_logits and val_labels (or neither).")
+    with metrics.one_blas_thread():  # BLAS sums in another order would change the last digits
+        return _summary(labels, logits, task, n_bins=n_bins, val_logits=val_logits, val_labels=val_labels,
+                        temperature=temperature, groups=groups, seed=seed, n_resamples=n_resamples,
+                        coverage=coverage, level=level)
+
+
+def _summary(labels, logits, task, *, n_bins, val_logits, val_labels, temperature, groups, seed, n_resamples,
+             coverage, level) -> CalibrationMetrics:
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     options = dict(n_bins=n_bins, coverage=coverage, n_resamples=n_resamples, seed=seed,
                    level=level, groups=groups)

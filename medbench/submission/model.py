@@ -34,15 +34,9 @@ def load_checked_model(report: Report, entry: ModelEntry, *, folder: Path | None
     if n is None:
         report.skip("weights", "download", "skipped: fix the architecture or its size first (nothing was downloaded)")
         return None
-    label = f"{entry.id} ({entry.dataset})"
-    try:
-        path = fetch_weights(entry.weights, folder=folder, label=label)
-    except WeightsUnavailableError as exc:
-        _report_fetch_failure(report, entry, exc)
+    path = fetch_reported(report, entry, folder)
+    if path is None:
         return None
-    report.add("weights", "reachable", True, f"downloaded from {entry.weights.sources[0].describe()}")
-    report.add("weights", "sha256 and size", True,
-               f"sha256 {entry.weights.sha256[:16]}... and {entry.weights.size_bytes} bytes match")
     try:
         state = read_safetensors(path)
     except WeightsError as exc:
@@ -119,6 +113,20 @@ def _check_architecture(report: Report, entry: ModelEntry) -> int | None:
 def _describe(exc: BaseException) -> str:
     text = str(exc) if isinstance(exc, (MedbenchError, ValueError)) else f"{type(exc).__name__}: {exc}"
     return text if len(text) <= 500 else text[:500] + "..."
+
+
+def fetch_reported(report: Report, entry: ModelEntry, folder: Path | None) -> Path | None:
+    """Fetch ``entry``'s pinned weights file (safetensors or ONNX), recording in ``report`` where it came from and
+    that its sha256 and size match; None (with every source's failure recorded) when no source served it."""
+    try:
+        path = fetch_weights(entry.weights, folder=folder, label=f"{entry.id} ({entry.dataset})")
+    except WeightsUnavailableError as exc:
+        _report_fetch_failure(report, entry, exc)
+        return None
+    report.add("weights", "reachable", True, f"downloaded from {entry.weights.sources[0].describe()}")
+    report.add("weights", "sha256 and size", True,
+               f"sha256 {entry.weights.sha256[:16]}... and {entry.weights.size_bytes} bytes match")
+    return path
 
 
 def _report_fetch_failure(report: Report, entry: ModelEntry, exc: WeightsUnavailableError) -> None:

@@ -12,7 +12,6 @@ from ..errors import MedbenchError
 from ..models.onnx_convert import PARITY_ATOL, PARITY_IMAGES, OnnxConversionError, convert_onnx, onnxruntime_difference
 from ..models.onnx_graph import OnnxGraphError, check_graph, read_onnx
 from ..schema.entry import ModelEntry
-from ..zoo import WeightsUnavailableError, fetch_weights
 from .report import Report
 
 EXPORT_FIX = ("Export the model with `medbench submission prepare` (torch.onnx.export, standard ops, one "
@@ -25,17 +24,12 @@ def load_checked_onnx(report: Report, entry: ModelEntry, *, folder: Path | None 
 
     ``folder``: where a bundled (local) file lives (``--local`` runs only). Returns the model (eval mode) or None.
     """
-    from .model import _report_fetch_failure
+    from .model import fetch_reported
     from .static import MAX_PARAMETERS
 
-    try:
-        path = fetch_weights(entry.weights, folder=folder, label=f"{entry.id} ({entry.dataset})")
-    except WeightsUnavailableError as exc:
-        _report_fetch_failure(report, entry, exc)
+    path = fetch_reported(report, entry, folder)
+    if path is None:
         return None
-    report.add("weights", "reachable", True, f"found at {entry.weights.sources[0].describe()}")
-    report.add("weights", "sha256 and size", True,
-               f"sha256 {entry.weights.sha256[:16]}... and {entry.weights.size_bytes} bytes match")
     spec = get_spec(entry.dataset)
     try:
         proto = read_onnx(path)
